@@ -1,0 +1,93 @@
+"""The error envelope ``{"code","message","details"}`` for every error the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from commands.errors import Conflict, DomainError, InvalidCommand, NotFound
+
+log = structlog.get_logger(__name__)
+
+DOMAIN_STATUS: dict[type[DomainError], int] = {InvalidCommand: 422, NotFound: 404, Conflict: 409}
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """An error raised at the edge (auth, dependencies) with its status and stable code."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = details or {}
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> ORJSONResponse:
+    return ORJSONResponse({"code": code, "message": message, "details": details or {}}, status_code=status,
+                          headers=headers)
+
+
+def _domain_status(exc: DomainError) -> int:
+    for kind, status in DOMAIN_STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+async def _on_domain_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, DomainError)
+    return error_response(_domain_status(exc), exc.code, exc.message, exc.details)
+
+
+async def _on_api_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _on_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"location": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "message": e.get("msg")}
+        for e in exc.errors()
+    ]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return error_response(400, "MALFORMED_BODY", "the request body is not valid JSON", {"errors": errors})
+    return error_response(422, "VALIDATION_FAILED", "the request did not pass validation", {"errors": errors})
+
+
+async def _on_http_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("api.unhandled_error", error=repr(exc))
+    return error_response(500, "INTERNAL_ERROR", "an unexpected error occurred; it has been logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,66 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.errors import error_response
+from api.resources import Resources, ResourcesDep
+
+router = APIRouter(tags=["operations"])
+
+Check = Callable[[], Awaitable[object]]
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving."""
+    return {"status": "alive"}
+
+
+def _checks(res: Resources) -> dict[str, Check]:
+    timeout = res.settings.api.readiness_timeout_s
+
+    async def search() -> None:
+        if not await res.es.ping():
+            raise ConnectionError("elasticsearch did not answer ping")
+
+    checks: dict[str, Check] = {
+        "kafka": res.publisher.check_reachable,
+        "redis": res.redis.ping,
+        "elasticsearch": search,
+    }
+    for database in res.pools.databases:
+        checks[f"postgres:{database}"] = lambda db=database: res.pools.check_reachable(db, timeout)
+    return checks
+
+
+async def _probe(check: Check, timeout_s: float) -> str | None:
+    try:
+        await asyncio.wait_for(check(), timeout_s)
+        return None
+    except Exception as exc:  # noqa: BLE001 — any failure means "not ready"; its text is reported
+        return repr(exc) or type(exc).__name__
+
+
+@router.get("/readyz")
+async def readyz(res: ResourcesDep) -> ORJSONResponse:
+    """Every dependency answers now; 503 names the ones that do not."""
+    checks = _checks(res)
+    timeout = res.settings.api.readiness_timeout_s
+    results = await asyncio.gather(*(_probe(c, timeout) for c in checks.values()))
+    failures = {name: error for name, error in zip(checks, results, strict=True) if error is not None}
+    if failures:
+        return error_response(503, "NOT_READY", f"unavailable: {', '.join(sorted(failures))}",
+                              {"down": sorted(failures), "errors": failures})
+    return ORJSONResponse({"status": "ready", "checks": {name: "up" for name in checks}})
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

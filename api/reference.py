@@ -1,0 +1,67 @@
+"""Reference data: areas. Admin creates them (command); anyone lists them (query)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from api.auth import require_admin
+from api.commands import append
+from api.errors import ApiError
+from api.resources import ResourcesDep
+from commands.reference import CreateArea, KnownAreas, create_area
+from infra.postgres.reference_views import AreaView, existing_area_ids, get_area, list_areas
+
+router = APIRouter(tags=["reference"])
+admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class AreaOut(CamelModel):
+    id: int
+    name: str
+    level: str
+    parent_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: AreaView) -> AreaOut:
+        return cls(id=view.id, name=view.name, level=view.level, parent_id=view.parent_id, created_at=view.created_at)
+
+
+class AreaAccepted(CamelModel):
+    area_id: int
+    event_id: str
+
+
+@admin_router.post("/api/v1/admin/areas", status_code=202, response_model=AreaAccepted, response_model_by_alias=True)
+async def post_area(cmd: CreateArea, request: Request, response: Response, res: ResourcesDep) -> AreaAccepted:
+    """Create an area; it appears in queries once projected (202 + Location)."""
+    wanted = [cmd.area_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
+    known = KnownAreas(await existing_area_ids(res.pools, wanted))
+    event = create_area(cmd, known)
+    envelope = await append(res, request, event, aggregate_version=1)
+    response.headers["Location"] = f"/api/v1/areas/{cmd.area_id}"
+    return AreaAccepted(area_id=cmd.area_id, event_id=str(envelope.event_id))
+
+
+@router.get("/api/v1/areas", response_model=list[AreaOut], response_model_by_alias=True)
+async def get_areas(
+    res: ResourcesDep, parent_id: Annotated[int | None, Query(alias="parentId")] = None
+) -> list[AreaOut]:
+    return [AreaOut.of(a) for a in await list_areas(res.pools, parent_id=parent_id)]
+
+
+@router.get("/api/v1/areas/{area_id}", response_model=AreaOut, response_model_by_alias=True)
+async def get_one_area(area_id: int, res: ResourcesDep) -> AreaOut:
+    area = await get_area(res.pools, area_id)
+    if area is None:
+        raise ApiError(404, "AREA_NOT_FOUND", f"no area {area_id}", {"areaId": area_id})
+    return AreaOut.of(area)

@@ -1,0 +1,62 @@
+"""The adapters the API holds for its lifetime, opened at start and closed at stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from elasticsearch import AsyncElasticsearch
+from elasticsearch import ConnectionError as SearchConnectionError
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+
+from infra.kafka import EventPublisher
+from infra.postgres.pools import ShardPools
+from infra.redis import LuaScripts, create_redis
+from infra.search import apply_index_templates, create_elasticsearch
+from infra.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    publisher: EventPublisher
+    redis: Redis
+    scripts: LuaScripts
+    pools: ShardPools
+    es: AsyncElasticsearch
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Resources:
+        publisher = EventPublisher(settings.kafka)
+        await publisher.start()
+        redis = create_redis(settings.redis)
+        scripts = LuaScripts(redis)
+        await scripts.preload(redis)
+        pools = ShardPools(settings.postgres)
+        await pools.start()
+        es = create_elasticsearch(settings.elasticsearch)
+        try:
+            await apply_index_templates(es, settings.elasticsearch)
+        except SearchConnectionError as exc:
+            # Search is the one store the API can live without (queries fall back to
+            # Postgres); /readyz reports it and the worker applies templates when it is back.
+            log.warning("api.search_unavailable_at_start", error=repr(exc))
+        return cls(settings, publisher, redis, scripts, pools, es)
+
+    async def close(self) -> None:
+        await self.publisher.stop()
+        await self.redis.aclose()
+        await self.pools.stop()
+        await self.es.close()
+
+
+def resources(request: Request) -> Resources:
+    res: Resources = request.app.state.resources
+    return res
+
+
+ResourcesDep = Annotated[Resources, Depends(resources)]

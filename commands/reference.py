@@ -1,0 +1,54 @@
+"""Commands on reference data: creating areas."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from commands.errors import Conflict, InvalidCommand
+from events.reference import AreaCreated, AreaLevel
+
+# Administrative division codes are six digits (e.g. 310000 Shanghai).
+AREA_CODE_MIN = 100000
+AREA_CODE_MAX = 999999
+AREA_NAME_MAX_LENGTH = 64
+
+
+class CreateArea(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    area_id: int = Field(ge=AREA_CODE_MIN, le=AREA_CODE_MAX)
+    name: str = Field(min_length=1, max_length=AREA_NAME_MAX_LENGTH)
+    level: AreaLevel
+    parent_id: int | None = Field(default=None, ge=AREA_CODE_MIN, le=AREA_CODE_MAX)
+
+
+class KnownAreas:
+    """What the decision needs to know about existing areas (answered by the read side)."""
+
+    def __init__(self, existing_ids: set[int]):
+        self._existing = existing_ids
+
+    def exists(self, area_id: int) -> bool:
+        return area_id in self._existing
+
+
+def create_area(cmd: CreateArea, known: KnownAreas) -> AreaCreated:
+    """Decide whether an area may be created; return the fact to append."""
+    name = cmd.name.strip()
+    if not name:
+        raise InvalidCommand("area name is blank", code="AREA_NAME_BLANK")
+    if known.exists(cmd.area_id):
+        raise Conflict(f"area {cmd.area_id} already exists", code="AREA_EXISTS", details={"areaId": cmd.area_id})
+    if cmd.level is AreaLevel.PROVINCE and cmd.parent_id is not None:
+        raise InvalidCommand("a province has no parent area", code="AREA_PARENT_NOT_ALLOWED")
+    # Municipalities (Beijing, Shanghai, ...) are cities without a province above them.
+    if cmd.level is AreaLevel.DISTRICT and cmd.parent_id is None:
+        raise InvalidCommand("a district needs a parent area", code="AREA_PARENT_REQUIRED")
+    if cmd.parent_id is not None and not known.exists(cmd.parent_id):
+        raise InvalidCommand(
+            f"parent area {cmd.parent_id} does not exist",
+            code="AREA_PARENT_UNKNOWN",
+            details={"parentId": cmd.parent_id},
+        )
+    return AreaCreated(area_id=cmd.area_id, name=name, level=cmd.level, parent_id=cmd.parent_id)

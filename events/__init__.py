@@ -1,0 +1,6 @@
+"""Event schemas, the envelope, serialization and upcasters.
+
+Importing the package registers every event type.
+"""
+
+from events import reference as reference

@@ -1,0 +1,162 @@
+"""``damai``: the one command-line entry point (stack, db, serve, worker, seed, run)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from infra.logging import configure_logging
+from infra.settings import Settings, get_settings
+
+app = typer.Typer(help="Damai ticketing: operate the stack, the API and the stream workers.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local PostgreSQL, Redis, Kafka and Elasticsearch.", no_args_is_help=True)
+db_app = typer.Typer(help="Shard databases: schema migrations.", no_args_is_help=True)
+seed_app = typer.Typer(help="Demo data, published through the commands.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(db_app, name="db")
+app.add_typer(seed_app, name="seed")
+
+Services = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka, elasticsearch (default: all)")]
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+@stack_app.command("up")
+def stack_up(services: Services = None) -> None:
+    """Install what is missing, start, wait for health, then create topics and index templates."""
+    from infra import provision, stack
+
+    settings = _settings()
+    started = time.monotonic()
+    stack.up(settings, services)
+    wanted = set(services or stack.SERVICES)
+    if "kafka" in wanted:
+        asyncio.run(provision.create_topics(settings))
+    if "elasticsearch" in wanted:
+        asyncio.run(provision.apply_templates(settings))
+    typer.echo(f"stack up in {time.monotonic() - started:.1f}s")
+    _print_status(settings)
+
+
+@stack_app.command("down")
+def stack_down(services: Services = None) -> None:
+    """Stop the services (all by default); data stays in the state directory."""
+    from infra import stack
+
+    stack.down(_settings(), services)
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Each service with its address and health; exit 1 if any is down."""
+    if not _print_status(_settings()):
+        raise typer.Exit(1)
+
+
+def _print_status(settings: Settings) -> bool:
+    from infra import stack
+
+    rows = stack.status(settings)
+    for s in rows:
+        rss = f"{s.rss_mb:.0f} MiB" if s.rss_mb is not None else "-"
+        health = "healthy" if s.healthy else "DOWN"
+        typer.echo(f"{s.name:<14} {s.address:<28} {health:<8} pid={s.pid or '-':<8} rss={rss:<9} {s.detail}")
+    return all(s.healthy for s in rows)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations to every shard database (re-running is a no-op)."""
+    from infra import provision
+
+    applied = asyncio.run(provision.migrate(_settings()))
+    for database, names in applied.items():
+        typer.echo(f"{database}: {', '.join(names) if names else 'up to date'}")
+
+
+@seed_app.command("demo")
+def seed_demo() -> None:
+    """Publish the demo catalogue's reference data through the commands (idempotent)."""
+    from infra.demo.seed import seed_areas
+
+    published = asyncio.run(seed_areas(_settings()))
+    typer.echo(f"areas published: {published}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the projector stream worker (a Faust app; one consumer group)."""
+    from projections.worker import run_worker
+
+    run_worker(_settings())
+
+
+@app.command()
+def run(seed: Annotated[bool, typer.Option(help="Publish the demo data first")] = True) -> None:
+    """Bring the stack up, migrate, seed the demo data, and run the API and a worker until Ctrl-C."""
+    stack_up(None)
+    db_migrate()
+    children = [
+        subprocess.Popen([sys.executable, "-m", "infra.cli", "worker"]),
+        subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"]),
+    ]
+    if seed:
+        seed_demo()
+    settings = get_settings()
+    typer.echo(f"API on http://{settings.api.host}:{settings.api.port} — Ctrl-C stops the API and worker")
+    _wait_then_stop(children)
+
+
+CHILD_POLL_S = 0.5
+
+
+def _wait_then_stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """Forward Ctrl-C/SIGTERM to the children; when one exits, stop the others too."""
+
+    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    while all(child.poll() is None for child in children):
+        time.sleep(CHILD_POLL_S)
+    stop_all()
+    for child in children:
+        child.wait()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Demo data, published through the same commands an admin would use."""

@@ -1,0 +1,128 @@
+"""Kafka plumbing: the idempotent event publisher and topic provisioning.
+
+A command is accepted only once Kafka has acknowledged its event (acks=all,
+idempotent producer), so a 202 never stands for an event that could be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import RecordMetadata
+
+from events.envelope import EventEnvelope
+from events.registry import event_class
+from events.serialization import encode
+from infra.metrics import EVENTS_PUBLISHED
+from infra.settings import KafkaSettings
+
+log = structlog.get_logger(__name__)
+
+CORRELATION_HEADER = "correlation-id"
+EVENT_TYPE_HEADER = "event-type"
+
+
+class EventPublisher:
+    """Appends events to their topic family, keyed by aggregate, and waits for the acknowledgement."""
+
+    def __init__(self, settings: KafkaSettings):
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=settings.producer_linger_ms,
+            request_timeout_ms=settings.request_timeout_ms,
+            client_id="damai-publisher",
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    def topic_for(self, envelope: EventEnvelope) -> str:
+        return self._settings.topic(event_class(envelope.type).topic_family)
+
+    async def publish(self, envelope: EventEnvelope, *, key: str | None = None) -> RecordMetadata:
+        """Append one event and return once it is durable on the broker."""
+        topic = self.topic_for(envelope)
+        metadata = await self._producer.send_and_wait(
+            topic,
+            value=encode(envelope),
+            key=(key or envelope.aggregate_id).encode(),
+            headers=[
+                (CORRELATION_HEADER, str(envelope.correlation_id).encode()),
+                (EVENT_TYPE_HEADER, envelope.type.encode()),
+            ],
+        )
+        EVENTS_PUBLISHED.labels(topic=topic, type=envelope.type).inc()
+        return metadata
+
+    async def publish_many(self, envelopes: list[EventEnvelope]) -> list[RecordMetadata]:
+        """Append a batch; all sends are in flight together, each is awaited to durability."""
+        return list(await asyncio.gather(*(self.publish(e) for e in envelopes)))
+
+    async def check_reachable(self) -> None:
+        """Raise if the brokers cannot answer a metadata request now."""
+        await self._producer.client.fetch_all_metadata()
+
+
+@dataclass(frozen=True)
+class TopicPlan:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def topic_plan(settings: KafkaSettings, consumer_groups: list[str]) -> list[TopicPlan]:
+    """Every topic the system needs: one per event family plus a dead-letter topic per group."""
+    plans = [
+        TopicPlan(settings.topic(family), spec.partitions, {"retention.ms": str(spec.retention_ms)})
+        for family, spec in settings.topics.items()
+    ]
+    plans += [
+        TopicPlan(settings.dead_letter_topic(group), settings.dead_letter_partitions, {"retention.ms": "-1"})
+        for group in consumer_groups
+    ]
+    return plans
+
+
+async def ensure_topics(settings: KafkaSettings, consumer_groups: list[str]) -> list[str]:
+    """Create the topics that are missing; refuse a partition count that differs from settings."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=settings.request_timeout_ms)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        plans = topic_plan(settings, consumer_groups)
+        missing = [p for p in plans if p.name not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(p.name, p.partitions, settings.replication_factor, topic_configs=p.configs)
+                    for p in missing
+                ]
+            )
+        await _check_partition_counts(admin, [p for p in plans if p.name in existing])
+        created = [p.name for p in missing]
+        log.info("kafka.topics_ensured", created=created, total=len(plans))
+        return created
+    finally:
+        await admin.close()
+
+
+async def _check_partition_counts(admin: AIOKafkaAdminClient, plans: list[TopicPlan]) -> None:
+    if not plans:
+        return
+    described = await admin.describe_topics([p.name for p in plans])
+    actual = {t["topic"]: len(t["partitions"]) for t in described}
+    wrong = {p.name: (actual.get(p.name), p.partitions) for p in plans if actual.get(p.name) != p.partitions}
+    if wrong:
+        # Changing the partition count would move keys between partitions and break
+        # the one-writer-per-key rule; it needs a deliberate migration, not a silent fix.
+        raise RuntimeError(f"topics with a partition count other than configured (actual, wanted): {wrong}")

@@ -1,0 +1,1 @@
+"""PostgreSQL: a pool per shard database, migrations, and projector offset tracking."""

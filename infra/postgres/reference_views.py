@@ -1,0 +1,49 @@
+"""Read queries on reference data (areas). Every shard database holds a full copy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from infra.postgres.pools import ShardPools
+
+AREA_COLUMNS = "id, name, level, parent_id, created_at"
+
+
+@dataclass(frozen=True)
+class AreaView:
+    id: int
+    name: str
+    level: str
+    parent_id: int | None
+    created_at: datetime
+
+
+def reference_pool(pools: ShardPools) -> asyncpg.Pool:
+    """Any shard answers reference queries; the first is used so reads stay on one pool."""
+    return pools[pools.databases[0]]
+
+
+def _area(row: asyncpg.Record) -> AreaView:
+    return AreaView(row["id"], row["name"], row["level"], row["parent_id"], row["created_at"])
+
+
+async def list_areas(pools: ShardPools, *, parent_id: int | None = None) -> list[AreaView]:
+    pool = reference_pool(pools)
+    if parent_id is None:
+        rows = await pool.fetch(f"SELECT {AREA_COLUMNS} FROM area ORDER BY id")
+    else:
+        rows = await pool.fetch(f"SELECT {AREA_COLUMNS} FROM area WHERE parent_id = $1 ORDER BY id", parent_id)
+    return [_area(r) for r in rows]
+
+
+async def get_area(pools: ShardPools, area_id: int) -> AreaView | None:
+    row = await reference_pool(pools).fetchrow(f"SELECT {AREA_COLUMNS} FROM area WHERE id = $1", area_id)
+    return _area(row) if row else None
+
+
+async def existing_area_ids(pools: ShardPools, area_ids: list[int]) -> set[int]:
+    rows = await reference_pool(pools).fetch("SELECT id FROM area WHERE id = ANY($1::int[])", area_ids)
+    return {r["id"] for r in rows}

@@ -1,0 +1,117 @@
+"""Running a batched, idempotent projector over a Faust stream.
+
+Faust acks a taken batch even when the handler raises, so a projector never lets
+a batch fail: store outages are retried until they pass (the partition waits, order
+is kept), and an event that cannot be applied at all goes to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Protocol
+
+import asyncpg
+import structlog
+from elasticsearch import ConnectionError as SearchConnectionError
+from elasticsearch import ConnectionTimeout as SearchTimeout
+from faust.types import EventT, StreamT
+
+from events.envelope import EventEnvelope
+from events.serialization import UndecodableEvent, decode
+from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
+from infra.postgres.offsets import Delivered, Positioned
+from infra.settings import WorkerSettings
+from projections.dead_letter import DeadLetters
+
+log = structlog.get_logger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    SearchConnectionError,
+    SearchTimeout,
+)
+
+Batch = Sequence[Positioned[EventEnvelope]]
+
+
+class Projector(Protocol):
+    """Applies a batch of events to its stores; applying the same batch again changes nothing."""
+
+    name: str
+
+    async def apply(self, batch: Batch) -> None: ...
+
+
+async def run_projector(
+    stream: StreamT, projector: Projector, dead_letters: DeadLetters, settings: WorkerSettings
+) -> None:
+    async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        batch = await _decode_or_dead_letter(events, dead_letters)
+        await _apply_until_done(projector, batch, dead_letters, events, settings)
+
+
+async def _decode_or_dead_letter(
+    events: Sequence[EventT], dead_letters: DeadLetters
+) -> list[Positioned[EventEnvelope]]:
+    batch: list[Positioned[EventEnvelope]] = []
+    for event in events:
+        message = event.message
+        try:
+            envelope = decode(message.value)
+        except UndecodableEvent as exc:
+            await dead_letters.send(event, reason="undecodable", error=str(exc))
+            continue
+        batch.append(Positioned(Delivered(message.topic, message.partition, message.offset), envelope))
+    return batch
+
+
+async def _apply_until_done(
+    projector: Projector,
+    batch: Batch,
+    dead_letters: DeadLetters,
+    events: Sequence[EventT],
+    settings: WorkerSettings,
+) -> None:
+    try:
+        await _apply_retrying(projector, batch, settings)
+    except Exception as exc:  # noqa: BLE001 — what is not a store outage is about the data
+        log.error("projector.batch_failed", projector=projector.name, error=repr(exc), size=len(batch))
+        await _apply_one_by_one(projector, batch, dead_letters, events, settings)
+
+
+async def _apply_one_by_one(
+    projector: Projector,
+    batch: Batch,
+    dead_letters: DeadLetters,
+    events: Sequence[EventT],
+    settings: WorkerSettings,
+) -> None:
+    """Isolate the event that cannot be applied; the rest of the batch still lands."""
+    by_position = {(e.message.topic, e.message.partition, e.message.offset): e for e in events}
+    for record in batch:
+        try:
+            await _apply_retrying(projector, [record], settings)
+        except Exception as exc:  # noqa: BLE001
+            p = record.position
+            event = by_position[(p.topic, p.partition, p.offset)]
+            await dead_letters.send(event, reason="unapplicable", error=repr(exc))
+
+
+async def _apply_retrying(projector: Projector, batch: Batch, settings: WorkerSettings) -> None:
+    """Apply, waiting out store outages with capped exponential backoff."""
+    delay = settings.retry_initial_s
+    while True:
+        try:
+            await projector.apply(batch)
+            EVENTS_PROJECTED.labels(projector=projector.name).inc(len(batch))
+            return
+        except TRANSIENT_ERRORS as exc:
+            PROJECTOR_RETRIES.labels(projector=projector.name).inc()
+            log.warning("projector.store_unavailable", projector=projector.name, error=repr(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, settings.retry_max_s)
