@@ -94,6 +94,22 @@ def seed_demo() -> None:
 
 
 @app.command()
+def config(
+    markdown: Annotated[bool, typer.Option(help="Print the defaults as the table in docs/configuration.md")] = False,
+) -> None:
+    """Every setting: its DAMAI_* variable and the value in effect."""
+    from infra.settings_doc import setting_rows
+
+    if markdown:
+        typer.echo("| variable | default | meaning |\n|---|---|---|")
+        for env, value, description in setting_rows(Settings.model_construct()):
+            typer.echo(f"| `{env}` | `{value}` | {description} |")
+        return
+    for env, value, _ in setting_rows(get_settings()):
+        typer.echo(f"{env}={value}")
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,

@@ -19,10 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class PostgresSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = 55432
-    user: str = "damai"
-    password: str = "damai"
+    host: str = Field(default="127.0.0.1", description="PostgreSQL server address.")
+    port: int = Field(default=55432, description="PostgreSQL port (the local stack avoids the default 5432).")
+    user: str = Field(default="damai", description="Role the system connects as; owns every shard database.")
+    password: str = Field(default="damai", description="Password of that role.")
     databases: list[str] = Field(
         default_factory=lambda: ["damai_0", "damai_1"],
         description="Shard databases, in shard order; shard i is databases[i].",
@@ -31,10 +31,10 @@ class PostgresSettings(BaseModel):
         default_factory=dict,
         description="Full DSN for a database that does not live on host:port.",
     )
-    pool_min_size: int = 1
-    pool_max_size: int = 10
-    command_timeout_s: float = 10.0
-    connect_timeout_s: float = 3.0
+    pool_min_size: int = Field(default=1, description="Connections each shard pool keeps open.")
+    pool_max_size: int = Field(default=10, description="Most connections a shard pool opens, per process.")
+    command_timeout_s: float = Field(default=10.0, description="Longest a single query may run.")
+    connect_timeout_s: float = Field(default=3.0, description="Longest to wait for a new connection.")
 
     def dsn(self, database: str) -> str:
         if database in self.dsn_overrides:
@@ -43,14 +43,18 @@ class PostgresSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = 56379
-    db: int = 0
-    socket_timeout_s: float = 2.0
-    connect_timeout_s: float = 2.0
-    max_connections: int = 64
-    health_check_interval_s: int = 30
-    maxmemory_mb: int = 512
+    host: str = Field(default="127.0.0.1", description="Redis server address.")
+    port: int = Field(default=56379, description="Redis port (the local stack avoids the default 6379).")
+    db: int = Field(default=0, description="Redis logical database.")
+    socket_timeout_s: float = Field(default=2.0, description="Longest a command may wait for its reply.")
+    connect_timeout_s: float = Field(default=2.0, description="Longest to wait for a connection.")
+    max_connections: int = Field(default=64, description="Connection pool size per process.")
+    health_check_interval_s: int = Field(
+        default=30, description="Idle connections are PINGed before reuse after this long."
+    )
+    maxmemory_mb: int = Field(
+        default=512, description="Memory cap of the local Redis (noeviction: writes fail rather than lose data)."
+    )
 
     @property
     def url(self) -> str:
@@ -58,9 +62,8 @@ class RedisSettings(BaseModel):
 
 
 class TopicSpec(BaseModel):
-    partitions: int
-    retention_ms: int = -1
-    """-1 keeps events forever: the log is the system of record."""
+    partitions: int = Field(description="Partitions; fixed once the topic exists (keys would move).")
+    retention_ms: int = Field(default=-1, description="-1 keeps events forever: the log is the system of record.")
 
 
 def _default_topics() -> dict[str, TopicSpec]:
@@ -75,16 +78,26 @@ def _default_topics() -> dict[str, TopicSpec]:
 
 
 class KafkaSettings(BaseModel):
-    bootstrap: str = "127.0.0.1:59092"
-    controller_port: int = 59093
-    topic_prefix: str = "damai."
-    topics: dict[str, TopicSpec] = Field(default_factory=_default_topics)
-    dead_letter_partitions: int = 1
-    replication_factor: int = 1
-    heap_mb: int = 512
-    request_timeout_ms: int = 15000
-    producer_linger_ms: int = 2
-    version: str = "4.1.1"
+    bootstrap: str = Field(
+        default="127.0.0.1:59092", description="Kafka bootstrap servers (host:port, comma-separated)."
+    )
+    controller_port: int = Field(default=59093, description="KRaft controller port of the local broker.")
+    topic_prefix: str = Field(
+        default="damai.", description="Prefix of every topic name; a namespace on a shared cluster."
+    )
+    topics: dict[str, TopicSpec] = Field(
+        default_factory=_default_topics, description="Event topic families and their partition counts."
+    )
+    dead_letter_partitions: int = Field(default=1, description="Partitions of each consumer group's dead-letter topic.")
+    replication_factor: int = Field(
+        default=1, description="Replicas per partition (1 on the single local broker; 3 in production)."
+    )
+    heap_mb: int = Field(default=512, description="Heap of the local broker JVM.")
+    request_timeout_ms: int = Field(default=15000, description="Client request timeout (producer, admin, Faust).")
+    producer_linger_ms: int = Field(default=2, description="How long the producer waits to fill a batch.")
+    version: str = Field(
+        default="4.1.1", description="Apache Kafka version the local stack installs from Maven Central."
+    )
 
     def topic(self, family: str) -> str:
         """Full topic name of an event family, e.g. ``reference`` → ``damai.reference``."""
@@ -97,53 +110,86 @@ class KafkaSettings(BaseModel):
 
 
 class ElasticsearchSettings(BaseModel):
-    url: str = "http://127.0.0.1:59200"
-    index_prefix: str = "damai-"
-    heap_mb: int = 512
-    version: str = "9.2.4"
-    request_timeout_s: float = 5.0
+    url: str = Field(default="http://127.0.0.1:59200", description="Elasticsearch HTTP endpoint.")
+    index_prefix: str = Field(default="damai-", description="Prefix of every index and index template name.")
+    heap_mb: int = Field(default=512, description="Heap of the local Elasticsearch JVM.")
+    version: str = Field(
+        default="9.2.4", description="Elasticsearch version the local stack installs from Maven Central."
+    )
+    request_timeout_s: float = Field(default=5.0, description="Client request timeout.")
     java_home: str = Field(
         default="",
         description="JDK 21+ for Elasticsearch; empty picks the newest under /usr/lib/jvm.",
     )
-    os_user: str = "damai-es"
+    os_user: str = Field(default="damai-es", description="Unprivileged OS user the local Elasticsearch runs as.")
 
 
 class ApiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="Address the API binds.")
+    port: int = Field(default=8000, description="Port the API listens on.")
     admin_token: str = Field(
         default="damai-admin-dev-token",
         description="Bearer credential for /api/v1/admin routes; change it outside development.",
     )
-    readiness_timeout_s: float = 2.0
-    command_ack_timeout_s: float = 10.0
+    readiness_timeout_s: float = Field(default=2.0, description="Longest /readyz waits for each dependency.")
+    command_ack_timeout_s: float = Field(
+        default=10.0, description="Longest a command waits for Kafka to acknowledge its event before 503."
+    )
 
 
 class WorkerSettings(BaseModel):
-    projector_group: str = "damai-projector"
-    batch_size: int = 500
-    batch_within_s: float = 0.2
-    retry_initial_s: float = 0.2
-    retry_max_s: float = 5.0
-    web_port: int = 6066
-    data_dir: str = ""
-    """Faust's local data directory; empty puts it under the state directory."""
+    projector_group: str = Field(
+        default="damai-projector", description="Consumer group (Faust app id) of the projector worker."
+    )
+    batch_size: int = Field(default=500, description="Most events a projector applies in one batch.")
+    batch_within_s: float = Field(default=0.2, description="Longest a projector waits to fill a batch.")
+    retry_initial_s: float = Field(default=0.2, description="First backoff after a store outage; doubles per retry.")
+    retry_max_s: float = Field(default=5.0, description="Longest backoff between retries.")
+    web_port: int = Field(default=6066, description="Faust web port, when a worker enables it.")
+    data_dir: str = Field(
+        default="", description="Faust's local data directory; empty puts it under the state directory."
+    )
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAMAI_", env_nested_delimiter="__")
 
-    environment: str = "development"
-    state_dir: Path = REPO_ROOT / ".stack"
-    log_level: str = "INFO"
-    log_json: bool = True
+    environment: str = Field(default="development", description="Name of this deployment, for logs.")
+    state_dir: Path = Field(
+        default=REPO_ROOT / ".stack", description="Where the local stack keeps its data, logs and pid files."
+    )
+    log_level: str = Field(default="INFO", description="Log level of every process.")
+    log_json: bool = Field(default=True, description="JSON log lines (false: human-readable console output).")
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+
+    def namespaced(self, tag: str) -> Settings:
+        """The same stack under other topic names, consumer group and index prefix.
+
+        Lets a second environment (a test run, a benchmark) share the servers
+        without reading or writing the first one's topics.
+        """
+        return self.model_copy(
+            update={
+                "kafka": self.kafka.model_copy(update={"topic_prefix": f"{tag}."}),
+                "worker": self.worker.model_copy(update={"projector_group": f"{tag}-projector"}),
+                "elasticsearch": self.elasticsearch.model_copy(update={"index_prefix": f"{tag}-"}),
+            }
+        )
+
+    def namespace_env(self) -> dict[str, str]:
+        """The DAMAI_* variables that give a child process this object's namespace and ports."""
+        return {
+            "DAMAI_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
+            "DAMAI_WORKER__PROJECTOR_GROUP": self.worker.projector_group,
+            "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
+            "DAMAI_API__PORT": str(self.api.port),
+            "DAMAI_STATE_DIR": str(self.state_dir),
+        }
 
 
 @lru_cache(maxsize=1)

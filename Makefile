@@ -1,0 +1,44 @@
+# Thin wrappers around the `damai` command; see README.md.
+PYTHON ?= python3
+VENV   := .venv
+DAMAI  := $(VENV)/bin/damai
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: install up run test down status lint bench clean-state
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-venv)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+## The whole system with demo data: stack up, migrate, seed, API + worker in the foreground.
+run: install
+	$(DAMAI) run
+
+## The test suite against the real stack (brings it up first).
+test: up
+	$(VENV)/bin/pytest
+
+up: install
+	$(DAMAI) stack up
+	$(DAMAI) db migrate
+
+down:
+	$(DAMAI) stack down
+
+status:
+	$(DAMAI) stack status
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+bench: up
+	$(VENV)/bin/python bench/projector_throughput.py
+
+clean-state: down
+	rm -rf .stack

@@ -1,0 +1,33 @@
+"""The projection both bench paths run: decoded envelopes into a Postgres table, offset-tracked."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from events.envelope import EventEnvelope
+from events.reference import AreaCreated
+from infra.postgres.offsets import Positioned, take_unapplied
+
+TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS bench_projection (
+    projector text NOT NULL, area_id integer NOT NULL, name text NOT NULL, aggregate_version integer NOT NULL,
+    PRIMARY KEY (projector, area_id))
+"""
+
+
+class BenchProjector:
+    def __init__(self, name: str, pool: asyncpg.Pool):
+        self.name = name
+        self._pool = pool
+
+    async def apply(self, batch: list[Positioned[EventEnvelope]]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await take_unapplied(conn, self.name, batch)
+            rows = [(self.name, r.item.payload["areaId"], r.item.payload["name"], r.item.aggregate_version)
+                    for r in fresh if r.item.type == AreaCreated.event_type]
+            if rows:
+                await conn.copy_records_to_table("bench_projection", records=rows)
+
+
+async def projected(pool: asyncpg.Pool, name: str) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM bench_projection WHERE projector = $1", name))

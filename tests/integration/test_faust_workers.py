@@ -1,0 +1,98 @@
+"""Faust workers as real processes on the real broker: tables, restarts, rebalances."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+
+from events.envelope import EventEnvelope
+from events.reference import AreaCreated
+from infra.kafka import EventPublisher
+from infra.postgres.pools import ShardPools
+from tests.integration.faust_probe import probe_key
+from tests.processes import Child, eventually, start_worker, wait_until
+
+pytestmark = pytest.mark.slow
+WORKER_READY_S = 60
+PROJECTED_S = 60
+
+
+def _areas(first: int, count: int) -> list[EventEnvelope]:
+    return [EventEnvelope.wrap(AreaCreated(area_id=first + i, name=f"区域{i}", level="city"), aggregate_version=1)
+            for i in range(count)]
+
+
+def _assigned_partitions(worker: Child, topic: str) -> set[int] | None:
+    """The reference partitions a worker's latest assignment gave it, from its JSON log."""
+    latest = None
+    for line in worker.output().splitlines():
+        if '"faust.partitions_assigned"' in line:
+            latest = json.loads(line)
+    if latest is None:
+        return None
+    return {int(tp.rsplit(":", 1)[1]) for tp in latest["partitions"] if tp.rsplit(":", 1)[0] == topic}
+
+
+async def _published_partitions(publisher: EventPublisher, envelopes: list[EventEnvelope]) -> Counter[int]:
+    return Counter(m.partition for m in await publisher.publish_many(envelopes))
+
+
+async def test_table_survives_a_worker_restart(isolated, publisher, redis, tmp_path, area_code):
+    key = probe_key(isolated.worker.projector_group)
+    per_partition: Counter[int] = Counter()
+
+    async def counted(n: int) -> bool:
+        return int(await redis.llen(key)) >= n
+
+    worker = Child(["tests.integration.faust_probe", "worker"], isolated, tmp_path / "probe-1.log")
+    per_partition += await _published_partitions(publisher, _areas(area_code * 10, 6))
+    await eventually(lambda: counted(6), WORKER_READY_S, "the probe to count 6 events")
+    assert worker.stop() == 0
+
+    per_partition += await _published_partitions(publisher, _areas(area_code * 10 + 6, 6))
+    restarted = Child(["tests.integration.faust_probe", "worker"], isolated, tmp_path / "probe-2.log")
+    try:
+        await eventually(lambda: counted(12), WORKER_READY_S, "the restarted probe to count 12 events")
+    finally:
+        restarted.stop()
+
+    entries = [e.decode() for e in await redis.lrange(key, 0, -1)]
+    last_count = {int(p): int(c) for p, c in (e.split(":") for e in entries)}
+    assert last_count == dict(per_partition)
+
+
+async def _projected(pools: ShardPools, ids: list[int]) -> list[int]:
+    counts = []
+    for _, pool in pools:
+        counts.append(await pool.fetchval("SELECT count(*) FROM area WHERE id = ANY($1::int[])", ids))
+    return counts
+
+
+async def test_two_workers_split_partitions_and_a_rebalance_loses_nothing(isolated, publisher, pools, tmp_path,
+                                                                          area_code):
+    topic = isolated.kafka.topic("reference")
+    partitions = isolated.kafka.topics["reference"].partitions
+    first, second = start_worker(isolated, tmp_path / "w1.log"), start_worker(isolated, tmp_path / "w2.log")
+    try:
+        def split() -> bool:
+            a, b = _assigned_partitions(first, topic), _assigned_partitions(second, topic)
+            return bool(a) and bool(b) and not (a & b) and (a | b) == set(range(partitions))
+
+        await asyncio.to_thread(wait_until, split, WORKER_READY_S, "two workers to split the partitions")
+
+        ids = list(range(area_code * 10, area_code * 10 + 60))
+        await publisher.publish_many(_areas(ids[0], 30))
+        first.kill()  # no goodbye: the group must notice, rebalance, and hand its partitions over
+        await publisher.publish_many(_areas(ids[30], 30))
+
+        async def all_projected() -> bool:
+            return await _projected(pools, ids) == [60] * len(pools.databases)
+
+        await eventually(all_projected, PROJECTED_S, "all 60 areas in every shard database")
+        assert _assigned_partitions(second, topic) == set(range(partitions))
+    finally:
+        first.stop()
+        second.stop()
