@@ -20,7 +20,7 @@ run: install
 	$(DAMAI) run
 
 ## The test suite against the real stack (brings it up first).
-test: up
+test: up lint
 	$(VENV)/bin/pytest
 
 up: install

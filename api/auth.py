@@ -16,13 +16,14 @@ def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header[: len(BEARER_PREFIX)].lower() != BEARER_PREFIX:
         return None
-    return header[len(BEARER_PREFIX):].strip() or None
+    return header[len(BEARER_PREFIX) :].strip() or None
 
 
 def require_admin(request: Request, res: ResourcesDep) -> None:
     token = bearer_token(request)
     if token is None:
-        raise ApiError(401, "UNAUTHENTICATED", "an admin bearer token is required",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "UNAUTHENTICATED", "an admin bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
     if not secrets.compare_digest(token.encode(), res.settings.api.admin_token.encode()):
         raise ApiError(403, "FORBIDDEN", "this credential may not use admin routes")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Annotated
 
 from aiokafka.errors import KafkaError
-from fastapi import Request
+from fastapi import Depends, Request
 
 from api.errors import ApiError
 from api.resources import Resources
@@ -17,6 +18,7 @@ CORRELATION_HEADER = "x-correlation-id"
 
 
 def correlation_id(request: Request) -> uuid.UUID | None:
+    """The caller's correlation id, if it sent one; checked before any decision is taken."""
     raw = request.headers.get(CORRELATION_HEADER)
     if raw is None:
         return None
@@ -26,12 +28,22 @@ def correlation_id(request: Request) -> uuid.UUID | None:
         raise ApiError(400, "BAD_CORRELATION_ID", f"{CORRELATION_HEADER} must be a UUID") from None
 
 
-async def append(res: Resources, request: Request, event: DomainEvent, *, aggregate_version: int) -> EventEnvelope:
+CorrelationDep = Annotated[uuid.UUID | None, Depends(correlation_id)]
+
+
+async def append(
+    res: Resources, event: DomainEvent, *, aggregate_version: int, correlation: uuid.UUID | None
+) -> EventEnvelope:
     """Append the event and return once Kafka holds it; 503 if that cannot be confirmed in time."""
-    envelope = EventEnvelope.wrap(event, aggregate_version=aggregate_version, correlation_id=correlation_id(request))
+    envelope = EventEnvelope.wrap(event, aggregate_version=aggregate_version, correlation_id=correlation)
     try:
         await asyncio.wait_for(res.publisher.publish(envelope), res.settings.api.command_ack_timeout_s)
     except (KafkaError, TimeoutError) as exc:
-        raise ApiError(503, "EVENT_LOG_UNAVAILABLE", "the event log did not acknowledge the command; retry",
-                       {"error": type(exc).__name__}, headers={"Retry-After": "1"}) from exc
+        raise ApiError(
+            503,
+            "EVENT_LOG_UNAVAILABLE",
+            "the event log did not acknowledge the command; retry",
+            {"error": type(exc).__name__},
+            headers={"Retry-After": "1"},
+        ) from exc
     return envelope

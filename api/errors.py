@@ -32,18 +32,26 @@ HTTP_CODES = {
 class ApiError(Exception):
     """An error raised at the edge (auth, dependencies) with its status and stable code."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details = details or {}
         self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None) -> ORJSONResponse:
-    return ORJSONResponse({"code": code, "message": message, "details": details or {}}, status_code=status,
-                          headers=headers)
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> ORJSONResponse:
+    return ORJSONResponse(
+        {"code": code, "message": message, "details": details or {}}, status_code=status, headers=headers
+    )
 
 
 def _domain_status(exc: DomainError) -> int:

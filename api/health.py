@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from fastapi import APIRouter
 from fastapi.responses import ORJSONResponse, Response
@@ -27,8 +28,10 @@ def _checks(res: Resources) -> dict[str, Check]:
     timeout = res.settings.api.readiness_timeout_s
 
     async def search() -> None:
-        if not await res.es.ping():
-            raise ConnectionError("elasticsearch did not answer ping")
+        # The Maven Central build answers GET/HEAD / with 405, so ping() cannot be used.
+        health = await res.es.cluster.health(timeout=f"{int(timeout * 1000)}ms")
+        if health["status"] not in ("yellow", "green"):
+            raise ConnectionError(f"elasticsearch cluster is {health['status']}")
 
     checks: dict[str, Check] = {
         "kafka": res.publisher.check_reachable,
@@ -36,7 +39,7 @@ def _checks(res: Resources) -> dict[str, Check]:
         "elasticsearch": search,
     }
     for database in res.pools.databases:
-        checks[f"postgres:{database}"] = lambda db=database: res.pools.check_reachable(db, timeout)
+        checks[f"postgres:{database}"] = partial(res.pools.check_reachable, database, timeout)
     return checks
 
 
@@ -56,8 +59,12 @@ async def readyz(res: ResourcesDep) -> ORJSONResponse:
     results = await asyncio.gather(*(_probe(c, timeout) for c in checks.values()))
     failures = {name: error for name, error in zip(checks, results, strict=True) if error is not None}
     if failures:
-        return error_response(503, "NOT_READY", f"unavailable: {', '.join(sorted(failures))}",
-                              {"down": sorted(failures), "errors": failures})
+        return error_response(
+            503,
+            "NOT_READY",
+            f"unavailable: {', '.join(sorted(failures))}",
+            {"down": sorted(failures), "errors": failures},
+        )
     return ORJSONResponse({"status": "ready", "checks": {name: "up" for name in checks}})
 
 

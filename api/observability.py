@@ -19,7 +19,7 @@ MAX_REQUEST_ID_LENGTH = 128
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and 0 < len(value) <= MAX_REQUEST_ID_LENGTH:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 
@@ -53,5 +53,11 @@ class RequestContextMiddleware:
             template = getattr(route, "path", "unmatched")
             HTTP_REQUESTS.labels(scope["method"], template, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], template).observe(elapsed)
-            log.info("http.request", method=scope["method"], path=scope["path"], route=template,
-                     status=status, duration_ms=round(elapsed * 1000, 2))
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                route=template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )

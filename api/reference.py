@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from api.auth import require_admin
-from api.commands import append
+from api.commands import CorrelationDep, append
 from api.errors import ApiError
 from api.resources import ResourcesDep
 from commands.reference import CreateArea, KnownAreas, create_area
@@ -42,12 +42,14 @@ class AreaAccepted(CamelModel):
 
 
 @admin_router.post("/api/v1/admin/areas", status_code=202, response_model=AreaAccepted, response_model_by_alias=True)
-async def post_area(cmd: CreateArea, request: Request, response: Response, res: ResourcesDep) -> AreaAccepted:
+async def post_area(
+    cmd: CreateArea, response: Response, res: ResourcesDep, correlation: CorrelationDep
+) -> AreaAccepted:
     """Create an area; it appears in queries once projected (202 + Location)."""
     wanted = [cmd.area_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
     known = KnownAreas(await existing_area_ids(res.pools, wanted))
     event = create_area(cmd, known)
-    envelope = await append(res, request, event, aggregate_version=1)
+    envelope = await append(res, event, aggregate_version=1, correlation=correlation)
     response.headers["Location"] = f"/api/v1/areas/{cmd.area_id}"
     return AreaAccepted(area_id=cmd.area_id, event_id=str(envelope.event_id))
 

@@ -23,8 +23,11 @@ class BenchProjector:
     async def apply(self, batch: list[Positioned[EventEnvelope]]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await take_unapplied(conn, self.name, batch)
-            rows = [(self.name, r.item.payload["areaId"], r.item.payload["name"], r.item.aggregate_version)
-                    for r in fresh if r.item.type == AreaCreated.event_type]
+            rows = [
+                (self.name, r.item.payload["areaId"], r.item.payload["name"], r.item.aggregate_version)
+                for r in fresh
+                if r.item.type == AreaCreated.event_type
+            ]
             if rows:
                 await conn.copy_records_to_table("bench_projection", records=rows)
 

@@ -52,9 +52,14 @@ async def produce(settings: Settings, count: int) -> float:
 
 
 def _consumer(settings: Settings, group: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(settings.kafka.topic("reference"), bootstrap_servers=settings.kafka.bootstrap,
-                            group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
-                            max_poll_records=settings.worker.batch_size)
+    return AIOKafkaConsumer(
+        settings.kafka.topic("reference"),
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=settings.worker.batch_size,
+    )
 
 
 async def plain_decode_only(settings: Settings, count: int) -> float:
@@ -96,8 +101,13 @@ async def faust_projection(settings: Settings, pools: ShardPools, count: int, lo
     name = f"{settings.worker.projector_group}.faust"
     env = {**os.environ, **settings.namespace_env(), "PYTHONPATH": str(REPO_ROOT)}
     with log.open("wb") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "bench.faust_bench_worker", "worker"], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bench.faust_bench_worker", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
         try:
             pool = pools[settings.postgres.databases[0]]
             while await projected(pool, name) == 0:  # start-up and group join are not throughput
@@ -118,8 +128,12 @@ async def main(count: int, rounds: int) -> None:
     pools = ShardPools(base.postgres)
     await pools.start()
     await pools[base.postgres.databases[0]].execute(TABLE_DDL)
-    results: dict[str, list[float]] = {"produce": [], "plain read+decode": [], "plain projection": [],
-                                       "faust projection": []}
+    results: dict[str, list[float]] = {
+        "produce": [],
+        "plain read+decode": [],
+        "plain projection": [],
+        "faust projection": [],
+    }
     try:
         for round_no in range(rounds):
             settings = base.namespaced(f"bench{uuid.uuid4().hex[:8]}")
@@ -130,8 +144,7 @@ async def main(count: int, rounds: int) -> None:
             log = REPO_ROOT / "bench" / "results" / f"faust-worker-{round_no}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             results["faust projection"].append(await faust_projection(settings, pools, count, log))
-            print(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items()),
-                  flush=True)
+            print(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items()), flush=True)
     finally:
         await pools.stop()
     medians = {k: statistics.median(v) for k, v in results.items()}
@@ -139,8 +152,7 @@ async def main(count: int, rounds: int) -> None:
     for k, v in medians.items():
         print(f"  {k:<20} {v:>10,.0f}")
     print(f"  faust / plain projection = {medians['faust projection'] / medians['plain projection']:.2f}")
-    print(f"  plain projection / plain read+decode = "
-          f"{medians['plain projection'] / medians['plain read+decode']:.2f}")
+    print(f"  plain projection / plain read+decode = {medians['plain projection'] / medians['plain read+decode']:.2f}")
 
 
 if __name__ == "__main__":

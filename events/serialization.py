@@ -20,8 +20,10 @@ def encode(envelope: EventEnvelope) -> bytes:
     return orjson.dumps(envelope.model_dump(mode="json"))
 
 
-def decode(raw: bytes) -> EventEnvelope:
+def decode(raw: bytes | None) -> EventEnvelope:
     """Parse an envelope and lift its payload to the current schema version."""
+    if raw is None:
+        raise UndecodableEvent("a tombstone (no value) is not an event")
     try:
         data: dict[str, Any] = orjson.loads(raw)
         version, payload = upcast(data["type"], int(data["schema_version"]), data["payload"])

@@ -93,23 +93,31 @@ def topic_plan(settings: KafkaSettings, consumer_groups: list[str]) -> list[Topi
     return plans
 
 
+TOPIC_ALREADY_EXISTS = 36
+# Topic metadata reaches every broker a moment after creation; describe waits this long for it.
+METADATA_SETTLE_ATTEMPTS = 20
+METADATA_SETTLE_PAUSE_S = 0.1
+
+
 async def ensure_topics(settings: KafkaSettings, consumer_groups: list[str]) -> list[str]:
     """Create the topics that are missing; refuse a partition count that differs from settings."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=settings.request_timeout_ms)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
         plans = topic_plan(settings, consumer_groups)
+        existing = set(await admin.list_topics())
         missing = [p for p in plans if p.name not in existing]
+        created: list[str] = []
         if missing:
-            await admin.create_topics(
-                [
-                    NewTopic(p.name, p.partitions, settings.replication_factor, topic_configs=p.configs)
-                    for p in missing
-                ]
+            response = await admin.create_topics(
+                [NewTopic(p.name, p.partitions, settings.replication_factor, topic_configs=p.configs) for p in missing]
             )
-        await _check_partition_counts(admin, [p for p in plans if p.name in existing])
-        created = [p.name for p in missing]
+            for name, code, *message in response.topic_errors:
+                if code == 0:
+                    created.append(name)
+                elif code != TOPIC_ALREADY_EXISTS:  # created meanwhile by someone else: checked below
+                    raise RuntimeError(f"could not create topic {name}: error {code} {message}")
+        await _check_partition_counts(admin, plans)
         log.info("kafka.topics_ensured", created=created, total=len(plans))
         return created
     finally:
@@ -117,11 +125,14 @@ async def ensure_topics(settings: KafkaSettings, consumer_groups: list[str]) -> 
 
 
 async def _check_partition_counts(admin: AIOKafkaAdminClient, plans: list[TopicPlan]) -> None:
-    if not plans:
-        return
-    described = await admin.describe_topics([p.name for p in plans])
-    actual = {t["topic"]: len(t["partitions"]) for t in described}
-    wrong = {p.name: (actual.get(p.name), p.partitions) for p in plans if actual.get(p.name) != p.partitions}
+    wanted = {p.name: p.partitions for p in plans}
+    for _ in range(METADATA_SETTLE_ATTEMPTS):
+        described = await admin.describe_topics(list(wanted))
+        actual = {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
+        if set(actual) == set(wanted):
+            break
+        await asyncio.sleep(METADATA_SETTLE_PAUSE_S)
+    wrong = {name: (actual.get(name), n) for name, n in wanted.items() if actual.get(name) != n}
     if wrong:
         # Changing the partition count would move keys between partitions and break
         # the one-writer-per-key rule; it needs a deliberate migration, not a silent fix.

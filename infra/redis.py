@@ -25,7 +25,6 @@ def create_redis(settings: RedisSettings) -> Redis:
         socket_connect_timeout=settings.connect_timeout_s,
         max_connections=settings.max_connections,
         health_check_interval=settings.health_check_interval_s,
-        retry_on_timeout=False,
     )
 
 

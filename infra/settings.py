@@ -145,6 +145,10 @@ class WorkerSettings(BaseModel):
     batch_within_s: float = Field(default=0.2, description="Longest a projector waits to fill a batch.")
     retry_initial_s: float = Field(default=0.2, description="First backoff after a store outage; doubles per retry.")
     retry_max_s: float = Field(default=5.0, description="Longest backoff between retries.")
+    session_timeout_s: float = Field(
+        default=10.0, description="A worker silent this long is dropped from its group and its partitions move."
+    )
+    heartbeat_interval_s: float = Field(default=3.0, description="How often a worker tells its group it is alive.")
     web_port: int = Field(default=6066, description="Faust web port, when a worker enables it.")
     data_dir: str = Field(
         default="", description="Faust's local data directory; empty puts it under the state directory."

@@ -20,6 +20,7 @@ def create_app(settings: Settings, *, group: str | None = None, web_port: int | 
     """A Faust app whose id is the consumer group; in-memory table stores recovered from changelogs."""
     app_id = group or settings.worker.projector_group
     datadir = Path(settings.worker.data_dir or settings.state_dir / "faust") / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -30,7 +31,8 @@ def create_app(settings: Settings, *, group: str | None = None, web_port: int | 
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=COMMIT_INTERVAL_S,
-        broker_request_timeout=settings.kafka.request_timeout_ms / 1000,
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=settings.worker.heartbeat_interval_s,
         web_enabled=web_port is not None,
         web_port=web_port or settings.worker.web_port,
         web_host="127.0.0.1",
@@ -40,7 +42,7 @@ def create_app(settings: Settings, *, group: str | None = None, web_port: int | 
 
 
 def _log_assignments(app: faust.App) -> None:
-    @app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode types the signal loosely
     async def assigned(sender: faust.App, assigned: set[Any], **_: Any) -> None:
         log.info(
             "faust.partitions_assigned",

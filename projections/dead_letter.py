@@ -15,7 +15,7 @@ class DeadLetters:
         self._topic = topic
         self._group = consumer_group
 
-    async def send(self, event: EventT, *, reason: str, error: str) -> None:
+    async def send(self, event: EventT[bytes], *, reason: str, error: str) -> None:
         """Copy the original bytes to the group's dead-letter topic, with where they came from and why."""
         message = event.message
         headers = {

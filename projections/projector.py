@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 from elasticsearch import ConnectionError as SearchConnectionError
 from elasticsearch import ConnectionTimeout as SearchTimeout
+from faust import Stream
 from faust.types import EventT, StreamT
 
 from events.envelope import EventEnvelope
@@ -48,15 +49,16 @@ class Projector(Protocol):
 
 
 async def run_projector(
-    stream: StreamT, projector: Projector, dead_letters: DeadLetters, settings: WorkerSettings
+    stream: StreamT[bytes], projector: Projector, dead_letters: DeadLetters, settings: WorkerSettings
 ) -> None:
+    assert isinstance(stream, Stream)  # take_events is on the concrete stream, not on StreamT
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
         batch = await _decode_or_dead_letter(events, dead_letters)
         await _apply_until_done(projector, batch, dead_letters, events, settings)
 
 
 async def _decode_or_dead_letter(
-    events: Sequence[EventT], dead_letters: DeadLetters
+    events: Sequence[EventT[bytes]], dead_letters: DeadLetters
 ) -> list[Positioned[EventEnvelope]]:
     batch: list[Positioned[EventEnvelope]] = []
     for event in events:
@@ -74,7 +76,7 @@ async def _apply_until_done(
     projector: Projector,
     batch: Batch,
     dead_letters: DeadLetters,
-    events: Sequence[EventT],
+    events: Sequence[EventT[bytes]],
     settings: WorkerSettings,
 ) -> None:
     try:
@@ -88,7 +90,7 @@ async def _apply_one_by_one(
     projector: Projector,
     batch: Batch,
     dead_letters: DeadLetters,
-    events: Sequence[EventT],
+    events: Sequence[EventT[bytes]],
     settings: WorkerSettings,
 ) -> None:
     """Isolate the event that cannot be applied; the rest of the batch still lands."""

@@ -81,10 +81,11 @@ class ReferenceProjector:
         if not actions:
             return
         _, errors = await async_bulk(self._es, actions, raise_on_error=False, raise_on_exception=True)
+        assert isinstance(errors, list)  # with raise_on_error=False the errors come back as a list
         real = [err for err in errors if _status(err) != VERSION_CONFLICT]
         if real:
             raise RuntimeError(f"search indexing failed: {real[:3]}")
 
 
-def _status(bulk_error: Any) -> int:
+def _status(bulk_error: dict[str, dict[str, Any]]) -> int:
     return int(next(iter(bulk_error.values())).get("status", 0))

@@ -24,8 +24,15 @@ class Topics:
 def _raw_topic(app: faust.App, name: str, partitions: int) -> TopicT:
     # Envelopes are decoded by events.serialization (with upcasting), not by Faust codecs,
     # so that an undecodable message can be dead-lettered instead of crashing the agent.
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     partitions=partitions, internal=False)
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=False,
+    )
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:

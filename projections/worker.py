@@ -23,7 +23,7 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     dead_letters = DeadLetters(topics.dead_letter, app.conf.id)
 
     @app.agent(topics.reference, name="reference-projector")
-    async def project_reference(stream: StreamT) -> None:
+    async def project_reference(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
         projector = ReferenceProjector(
             f"{app.conf.id}.reference",

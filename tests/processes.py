@@ -33,8 +33,7 @@ class Child:
         self.log_path = log_path
         self._log = log_path.open("wb")
         env = {**os.environ, **settings.namespace_env(), **(extra_env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:

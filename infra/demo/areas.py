@@ -34,5 +34,6 @@ DEMO_AREAS: list[tuple[int, str, AreaLevel, int | None]] = [
 
 
 def demo_area_commands() -> list[CreateArea]:
-    return [CreateArea(area_id=code, name=name, level=level, parent_id=parent)
-            for code, name, level, parent in DEMO_AREAS]
+    return [
+        CreateArea(area_id=code, name=name, level=level, parent_id=parent) for code, name, level, parent in DEMO_AREAS
+    ]

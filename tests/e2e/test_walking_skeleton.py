@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import ApiError, AsyncElasticsearch
 
 from infra.search import index_name
 from tests.e2e.conftest import System
@@ -10,6 +10,7 @@ from tests.integration.test_kafka_adapter import read_all
 from tests.processes import eventually
 
 PROJECTED_S = 60
+SHARD_NOT_READY = 503
 
 
 async def _area_visible(system: System, location: str) -> bool:
@@ -30,19 +31,32 @@ async def test_created_area_comes_back_through_the_query_api(system: System, es:
     assert area["parentId"] is None
     listed = (await system.http.get("/api/v1/areas")).json()
     assert any(a["id"] == area_code for a in listed)
-    doc = await es.get(index=index_name(system.settings.elasticsearch, "area"), id=str(area_code))
-    assert doc["_source"]["name"] == "苏州"
+    index = index_name(system.settings.elasticsearch, "area")
+
+    async def indexed() -> bool:
+        try:
+            return bool(await es.exists(index=index, id=str(area_code)))
+        except ApiError as exc:  # the index is being created by that very write
+            if exc.meta.status == SHARD_NOT_READY:
+                return False
+            raise
+
+    await eventually(indexed, PROJECTED_S, "the area to be indexed")
+    assert (await es.get(index=index, id=str(area_code)))["_source"]["name"] == "苏州"
 
 
 async def test_child_area_is_listed_under_its_parent(system: System, area_code):
     parent, child = area_code, area_code + 1
-    await system.http.post("/api/v1/admin/areas", json={"areaId": parent, "name": "浙江省", "level": "province"},
-                           headers=system.admin())
+    await system.http.post(
+        "/api/v1/admin/areas", json={"areaId": parent, "name": "浙江省", "level": "province"}, headers=system.admin()
+    )
     await eventually(lambda: _area_visible(system, f"/api/v1/areas/{parent}"), PROJECTED_S, "the province")
 
     accepted = await system.http.post(
-        "/api/v1/admin/areas", json={"areaId": child, "name": "宁波", "level": "city", "parentId": parent},
-        headers=system.admin())
+        "/api/v1/admin/areas",
+        json={"areaId": child, "name": "宁波", "level": "city", "parentId": parent},
+        headers=system.admin(),
+    )
     await eventually(lambda: _area_visible(system, f"/api/v1/areas/{child}"), PROJECTED_S, "the city")
 
     assert accepted.status_code == 202
@@ -80,9 +94,11 @@ async def test_metrics_count_the_requests(system: System):
 async def test_events_carry_the_callers_correlation_id(system: System, area_code):
     correlation = "0192f2a4-1c1e-7cc0-8a6b-3c1a2b3c4d5e"
 
-    accepted = await system.http.post("/api/v1/admin/areas", json={"areaId": area_code, "name": "西安",
-                                                                   "level": "city"},
-                                      headers={**system.admin(), "X-Correlation-ID": correlation})
+    accepted = await system.http.post(
+        "/api/v1/admin/areas",
+        json={"areaId": area_code, "name": "西安", "level": "city"},
+        headers={**system.admin(), "X-Correlation-ID": correlation},
+    )
 
     assert accepted.status_code == 202
     records = await read_all(system.settings, system.settings.kafka.topic("reference"))

@@ -26,12 +26,13 @@ def build() -> faust.App:
     app = create_app(settings, group=settings.worker.projector_group)
     topics = declare_topics(app, settings)
     counts = app.Table("partition-counts", default=int, partitions=settings.kafka.topics["reference"].partitions)
-    sink = redis.Redis(host=settings.redis.host, port=settings.redis.port,
-                       socket_timeout=settings.redis.socket_timeout_s)
+    sink = redis.Redis(
+        host=settings.redis.host, port=settings.redis.port, socket_timeout=settings.redis.socket_timeout_s
+    )
     key = probe_key(app.conf.id)
 
     @app.agent(topics.reference, name="probe")
-    async def probe(stream: StreamT) -> None:
+    async def probe(stream: StreamT[bytes]) -> None:
         async for event in stream.events():
             partition = event.message.partition
             counts[f"p{partition}"] += 1

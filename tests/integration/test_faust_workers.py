@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from events.envelope import EventEnvelope
-from events.reference import AreaCreated
+from events.reference import AreaCreated, AreaLevel
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
 from tests.integration.faust_probe import probe_key
@@ -21,8 +21,10 @@ PROJECTED_S = 60
 
 
 def _areas(first: int, count: int) -> list[EventEnvelope]:
-    return [EventEnvelope.wrap(AreaCreated(area_id=first + i, name=f"区域{i}", level="city"), aggregate_version=1)
-            for i in range(count)]
+    return [
+        EventEnvelope.wrap(AreaCreated(area_id=first + i, name=f"区域{i}", level=AreaLevel.CITY), aggregate_version=1)
+        for i in range(count)
+    ]
 
 
 def _assigned_partitions(worker: Child, topic: str) -> set[int] | None:
@@ -71,15 +73,19 @@ async def _projected(pools: ShardPools, ids: list[int]) -> list[int]:
     return counts
 
 
-async def test_two_workers_split_partitions_and_a_rebalance_loses_nothing(isolated, publisher, pools, tmp_path,
-                                                                          area_code):
+async def test_two_workers_split_partitions_and_a_rebalance_loses_nothing(
+    isolated, publisher, pools, tmp_path, area_code
+):
     topic = isolated.kafka.topic("reference")
     partitions = isolated.kafka.topics["reference"].partitions
     first, second = start_worker(isolated, tmp_path / "w1.log"), start_worker(isolated, tmp_path / "w2.log")
     try:
+
         def split() -> bool:
             a, b = _assigned_partitions(first, topic), _assigned_partitions(second, topic)
-            return bool(a) and bool(b) and not (a & b) and (a | b) == set(range(partitions))
+            if not a or not b:
+                return False
+            return not (a & b) and (a | b) == set(range(partitions))
 
         await asyncio.to_thread(wait_until, split, WORKER_READY_S, "two workers to split the partitions")
 

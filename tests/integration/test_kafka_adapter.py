@@ -1,16 +1,17 @@
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from events.envelope import EventEnvelope
-from events.reference import AreaCreated
+from events.reference import AreaCreated, AreaLevel
 from events.serialization import decode
 from infra.kafka import CORRELATION_HEADER, EventPublisher, ensure_topics, topic_plan
 from infra.settings import Settings
 
 
-async def read_all(settings: Settings, topic: str) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -33,9 +34,12 @@ async def read_all(settings: Settings, topic: str) -> list:
         await consumer.stop()
 
 
-async def test_published_event_is_read_back_with_its_key_and_correlation(isolated: Settings,
-                                                                          publisher: EventPublisher, area_code: int):
-    envelope = EventEnvelope.wrap(AreaCreated(area_id=area_code, name="测试", level="city"), aggregate_version=1)
+async def test_published_event_is_read_back_with_its_key_and_correlation(
+    isolated: Settings, publisher: EventPublisher, area_code: int
+):
+    envelope = EventEnvelope.wrap(
+        AreaCreated(area_id=area_code, name="测试", level=AreaLevel.CITY), aggregate_version=1
+    )
 
     metadata = await publisher.publish(envelope)
     records = await read_all(isolated, isolated.kafka.topic("reference"))
@@ -52,7 +56,9 @@ async def test_ensure_topics_is_idempotent(isolated: Settings):
 
     assert created_again == []
     assert {p.name for p in topic_plan(isolated.kafka, [isolated.worker.projector_group])} >= {
-        isolated.kafka.topic("reference"), isolated.kafka.dead_letter_topic(isolated.worker.projector_group)}
+        isolated.kafka.topic("reference"),
+        isolated.kafka.dead_letter_topic(isolated.worker.projector_group),
+    }
 
 
 async def test_a_partition_count_other_than_configured_is_refused(isolated: Settings):

@@ -29,8 +29,10 @@ async def test_migrating_a_fresh_database_creates_every_table(pools: ShardPools)
         try:
             await conn.execute("SET search_path TO migration_probe")
             applied = await migrate_database(conn, load_migrations())
-            tables = {r["tablename"] for r in await conn.fetch(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'migration_probe'")}
+            tables = {
+                r["tablename"]
+                for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'migration_probe'")
+            }
         finally:
             await conn.execute("DROP SCHEMA migration_probe CASCADE")
             await conn.execute("RESET search_path")

@@ -12,7 +12,7 @@ async def test_redis_answers_and_round_trips_a_value(redis: Redis):
     await redis.set(key, "座位", ex=30)
 
     assert await redis.ping() is True
-    assert (await redis.get(key)).decode() == "座位"
+    assert await redis.get(key) == "座位".encode()
 
 
 async def test_every_lua_script_is_registered_by_name(redis: Redis):

@@ -3,7 +3,7 @@
 from elasticsearch import AsyncElasticsearch
 
 from events.envelope import EventEnvelope
-from events.reference import AreaCreated
+from events.reference import AreaCreated, AreaLevel
 from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.pools import ShardPools
 from infra.search import index_name
@@ -12,26 +12,32 @@ from projections.reference_projector import ReferenceProjector
 
 
 def _projector(isolated: Settings, pools: ShardPools, es: AsyncElasticsearch) -> ReferenceProjector:
-    return ReferenceProjector(f"{isolated.worker.projector_group}.reference", pools, es,
-                              index_name(isolated.elasticsearch, "area"))
+    return ReferenceProjector(
+        f"{isolated.worker.projector_group}.reference", pools, es, index_name(isolated.elasticsearch, "area")
+    )
 
 
 def _batch(isolated: Settings, *events: tuple[int, AreaCreated]) -> list[Positioned[EventEnvelope]]:
     topic = isolated.kafka.topic("reference")
-    return [Positioned(Delivered(topic, 0, offset), EventEnvelope.wrap(e, aggregate_version=1))
-            for offset, e in events]
+    return [Positioned(Delivered(topic, 0, offset), EventEnvelope.wrap(e, aggregate_version=1)) for offset, e in events]
 
 
-async def _rows(pools: ShardPools, area_id: int) -> list[tuple]:
-    return [tuple(await pool.fetchrow("SELECT name, level, parent_id, aggregate_version, updated_at"
-                                      " FROM area WHERE id = $1", area_id) or ())
-            for _, pool in pools]
+async def _rows(pools: ShardPools, area_id: int) -> list[tuple[object, ...]]:
+    return [
+        tuple(
+            await pool.fetchrow(
+                "SELECT name, level, parent_id, aggregate_version, updated_at FROM area WHERE id = $1", area_id
+            )
+            or ()
+        )
+        for _, pool in pools
+    ]
 
 
 async def test_area_lands_in_every_shard_database_and_in_search(isolated, pools, es, area_code):
     projector = _projector(isolated, pools, es)
 
-    await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level="city"))))
+    await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level=AreaLevel.CITY))))
 
     rows = await _rows(pools, area_code)
     assert [r[:4] for r in rows] == [("杭州", "city", None, 1)] * len(pools.databases)
@@ -42,22 +48,22 @@ async def test_area_lands_in_every_shard_database_and_in_search(isolated, pools,
 
 async def test_redelivered_batch_changes_nothing(isolated, pools, es, area_code):
     projector = _projector(isolated, pools, es)
-    batch = _batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level="city")))
+    batch = _batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level=AreaLevel.CITY)))
     await projector.apply(batch)
     before = await _rows(pools, area_code)
 
     await projector.apply(batch)
     # Same offset, different content: only a redelivery could look like this, and it is skipped.
-    await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="改名", level="city"))))
+    await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="改名", level=AreaLevel.CITY))))
 
     assert await _rows(pools, area_code) == before
 
 
 async def test_same_version_from_a_new_offset_does_not_overwrite(isolated, pools, es, area_code):
     projector = _projector(isolated, pools, es)
-    await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level="city"))))
+    await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level=AreaLevel.CITY))))
 
-    await projector.apply(_batch(isolated, (1, AreaCreated(area_id=area_code, name="重复", level="city"))))
+    await projector.apply(_batch(isolated, (1, AreaCreated(area_id=area_code, name="重复", level=AreaLevel.CITY))))
 
     assert {r[0] for r in await _rows(pools, area_code)} == {"杭州"}
     doc = await es.get(index=index_name(isolated.elasticsearch, "area"), id=str(area_code))

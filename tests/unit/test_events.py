@@ -1,6 +1,6 @@
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -28,7 +28,7 @@ class ShowTimeMovedForTest(DomainEvent):
 
 
 @upcaster("ShowTimeMovedForTest", from_version=1)
-def _rename_at(payload: dict) -> dict:
+def _rename_at(payload: dict[str, Any]) -> dict[str, Any]:
     payload = dict(payload)
     payload["startsAt"] = payload.pop("at")
     return payload
@@ -47,8 +47,9 @@ def test_envelope_round_trips_through_bytes():
 
 
 def test_envelope_payload_uses_camel_case_on_the_wire():
-    envelope = EventEnvelope.wrap(AreaCreated(area_id=440100, name="广州", level="city", parent_id=440000),
-                                  aggregate_version=1)
+    envelope = EventEnvelope.wrap(
+        AreaCreated(area_id=440100, name="广州", level=AreaLevel.CITY, parent_id=440000), aggregate_version=1
+    )
 
     wire = orjson.loads(encode(envelope))
 
@@ -58,9 +59,14 @@ def test_envelope_payload_uses_camel_case_on_the_wire():
 
 def test_old_schema_version_is_upcast_when_decoded():
     old = {
-        "event_id": str(uuid.uuid4()), "type": "ShowTimeMovedForTest", "schema_version": 1,
-        "aggregate_id": "show-time-7", "aggregate_version": 3, "occurred_at": datetime.now(UTC).isoformat(),
-        "correlation_id": str(uuid.uuid4()), "causation_id": None,
+        "event_id": str(uuid.uuid4()),
+        "type": "ShowTimeMovedForTest",
+        "schema_version": 1,
+        "aggregate_id": "show-time-7",
+        "aggregate_version": 3,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "correlation_id": str(uuid.uuid4()),
+        "causation_id": None,
         "payload": {"showTimeId": 7, "at": "2026-12-01T19:30:00+08:00"},
     }
 
@@ -72,15 +78,16 @@ def test_old_schema_version_is_upcast_when_decoded():
     assert event.starts_at.hour == 19
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"{}", orjson.dumps({"type": "NoSuchEvent", "schema_version": 1,
-                                                                   "payload": {}})])
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"{}", orjson.dumps({"type": "NoSuchEvent", "schema_version": 1, "payload": {}})]
+)
 def test_garbage_is_undecodable_when_it_is_not_a_known_event(raw: bytes):
     with pytest.raises(UndecodableEvent):
         decode(raw)
 
 
 def test_event_newer_than_the_code_is_undecodable():
-    envelope = EventEnvelope.wrap(AreaCreated(area_id=310000, name="上海", level="city"), aggregate_version=1)
+    envelope = EventEnvelope.wrap(AreaCreated(area_id=310000, name="上海", level=AreaLevel.CITY), aggregate_version=1)
     wire = orjson.loads(encode(envelope))
     wire["schema_version"] = 99
 
