@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from elasticsearch import AsyncElasticsearch
+from elasticsearch import ConnectionError as SearchConnectionError
 from mode import Service
 
 from infra.postgres.pools import ShardPools
 from infra.search import apply_index_templates, create_elasticsearch
 from infra.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 class Stores(Service):
@@ -22,7 +26,12 @@ class Stores(Service):
 
     async def on_start(self) -> None:
         await self.pools.start()
-        await apply_index_templates(self.es, self._settings.elasticsearch)
+        try:
+            await apply_index_templates(self.es, self._settings.elasticsearch)
+        except SearchConnectionError as exc:
+            # `damai stack up` stored the templates already; projectors retry their
+            # search writes until Elasticsearch is back, Postgres projection goes on.
+            log.warning("worker.search_unavailable_at_start", error=repr(exc))
         self._ready.set()
 
     async def on_stop(self) -> None:

@@ -23,7 +23,7 @@ async def test_ready_when_every_dependency_answers(system: System):
     assert {f"postgres:{db}" for db in system.settings.postgres.databases} <= set(checks)
 
 
-@pytest.mark.parametrize("service", ["redis", "postgres", "elasticsearch"])
+@pytest.mark.parametrize("service", ["redis", "postgres", "elasticsearch", "kafka"])
 async def test_not_ready_names_the_stopped_service_until_it_is_back(system: System, service: str):
     await asyncio.to_thread(stack.down, system.settings, [service])
     try:
