@@ -82,6 +82,7 @@ def extract_zip(archive: Path, destination: Path) -> None:
 
 class Elasticsearch(Service):
     name: ClassVar[str] = "elasticsearch"
+    pid_marker: ClassVar[str] = PID_MARKER
     startup_timeout_s: ClassVar[float] = 180.0
     shutdown_timeout_s: ClassVar[float] = 60.0
 
@@ -134,12 +135,6 @@ class Elasticsearch(Service):
     @property
     def ports(self) -> list[int]:
         return [self.http_port]
-
-    def running_pid(self) -> int | None:
-        return process.live_pid(self.pid_file, PID_MARKER)
-
-    def clear_stale_state(self) -> None:
-        process.remove_if_stale(self.pid_file, PID_MARKER)
 
     def install(self) -> None:
         user = self.os_user

@@ -40,6 +40,7 @@ def _ident(value: str) -> str:
 
 class Postgres(Service):
     name: ClassVar[str] = "postgres"
+    pid_marker: ClassVar[str] = PID_MARKER
     startup_timeout_s: ClassVar[float] = 60.0
     shutdown_timeout_s: ClassVar[float] = 60.0
 
@@ -71,9 +72,6 @@ class Postgres(Service):
     def ports(self) -> list[int]:
         return [self.port]
 
-    def running_pid(self) -> int | None:
-        return process.live_pid(self.pid_file, PID_MARKER)
-
     @property
     def socket_lock_file(self) -> Path:
         return self.run_dir / f".s.PGSQL.{self.port}.lock"
@@ -82,8 +80,8 @@ class Postgres(Service):
         # Postgres refuses to start while postmaster.pid or the socket lock names a pid that
         # kill(pid, 0) still finds: a reused pid, or the unreaped zombie of a crashed
         # postmaster (a container's init may be slow to reap). Our check is stricter.
-        process.remove_if_stale(self.pid_file, PID_MARKER)
-        process.remove_if_stale(self.socket_lock_file, PID_MARKER)
+        super().clear_stale_state()
+        process.remove_if_stale(self.socket_lock_file, self.pid_marker)
 
     def install(self) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)

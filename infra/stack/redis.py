@@ -20,6 +20,7 @@ REPLY_BUFFER_BYTES = 256
 
 class Redis(Service):
     name: ClassVar[str] = "redis"
+    pid_marker: ClassVar[str] = PID_MARKER
     startup_timeout_s: ClassVar[float] = 30.0
     shutdown_timeout_s: ClassVar[float] = 30.0
 
@@ -46,12 +47,6 @@ class Redis(Service):
     @property
     def ports(self) -> list[int]:
         return [self.port]
-
-    def running_pid(self) -> int | None:
-        return process.live_pid(self.pid_file, PID_MARKER)
-
-    def clear_stale_state(self) -> None:
-        process.remove_if_stale(self.pid_file, PID_MARKER)
 
     def install(self) -> None:
         accounts.make_dirs(None, self.home, self.data_dir, self.logs_dir)

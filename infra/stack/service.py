@@ -37,6 +37,8 @@ class ServiceStatus:
 
 class Service(abc.ABC):
     name: ClassVar[str]
+    pid_marker: ClassVar[str]
+    """Text in the server's command line that tells our process from a reused pid."""
     startup_timeout_s: ClassVar[float]
     shutdown_timeout_s: ClassVar[float]
     # Poll cadence while waiting for a server to come up or go away.
@@ -64,9 +66,10 @@ class Service(abc.ABC):
     def ports(self) -> list[int]:
         """Ports the server binds; they must be free before it starts."""
 
+    @property
     @abc.abstractmethod
-    def running_pid(self) -> int | None:
-        """Pid of our live server process, or None (a stale pid file counts as None)."""
+    def pid_file(self) -> Path:
+        """Where the server (or we, for it) records its pid."""
 
     @abc.abstractmethod
     def ready(self) -> tuple[bool, str]:
@@ -80,11 +83,16 @@ class Service(abc.ABC):
     def start(self) -> None:
         """Write config and launch the server in the background."""
 
-    @abc.abstractmethod
-    def clear_stale_state(self) -> None:
-        """Remove pid files left by a process that is gone."""
 
     # --- optional hooks ----------------------------------------------------------------
+
+    def running_pid(self) -> int | None:
+        """Pid of our live server process, or None (a stale pid file counts as None)."""
+        return process.live_pid(self.pid_file, self.pid_marker)
+
+    def clear_stale_state(self) -> None:
+        """Remove pid files left by a process that is gone."""
+        process.remove_if_stale(self.pid_file, self.pid_marker)
 
     def ensure_objects(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Create what the project needs inside a ready server (roles, databases)."""

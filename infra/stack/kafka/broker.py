@@ -55,6 +55,7 @@ def new_cluster_id() -> str:
 
 class KafkaBroker(Service):
     name: ClassVar[str] = "kafka"
+    pid_marker: ClassVar[str] = PID_MARKER
     startup_timeout_s: ClassVar[float] = 90.0
     shutdown_timeout_s: ClassVar[float] = 60.0
 
@@ -113,12 +114,6 @@ class KafkaBroker(Service):
     @property
     def ports(self) -> list[int]:
         return [self.port, self.settings.kafka.controller_port]
-
-    def running_pid(self) -> int | None:
-        return process.live_pid(self.pid_file, PID_MARKER)
-
-    def clear_stale_state(self) -> None:
-        process.remove_if_stale(self.pid_file, PID_MARKER)
 
     def install(self) -> None:
         accounts.make_dirs(None, self.home, self.data_dir, self.logs_dir, self.config_dir)
