@@ -26,9 +26,10 @@ from bench.bench_projection import TABLE_DDL, BenchProjector, projected
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated
 from events.serialization import decode
-from infra.kafka import EventPublisher, ensure_topics
+from infra.kafka import EventPublisher
 from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.pools import ShardPools
+from infra.provision import provision_namespace, remove_namespace
 from infra.settings import REPO_ROOT, Settings, get_settings
 
 PRODUCE_CHUNK = 5000
@@ -123,30 +124,35 @@ async def faust_projection(settings: Settings, pools: ShardPools, count: int, lo
             worker.wait()
 
 
+async def one_round(settings: Settings, count: int, log: Path, results: dict[str, list[float]]) -> None:
+    """All four paths on one fresh namespace (topics, schema), removed afterwards."""
+    await provision_namespace(settings)
+    pools = ShardPools(settings.postgres)
+    await pools.start()
+    try:
+        await pools[settings.postgres.databases[0]].execute(TABLE_DDL)
+        results["produce"].append(await produce(settings, count))
+        results["plain read+decode"].append(await plain_decode_only(settings, count))
+        results["plain projection"].append(await plain_projection(settings, pools, count))
+        results["faust projection"].append(await faust_projection(settings, pools, count, log))
+    finally:
+        await pools.stop()
+        await remove_namespace(settings)
+
+
 async def main(count: int, rounds: int) -> None:
     base = get_settings()
-    pools = ShardPools(base.postgres)
-    await pools.start()
-    await pools[base.postgres.databases[0]].execute(TABLE_DDL)
     results: dict[str, list[float]] = {
         "produce": [],
         "plain read+decode": [],
         "plain projection": [],
         "faust projection": [],
     }
-    try:
-        for round_no in range(rounds):
-            settings = base.namespaced(f"bench{uuid.uuid4().hex[:8]}")
-            await ensure_topics(settings.kafka, [settings.worker.projector_group])
-            results["produce"].append(await produce(settings, count))
-            results["plain read+decode"].append(await plain_decode_only(settings, count))
-            results["plain projection"].append(await plain_projection(settings, pools, count))
-            log = REPO_ROOT / "bench" / "results" / f"faust-worker-{round_no}.log"
-            log.parent.mkdir(parents=True, exist_ok=True)
-            results["faust projection"].append(await faust_projection(settings, pools, count, log))
-            print(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items()), flush=True)
-    finally:
-        await pools.stop()
+    for round_no in range(rounds):
+        log = REPO_ROOT / "bench" / "results" / f"faust-worker-{round_no}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        await one_round(base.namespaced(f"bench{uuid.uuid4().hex[:8]}"), count, log, results)
+        print(f"round {round_no + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items()), flush=True)
     medians = {k: statistics.median(v) for k, v in results.items()}
     print(f"\n{count:,} events × {rounds} rounds — medians (events/s):")
     for k, v in medians.items():

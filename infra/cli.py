@@ -95,15 +95,13 @@ def seed_demo() -> None:
 
 @app.command()
 def config(
-    markdown: Annotated[bool, typer.Option(help="Print the defaults as the table in docs/configuration.md")] = False,
+    write_doc: Annotated[bool, typer.Option(help="Rewrite the defaults table in docs/configuration.md")] = False,
 ) -> None:
     """Every setting: its DAMAI_* variable and the value in effect."""
-    from infra.settings_doc import setting_rows
+    from infra.settings_doc import setting_rows, write_configuration_doc
 
-    if markdown:
-        typer.echo("| variable | default | meaning |\n|---|---|---|")
-        for env, value, description in setting_rows(Settings.model_construct()):
-            typer.echo(f"| `{env}` | `{value}` | {description} |")
+    if write_doc:
+        write_configuration_doc()
         return
     for env, value, _ in setting_rows(get_settings()):
         typer.echo(f"{env}={value}")

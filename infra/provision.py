@@ -1,12 +1,18 @@
-"""After the services are up: the topics, index templates and schema the system expects."""
+"""After the services are up: the topics, index templates and schema the system expects.
+
+A namespace (``Settings.namespaced``) gets its own set of all three; ``remove_namespace``
+deletes them again and refuses to touch the default namespace.
+"""
 
 from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.kafka import ensure_topics
 from infra.postgres.migrations import migrate_all
 from infra.postgres.pools import ShardPools
-from infra.search import apply_index_templates, create_elasticsearch
-from infra.settings import Settings
+from infra.search import apply_index_templates, create_elasticsearch, index_templates
+from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, Settings
 
 
 def consumer_groups(settings: Settings) -> list[str]:
@@ -31,5 +37,51 @@ async def migrate(settings: Settings) -> dict[str, list[str]]:
     await pools.start()
     try:
         return await migrate_all(pools)
+    finally:
+        await pools.stop()
+
+
+async def provision_namespace(settings: Settings) -> None:
+    """Topics, index templates and migrated schema for ``settings``' namespace."""
+    await create_topics(settings)
+    await apply_templates(settings)
+    await migrate(settings)
+
+
+def _is_default_namespace(settings: Settings) -> bool:
+    return (
+        settings.kafka.topic_prefix == KafkaSettings().topic_prefix
+        or settings.elasticsearch.index_prefix == ElasticsearchSettings().index_prefix
+        or settings.postgres.schema_name == PostgresSettings().schema_name
+    )
+
+
+async def remove_namespace(settings: Settings) -> None:
+    """Delete a namespace's topics, indices, templates and schema (never the default one)."""
+    if _is_default_namespace(settings):
+        raise ValueError("refusing to remove the default namespace")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(settings.kafka.topic_prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
+    es = create_elasticsearch(settings.elasticsearch)
+    try:
+        prefix = settings.elasticsearch.index_prefix
+        indices = list(await es.indices.get(index=f"{prefix}*", expand_wildcards="all"))
+        if indices:  # by name: wildcard deletes are disabled on purpose
+            await es.indices.delete(index=",".join(indices))
+        for name in index_templates(settings.elasticsearch):
+            await es.indices.delete_index_template(name=name)
+    finally:
+        await es.close()
+    pools = ShardPools(settings.postgres)
+    await pools.start()
+    try:
+        for _, pool in pools:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
     finally:
         await pools.stop()

@@ -31,6 +31,11 @@ class PostgresSettings(BaseModel):
         default_factory=dict,
         description="Full DSN for a database that does not live on host:port.",
     )
+    schema_name: str = Field(
+        default="public",
+        pattern=r"^[a-z_][a-z0-9_]*$",
+        description="Schema the tables live in, in every shard database; a namespace on shared servers.",
+    )
     pool_min_size: int = Field(default=1, description="Connections each shard pool keeps open.")
     pool_max_size: int = Field(default=10, description="Most connections a shard pool opens, per process.")
     command_timeout_s: float = Field(default=10.0, description="Longest a single query may run.")
@@ -175,13 +180,15 @@ class Settings(BaseSettings):
         """The same stack under other topic names, consumer group and index prefix.
 
         Lets a second environment (a test run, a benchmark) share the servers
-        without reading or writing the first one's topics.
+        without reading or writing the first one's topics, tables or indices.
+        ``tag`` must be a valid lower-case identifier.
         """
         return self.model_copy(
             update={
                 "kafka": self.kafka.model_copy(update={"topic_prefix": f"{tag}."}),
                 "worker": self.worker.model_copy(update={"projector_group": f"{tag}-projector"}),
                 "elasticsearch": self.elasticsearch.model_copy(update={"index_prefix": f"{tag}-"}),
+                "postgres": self.postgres.model_copy(update={"schema_name": tag}),
             }
         )
 
@@ -191,6 +198,7 @@ class Settings(BaseSettings):
             "DAMAI_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
             "DAMAI_WORKER__PROJECTOR_GROUP": self.worker.projector_group,
             "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
+            "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 
-from infra.settings import Settings
+from infra.settings import REPO_ROOT, Settings
 
 ENV_PREFIX = "DAMAI_"
+CONFIGURATION_DOC = REPO_ROOT / "docs" / "configuration.md"
+TABLE_MARKERS = ("<!-- settings:begin -->", "<!-- settings:end -->")
 
 
 def setting_rows(model: BaseModel | None = None, path: tuple[str, ...] = ()) -> Iterator[tuple[str, str, str]]:
@@ -25,3 +29,19 @@ def setting_rows(model: BaseModel | None = None, path: tuple[str, ...] = ()) -> 
         else:
             shown = str(value)
         yield env, shown, field.description or ""
+
+
+def markdown_table() -> str:
+    """The defaults as a Markdown table, with paths shown relative to the repository."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for env, value, description in setting_rows(Settings.model_construct()):
+        lines.append(f"| `{env}` | `{value.replace(str(REPO_ROOT), '<repo>')}` | {description} |")
+    return "\n".join(lines)
+
+
+def write_configuration_doc(path: Path = CONFIGURATION_DOC) -> None:
+    """Replace the table between the markers in docs/configuration.md."""
+    begin, end = TABLE_MARKERS
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(f"{begin}\n{markdown_table()}\n{end}", text), encoding="utf-8")

@@ -17,10 +17,11 @@ from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
 from infra import stack
-from infra.kafka import EventPublisher, ensure_topics
+from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
+from infra.provision import provision_namespace, remove_namespace
 from infra.redis import create_redis
-from infra.search import apply_index_templates, create_elasticsearch
+from infra.search import create_elasticsearch
 from infra.settings import Settings, get_settings
 
 # Area codes handed to tests: distinct across tests and across runs on one stack.
@@ -41,11 +42,12 @@ def isolated_copy(settings: Settings) -> Settings:
 
 
 @pytest_asyncio.fixture
-async def isolated(settings: Settings, es: AsyncElasticsearch) -> Settings:
+async def isolated(settings: Settings) -> AsyncIterator[Settings]:
+    """A namespace of its own (topics, indices, schema) for one test, removed afterwards."""
     iso = isolated_copy(settings)
-    await ensure_topics(iso.kafka, [iso.worker.projector_group])
-    await apply_index_templates(es, iso.elasticsearch)
-    return iso
+    await provision_namespace(iso)
+    yield iso
+    await remove_namespace(iso)
 
 
 @pytest.fixture
@@ -53,9 +55,10 @@ def area_code() -> int:
     return next(_area_codes)
 
 
-@pytest_asyncio.fixture(scope="session")
-async def pools(settings: Settings) -> AsyncIterator[ShardPools]:
-    shard_pools = ShardPools(settings.postgres)
+@pytest_asyncio.fixture
+async def pools(isolated: Settings) -> AsyncIterator[ShardPools]:
+    """Pools on the test's own schema in every shard database."""
+    shard_pools = ShardPools(isolated.postgres)
     await shard_pools.start()
     yield shard_pools
     await shard_pools.stop()

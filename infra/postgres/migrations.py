@@ -31,11 +31,14 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(p.stem, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.sql"))]
 
 
-async def migrate_database(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:
+async def migrate_database(conn: asyncpg.Connection, migrations: list[Migration], schema: str) -> list[str]:
     """Apply what this database has not seen; return the names applied."""
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        # The schema name is a validated identifier (settings pattern); quoted all the same.
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migration ("
             " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -55,6 +58,6 @@ async def migrate_all(pools: ShardPools) -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
     for database, pool in pools:
         async with pool.acquire() as conn:
-            result[database] = await migrate_database(conn, migrations)
+            result[database] = await migrate_database(conn, migrations, pools.schema_name)
         log.info("postgres.migrated", database=database, applied=result[database])
     return result

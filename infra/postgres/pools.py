@@ -34,6 +34,7 @@ class ShardPools:
                     max_size=s.pool_max_size,
                     command_timeout=s.command_timeout_s,
                     timeout=s.connect_timeout_s,
+                    server_settings={"search_path": s.schema_name},
                 )
                 for db in s.databases
             )
@@ -49,6 +50,10 @@ class ShardPools:
 
     def __iter__(self) -> Iterator[tuple[str, asyncpg.Pool]]:
         return iter(self._pools.items())
+
+    @property
+    def schema_name(self) -> str:
+        return self._settings.schema_name
 
     @property
     def databases(self) -> list[str]:

@@ -83,7 +83,6 @@ class Service(abc.ABC):
     def start(self) -> None:
         """Write config and launch the server in the background."""
 
-
     # --- optional hooks ----------------------------------------------------------------
 
     def running_pid(self) -> int | None:

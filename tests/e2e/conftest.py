@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import httpx
 import pytest_asyncio
 
-from infra.kafka import ensure_topics
-from infra.search import apply_index_templates
+from infra.provision import provision_namespace, remove_namespace
 from infra.settings import Settings
 from tests.conftest import isolated_copy
 from tests.processes import free_port, start_api, start_worker
@@ -26,11 +25,10 @@ class System:
 
 
 @pytest_asyncio.fixture(scope="module")
-async def system(settings: Settings, es, tmp_path_factory) -> AsyncIterator[System]:
+async def system(settings: Settings, tmp_path_factory) -> AsyncIterator[System]:
     iso = isolated_copy(settings)
     iso = iso.model_copy(update={"api": iso.api.model_copy(update={"port": free_port()})})
-    await ensure_topics(iso.kafka, [iso.worker.projector_group])
-    await apply_index_templates(es, iso.elasticsearch)
+    await provision_namespace(iso)
     logs = tmp_path_factory.mktemp("system")
     worker = start_worker(iso, logs / "worker.log")
     api, base_url = start_api(iso, logs / "api.log")
@@ -40,3 +38,4 @@ async def system(settings: Settings, es, tmp_path_factory) -> AsyncIterator[Syst
         finally:
             api.stop()
             worker.stop()
+            await remove_namespace(iso)

@@ -25,17 +25,14 @@ async def test_migrations_are_recorded_and_rerunning_applies_nothing(pools: Shar
 async def test_migrating_a_fresh_database_creates_every_table(pools: ShardPools):
     pool = pools[pools.databases[0]]
     async with pool.acquire() as conn:
-        await conn.execute("CREATE SCHEMA IF NOT EXISTS migration_probe")
         try:
-            await conn.execute("SET search_path TO migration_probe")
-            applied = await migrate_database(conn, load_migrations())
+            applied = await migrate_database(conn, load_migrations(), "migration_probe")
             tables = {
                 r["tablename"]
                 for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'migration_probe'")
             }
         finally:
-            await conn.execute("DROP SCHEMA migration_probe CASCADE")
-            await conn.execute("RESET search_path")
+            await conn.execute("DROP SCHEMA IF EXISTS migration_probe CASCADE")
 
     assert applied == [m.name for m in load_migrations()]
     assert {"schema_migration", "projector_offset", "area"} <= tables
