@@ -31,7 +31,7 @@ async def test_not_ready_names_the_stopped_service_until_it_is_back(system: Syst
     finally:
         await asyncio.to_thread(stack.up, system.settings, [service])
 
-    assert down.status_code == 503
+    assert down.status_code == 503, down.text
     assert down.json()["code"] == "NOT_READY"
     assert any(name.split(":")[0] == service for name in down.json()["details"]["down"])
 
