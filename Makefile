@@ -26,6 +26,7 @@ test: up lint
 up: install
 	$(DAMAI) stack up
 	$(DAMAI) db migrate
+	$(DAMAI) db verify
 
 down:
 	$(DAMAI) stack down

@@ -14,7 +14,7 @@ from api.commands import CorrelationDep, append
 from api.errors import ApiError
 from api.resources import ResourcesDep
 from commands.reference import CreateArea, KnownAreas, create_area
-from infra.postgres.reference_views import AreaView, existing_area_ids, get_area, list_areas
+from infra.postgres.views.reference import AreaView, existing_area_ids, get_area, list_areas
 
 router = APIRouter(tags=["reference"])
 admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])

@@ -80,8 +80,36 @@ def db_migrate() -> None:
     from infra import provision
 
     applied = asyncio.run(provision.migrate(_settings()))
-    for database, names in applied.items():
-        typer.echo(f"{database}: {', '.join(names) if names else 'up to date'}")
+    for database, runs in applied.items():
+        typer.echo(f"{database}: {f'{len(runs)} migration runs applied' if runs else 'up to date'}")
+
+
+@db_app.command("layout")
+def db_layout() -> None:
+    """Print the shard layout: for each shard group, its tables in each database."""
+    from infra.postgres.routing import REFERENCE_TABLES, SHARD_GROUPS, shard_layout
+
+    layout = shard_layout(_settings())
+    for group, families in SHARD_GROUPS.items():
+        typer.echo(f"{group} ({layout.slots(group)} tables per family): {', '.join(families)}")
+        for database in layout.databases:
+            typer.echo(f"  {database}: {', '.join(t for f in families for t in layout.tables_in(database, f))}")
+    typer.echo(f"reference (whole in every database): {', '.join(REFERENCE_TABLES)}")
+
+
+@db_app.command("verify")
+def db_verify() -> None:
+    """Check that every expected physical table exists with every migration applied; exit 1 if not."""
+    from infra import provision
+
+    report = asyncio.run(provision.verify_schema(_settings()))
+    for table in report.missing_tables:
+        typer.echo(f"missing table: {table}")
+    for run in report.unapplied:
+        typer.echo(f"not applied: {run}")
+    if not report.ok:
+        raise typer.Exit(1)
+    typer.echo("schema verified: every table present, every migration applied")
 
 
 @seed_app.command("demo")

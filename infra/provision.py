@@ -9,8 +9,9 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient
 
 from infra.kafka import ensure_topics
-from infra.postgres.migrations import migrate_all
+from infra.postgres.migrations import VerifyReport, migrate_all, verify_all
 from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, Settings
 
@@ -36,7 +37,16 @@ async def migrate(settings: Settings) -> dict[str, list[str]]:
     pools = ShardPools(settings.postgres)
     await pools.start()
     try:
-        return await migrate_all(pools)
+        return await migrate_all(pools, shard_layout(settings))
+    finally:
+        await pools.stop()
+
+
+async def verify_schema(settings: Settings) -> VerifyReport:
+    pools = ShardPools(settings.postgres)
+    await pools.start()
+    try:
+        return await verify_all(pools, shard_layout(settings))
     finally:
         await pools.stop()
 

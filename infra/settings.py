@@ -12,7 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +26,18 @@ class PostgresSettings(BaseModel):
     databases: list[str] = Field(
         default_factory=lambda: ["damai_0", "damai_1"],
         description="Shard databases, in shard order; shard i is databases[i].",
+    )
+    tables_per_database: dict[str, int] = Field(
+        default_factory=lambda: {
+            "user": 2,
+            "user_mobile": 2,
+            "user_email": 2,
+            "ticket_buyer": 2,
+            "order": 4,
+            "program": 2,
+            "bill": 2,
+        },
+        description="Physical tables per shard database for each shard group (see docs/sharding.md).",
     )
     dsn_overrides: dict[str, str] = Field(
         default_factory=dict,
@@ -45,6 +57,15 @@ class PostgresSettings(BaseModel):
         if database in self.dsn_overrides:
             return self.dsn_overrides[database]
         return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+
+class SecuritySettings(BaseModel):
+    blind_index_key: str = Field(
+        default="damai-dev-blind-index-key-change-me",
+        min_length=16,
+        description="Secret of the keyed hash (HMAC-SHA256) that indexes mobiles, emails and ID numbers; "
+        "changing it needs a re-index.",
+    )
 
 
 class RedisSettings(BaseModel):
@@ -160,6 +181,44 @@ class WorkerSettings(BaseModel):
     )
 
 
+class IdSettings(BaseModel):
+    key_tag: str = Field(
+        default="ids",
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Redis hash tag of the worker-id keys ({tag}:worker:<n>); a namespace on a shared Redis.",
+    )
+    lease_ttl_ms: int = Field(
+        default=10_000,
+        ge=30,
+        description="A worker-id lease lapses this long after its last renewal; renewed every third of it.",
+    )
+    lease_safety_margin_ms: int = Field(
+        default=2_000,
+        ge=0,
+        description="A process stops issuing ids this long before its lease could lapse "
+        "(covers Redis round trips, pauses, clock-rate drift).",
+    )
+    renew_retry_ms: int = Field(default=500, ge=1, description="Wait before retrying a failed lease renewal.")
+    max_clock_step_back_ms: int = Field(
+        default=5,
+        ge=0,
+        description="A generator waits out a clock step back up to this long; a longer one refuses ids.",
+    )
+    max_high_water_wait_ms: int = Field(
+        default=1_000,
+        ge=0,
+        description="A new holder of a worker id waits up to this long for its clock to pass the "
+        "previous holder's high-water mark; further behind, it refuses to start.",
+    )
+
+    @model_validator(mode="after")
+    def _renewal_fits_in_the_lease(self) -> IdSettings:
+        # Renewals come every third of the TTL; the margin must leave room for at least one retry.
+        if self.lease_safety_margin_ms >= self.lease_ttl_ms * 2 // 3:
+            raise ValueError("lease_safety_margin_ms must be under two thirds of lease_ttl_ms")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAMAI_", env_nested_delimiter="__")
 
@@ -175,6 +234,8 @@ class Settings(BaseSettings):
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    ids: IdSettings = Field(default_factory=IdSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     def namespaced(self, tag: str) -> Settings:
         """The same stack under other topic names, consumer group and index prefix.
@@ -189,6 +250,7 @@ class Settings(BaseSettings):
                 "worker": self.worker.model_copy(update={"projector_group": f"{tag}-projector"}),
                 "elasticsearch": self.elasticsearch.model_copy(update={"index_prefix": f"{tag}-"}),
                 "postgres": self.postgres.model_copy(update={"schema_name": tag}),
+                "ids": self.ids.model_copy(update={"key_tag": f"{tag}-ids"}),
             }
         )
 
@@ -199,6 +261,7 @@ class Settings(BaseSettings):
             "DAMAI_WORKER__PROJECTOR_GROUP": self.worker.projector_group,
             "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
             "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
+            "DAMAI_IDS__KEY_TAG": self.ids.key_tag,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }

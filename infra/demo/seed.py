@@ -9,7 +9,7 @@ from events.envelope import EventEnvelope
 from infra.demo.areas import demo_area_commands
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
-from infra.postgres.reference_views import existing_area_ids
+from infra.postgres.views.reference import existing_area_ids
 from infra.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -1,27 +1,25 @@
-"""One asyncpg pool per shard database, behind a small router interface."""
+"""One asyncpg pool per shard database; which database holds a row is infra.postgres.routing's business."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 
 from infra.settings import PostgresSettings
 
-
-class ShardRouter(Protocol):
-    """Maps a routing key to the shard database that holds it (the layout lives in one place)."""
-
-    def database_for(self, key: int) -> str: ...
+QueryObserver = Callable[[str, str], None]
+"""Called with (database, query text) after each query; for per-shard metrics and tests."""
 
 
 class ShardPools:
     """The pools of every shard database, by name and in shard order."""
 
-    def __init__(self, settings: PostgresSettings):
+    def __init__(self, settings: PostgresSettings, observer: QueryObserver | None = None):
         self._settings = settings
+        self._observer = observer
         self._pools: dict[str, asyncpg.Pool] = {}
 
     async def start(self) -> None:
@@ -35,11 +33,29 @@ class ShardPools:
                     command_timeout=s.command_timeout_s,
                     timeout=s.connect_timeout_s,
                     server_settings={"search_path": s.schema_name},
+                    init=self._observe(db),
                 )
                 for db in s.databases
             )
         )
         self._pools = dict(zip(s.databases, pools, strict=True))
+
+    def _observe(self, database: str) -> Callable[[asyncpg.Connection], Awaitable[None]] | None:
+        observer = self._observer
+        if observer is None:
+            return None
+
+        async def init(conn: asyncpg.Connection) -> None:
+            # The pool's own reset on release is housekeeping, not a query of ours.
+            housekeeping = conn.get_reset_query()
+
+            def log_query(record: LoggedQuery) -> None:
+                if record.query != housekeeping:
+                    observer(database, record.query)
+
+            conn.add_query_logger(log_query)
+
+        return init
 
     async def stop(self) -> None:
         await asyncio.gather(*(p.close() for p in self._pools.values()))
@@ -58,9 +74,6 @@ class ShardPools:
     @property
     def databases(self) -> list[str]:
         return list(self._pools)
-
-    def routed(self, router: ShardRouter, key: int) -> asyncpg.Pool:
-        return self._pools[router.database_for(key)]
 
     async def check_reachable(self, database: str, timeout_s: float) -> None:
         """Raise unless ``database`` answers a query within ``timeout_s``."""

@@ -1,6 +1,9 @@
-from infra.postgres.migrations import load_migrations, migrate_all, migrate_database
+import uuid
+
+from infra.postgres.migrations import migrate_all, verify_all
 from infra.postgres.offsets import Delivered, Positioned, applied_offsets, take_unapplied
 from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
 
 
 async def test_every_shard_database_answers(pools: ShardPools, settings):
@@ -9,33 +12,65 @@ async def test_every_shard_database_answers(pools: ShardPools, settings):
         assert await pool.fetchval("SELECT current_database()") == database
 
 
-async def test_migrations_are_recorded_and_rerunning_applies_nothing(pools: ShardPools):
-    await migrate_all(pools)
+async def test_migrations_are_recorded_and_rerunning_applies_nothing(pools: ShardPools, isolated):
+    layout = shard_layout(isolated)
+    await migrate_all(pools, layout)
 
-    again = await migrate_all(pools)
+    again = await migrate_all(pools, layout)
 
     assert all(applied == [] for applied in again.values())
-    names = [m.name for m in load_migrations()]
-    for _, pool in pools:
-        recorded = [r["name"] for r in await pool.fetch("SELECT name FROM schema_migration ORDER BY name")]
-        assert recorded == names
-        assert await pool.fetchval("SELECT to_regclass('public.area') IS NOT NULL")
+    assert (await verify_all(pools, layout)).ok
 
 
-async def test_migrating_a_fresh_database_creates_every_table(pools: ShardPools):
-    pool = pools[pools.databases[0]]
-    async with pool.acquire() as conn:
-        try:
-            applied = await migrate_database(conn, load_migrations(), "migration_probe")
-            tables = {
-                r["tablename"]
-                for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'migration_probe'")
-            }
-        finally:
-            await conn.execute("DROP SCHEMA IF EXISTS migration_probe CASCADE")
+async def test_migrating_a_fresh_schema_creates_every_physical_table(settings):
+    fresh = settings.namespaced(f"m{uuid.uuid4().hex[:10]}")
+    layout = shard_layout(fresh)
+    pools = ShardPools(fresh.postgres)
+    await pools.start()
+    try:
+        before = await verify_all(pools, layout)
+        await migrate_all(pools, layout)
+        after = await verify_all(pools, layout)
+        tables = {db: await _tables(pool, fresh.postgres.schema_name) for db, pool in pools}
+    finally:
+        for _, pool in pools:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{fresh.postgres.schema_name}" CASCADE')
+        await pools.stop()
 
-    assert applied == [m.name for m in load_migrations()]
-    assert {"schema_migration", "projector_offset", "area"} <= tables
+    assert not before.ok
+    assert after.ok
+    for family in ("order", "order_ticket", "user", "user_mobile", "seat", "pay_bill", "refund_bill"):
+        for shard in layout.physical_tables(family):
+            assert shard.table in tables[shard.database]
+    assert tables["damai_0"] >= {"order_0", "order_3", "area", "category", "projector_offset", "schema_migration"}
+    assert "order_4" not in tables["damai_0"] and "order_4" in tables["damai_1"]
+
+
+async def test_growing_the_layout_creates_only_the_new_tables(settings):
+    fresh = settings.namespaced(f"m{uuid.uuid4().hex[:10]}")
+    grown_settings = fresh.postgres.model_copy(
+        update={"tables_per_database": {**fresh.postgres.tables_per_database, "order": 8}}
+    )
+    pools = ShardPools(fresh.postgres)
+    await pools.start()
+    try:
+        await migrate_all(pools, shard_layout(fresh))
+        grown = fresh.model_copy(update={"postgres": grown_settings})
+        applied = await migrate_all(pools, shard_layout(grown))
+        verified = await verify_all(pools, shard_layout(grown))
+    finally:
+        for _, pool in pools:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{fresh.postgres.schema_name}" CASCADE')
+        await pools.stop()
+
+    assert applied["damai_0"] == [f"0009_order[{slot}]" for slot in range(4, 8)]
+    # Slots 4-7 now belong to damai_0; damai_1 holds 8-15. Moving rows is a resharding job.
+    assert applied["damai_1"] == [f"0009_order[{slot}]" for slot in range(8, 16)]
+    assert verified.ok
+
+
+async def _tables(pool, schema: str) -> set[str]:
+    return {r["tablename"] for r in await pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)}
 
 
 def _records(topic: str, partition: int, offsets: range) -> list[Positioned[str]]:

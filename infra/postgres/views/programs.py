@@ -1,0 +1,101 @@
+"""A program and what is sold for it: every read names the program and touches one slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from infra.postgres.views.sharded import ShardedDatabase, row, rows
+
+
+@dataclass(frozen=True)
+class ProgramRow:
+    id: int
+    title: str
+    actor: str | None
+    venue: str
+    area_id: int
+    parent_category_id: int
+    category_id: int
+    detail: str
+    notices: Any
+    per_order_limit: int
+    per_account_limit: int
+    seat_selectable: bool
+    real_name_required: bool
+    refund_policy: Any
+    high_heat: bool
+    issue_time: datetime | None
+    status: str
+    aggregate_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ShowTimeRow:
+    id: int
+    program_id: int
+    starts_at: datetime
+    status: str
+    aggregate_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketCategoryRow:
+    id: int
+    program_id: int
+    show_time_id: int
+    name: str
+    price: Decimal
+    total: int
+    remaining: int
+    aggregate_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SeatRow:
+    id: int
+    program_id: int
+    show_time_id: int
+    ticket_category_id: int
+    row_number: int
+    column_number: int
+    price: Decimal
+    status: str
+    order_number: int | None
+    aggregate_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+async def get_program(db: ShardedDatabase, program_id: int) -> ProgramRow | None:
+    shard = db.layout.program_family("program", program_id)
+    return row(ProgramRow, await db.fetchrow(shard, "SELECT * FROM {table} WHERE id = $1", program_id))
+
+
+async def show_times_of(db: ShardedDatabase, program_id: int) -> list[ShowTimeRow]:
+    shard = db.layout.program_family("show_time", program_id)
+    sql = "SELECT * FROM {table} WHERE program_id = $1 ORDER BY starts_at, id"
+    return rows(ShowTimeRow, await db.fetch(shard, sql, program_id))
+
+
+async def ticket_categories_of(db: ShardedDatabase, program_id: int) -> list[TicketCategoryRow]:
+    shard = db.layout.program_family("ticket_category", program_id)
+    sql = "SELECT * FROM {table} WHERE program_id = $1 ORDER BY show_time_id, price, id"
+    return rows(TicketCategoryRow, await db.fetch(shard, sql, program_id))
+
+
+async def seats_of(db: ShardedDatabase, program_id: int, ticket_category_id: int | None = None) -> list[SeatRow]:
+    shard = db.layout.program_family("seat", program_id)
+    if ticket_category_id is None:
+        sql = "SELECT * FROM {table} WHERE program_id = $1 ORDER BY row_number, column_number"
+        return rows(SeatRow, await db.fetch(shard, sql, program_id))
+    sql = "SELECT * FROM {table} WHERE program_id = $1 AND ticket_category_id = $2 ORDER BY row_number, column_number"
+    return rows(SeatRow, await db.fetch(shard, sql, program_id, ticket_category_id))
