@@ -1,4 +1,4 @@
-"""Reference data: areas. Admin creates them (command); anyone lists them (query)."""
+"""Reference data: areas and categories. Admin creates them (commands); anyone lists them (queries)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,16 @@ from api.auth import require_admin
 from api.commands import CorrelationDep, append
 from api.errors import ApiError
 from api.resources import ResourcesDep
-from commands.reference import CreateArea, KnownAreas, create_area
-from infra.postgres.views.reference import AreaView, existing_area_ids, get_area, list_areas
+from commands.reference import CreateArea, CreateCategory, KnownAreas, KnownCategories, create_area, create_category
+from infra.postgres.views.reference import (
+    AreaView,
+    CategoryView,
+    category_parents,
+    existing_area_ids,
+    get_area,
+    list_areas,
+    list_categories,
+)
 
 router = APIRouter(tags=["reference"])
 admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
@@ -67,3 +75,45 @@ async def get_one_area(area_id: int, res: ResourcesDep) -> AreaOut:
     if area is None:
         raise ApiError(404, "AREA_NOT_FOUND", f"no area {area_id}", {"areaId": area_id})
     return AreaOut.of(area)
+
+
+class CategoryOut(CamelModel):
+    id: int
+    name: str
+    sort_order: int
+    children: list[CategoryOut] = []
+
+    @classmethod
+    def of(cls, view: CategoryView, children: list[CategoryOut] | None = None) -> CategoryOut:
+        return cls(id=view.id, name=view.name, sort_order=view.sort_order, children=children or [])
+
+
+class CategoryAccepted(CamelModel):
+    category_id: int
+    event_id: str
+
+
+@admin_router.post(
+    "/api/v1/admin/categories", status_code=202, response_model=CategoryAccepted, response_model_by_alias=True
+)
+async def post_category(
+    cmd: CreateCategory, response: Response, res: ResourcesDep, correlation: CorrelationDep
+) -> CategoryAccepted:
+    """Create a top-level category, or a child under one; it appears in queries once projected."""
+    wanted = [cmd.category_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
+    known = KnownCategories(await category_parents(res.pools, wanted))
+    event = create_category(cmd, known)
+    envelope = await append(res, event, aggregate_version=1, correlation=correlation)
+    response.headers["Location"] = "/api/v1/categories"
+    return CategoryAccepted(category_id=cmd.category_id, event_id=str(envelope.event_id))
+
+
+@router.get("/api/v1/categories", response_model=list[CategoryOut], response_model_by_alias=True)
+async def get_categories(res: ResourcesDep) -> list[CategoryOut]:
+    """Top-level categories in display order, each with its children."""
+    views = await list_categories(res.pools)
+    children: dict[int, list[CategoryOut]] = {}
+    for view in views:
+        if view.parent_id is not None:
+            children.setdefault(view.parent_id, []).append(CategoryOut.of(view))
+    return [CategoryOut.of(v, children.get(v.id)) for v in views if v.parent_id is None]

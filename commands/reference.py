@@ -1,4 +1,4 @@
-"""Commands on reference data: creating areas."""
+"""Commands on reference data: creating areas and program categories."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from commands.errors import Conflict, InvalidCommand
-from events.reference import AreaCreated, AreaLevel
+from events.reference import AreaCreated, AreaLevel, CategoryCreated
 
 # Administrative division codes are six digits (e.g. 310000 Shanghai).
 AREA_CODE_MIN = 100000
 AREA_CODE_MAX = 999999
 AREA_NAME_MAX_LENGTH = 64
+CATEGORY_ID_MAX = 9999
+CATEGORY_NAME_MAX_LENGTH = 32
 
 
 class CreateArea(BaseModel):
@@ -52,3 +54,46 @@ def create_area(cmd: CreateArea, known: KnownAreas) -> AreaCreated:
             details={"parentId": cmd.parent_id},
         )
     return AreaCreated(area_id=cmd.area_id, name=name, level=cmd.level, parent_id=cmd.parent_id)
+
+
+class CreateCategory(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    category_id: int = Field(ge=1, le=CATEGORY_ID_MAX)
+    name: str = Field(min_length=1, max_length=CATEGORY_NAME_MAX_LENGTH)
+    parent_id: int | None = Field(default=None, ge=1, le=CATEGORY_ID_MAX)
+    sort_order: int = Field(default=0, ge=0)
+
+
+class KnownCategories:
+    """Existing categories and their parents (None for a parent category), from the read side."""
+
+    def __init__(self, parents_by_id: dict[int, int | None]):
+        self._parents = parents_by_id
+
+    def exists(self, category_id: int) -> bool:
+        return category_id in self._parents
+
+    def is_parent_category(self, category_id: int) -> bool:
+        return category_id in self._parents and self._parents[category_id] is None
+
+
+def create_category(cmd: CreateCategory, known: KnownCategories) -> CategoryCreated:
+    """Categories are two levels deep: a child's parent must be an existing parent category."""
+    name = cmd.name.strip()
+    if not name:
+        raise InvalidCommand("category name is blank", code="CATEGORY_NAME_BLANK")
+    if known.exists(cmd.category_id):
+        raise Conflict(
+            f"category {cmd.category_id} already exists",
+            code="CATEGORY_EXISTS",
+            details={"categoryId": cmd.category_id},
+        )
+    if cmd.parent_id is not None and not known.is_parent_category(cmd.parent_id):
+        code = "CATEGORY_PARENT_NOT_TOP_LEVEL" if known.exists(cmd.parent_id) else "CATEGORY_PARENT_UNKNOWN"
+        raise InvalidCommand(
+            f"parent category {cmd.parent_id} is not an existing top-level category",
+            code=code,
+            details={"parentId": cmd.parent_id},
+        )
+    return CategoryCreated(category_id=cmd.category_id, name=name, parent_id=cmd.parent_id, sort_order=cmd.sort_order)

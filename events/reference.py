@@ -1,4 +1,4 @@
-"""Reference data events: the areas (cities) programs are held in."""
+"""Reference data events: the areas (cities) programs are held in, and the program categories."""
 
 from __future__ import annotations
 
@@ -30,3 +30,19 @@ class AreaCreated(DomainEvent):
 
     def aggregate_key(self) -> str:
         return f"area-{self.area_id}"
+
+
+@register_event
+class CategoryCreated(DomainEvent):
+    """A program category joined the reference data: a parent, or a child under one parent."""
+
+    event_type = "CategoryCreated"
+    topic_family = "reference"
+
+    category_id: int = Field(gt=0)
+    name: str
+    parent_id: int | None = None
+    sort_order: int = 0
+
+    def aggregate_key(self) -> str:
+        return f"category-{self.category_id}"

@@ -115,10 +115,10 @@ def db_verify() -> None:
 @seed_app.command("demo")
 def seed_demo() -> None:
     """Publish the demo catalogue's reference data through the commands (idempotent)."""
-    from infra.demo.seed import seed_areas
+    from infra.demo.seed import seed_demo
 
-    published = asyncio.run(seed_areas(_settings()))
-    typer.echo(f"areas published: {published}")
+    seeded = asyncio.run(seed_demo(_settings()))
+    typer.echo(f"published: {seeded.areas} areas, {seeded.categories} categories")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Projects reference data (areas) into every shard database and into Elasticsearch."""
+"""Projects reference data (areas, categories) into every shard database, and areas into Elasticsearch."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import asyncpg
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
+from events.base import DomainEvent
 from events.envelope import EventEnvelope
-from events.reference import AreaCreated
+from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
-from infra.postgres.offsets import Positioned, take_unapplied
+from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from projections.projector import Batch
 
@@ -27,18 +28,34 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE area.aggregate_version < EXCLUDED.aggregate_version
 """
 
+UPSERT_CATEGORY = """
+INSERT INTO category (id, name, parent_id, sort_order, aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name, parent_id = EXCLUDED.parent_id, sort_order = EXCLUDED.sort_order,
+    aggregate_version = EXCLUDED.aggregate_version, updated_at = now()
+WHERE category.aggregate_version < EXCLUDED.aggregate_version
+"""
 
-def _area_events(batch: Batch) -> list[tuple[EventEnvelope, AreaCreated]]:
-    out = []
-    for record in batch:
-        event = payload_of(record.item) if record.item.type == AreaCreated.event_type else None
-        if isinstance(event, AreaCreated):
-            out.append((record.item, event))
-    return out
+Typed = tuple[EventEnvelope, DomainEvent]
+
+
+def _typed(batch: Batch) -> list[Typed]:
+    """The batch's reference events with their payloads; other event types are not ours."""
+    wanted = {AreaCreated.event_type, CategoryCreated.event_type}
+    return [(r.item, payload_of(r.item)) for r in batch if r.item.type in wanted]
+
+
+def _area_row(env: EventEnvelope, e: AreaCreated) -> tuple[Any, ...]:
+    return (e.area_id, e.name, e.level.value, e.parent_id, env.aggregate_version, env.occurred_at)
+
+
+def _category_row(env: EventEnvelope, e: CategoryCreated) -> tuple[Any, ...]:
+    return (e.category_id, e.name, e.parent_id, e.sort_order, env.aggregate_version, env.occurred_at)
 
 
 class ReferenceProjector:
-    """Areas are small and read everywhere, so every shard database holds a full copy."""
+    """Reference data is small and read everywhere, so every shard database holds a full copy."""
 
     def __init__(self, name: str, pools: ShardPools, es: AsyncElasticsearch, area_index: str):
         self.name = name
@@ -52,13 +69,13 @@ class ReferenceProjector:
 
     async def _apply_to_database(self, pool: asyncpg.Pool, batch: Batch) -> None:
         async with pool.acquire() as conn, conn.transaction():
-            fresh: list[Positioned[EventEnvelope]] = await take_unapplied(conn, self.name, batch)
-            rows = [
-                (e.area_id, e.name, e.level.value, e.parent_id, env.aggregate_version, env.occurred_at)
-                for env, e in _area_events(fresh)
-            ]
-            if rows:
-                await conn.executemany(UPSERT_AREA, rows)
+            fresh = _typed(await take_unapplied(conn, self.name, batch))
+            areas = [_area_row(env, e) for env, e in fresh if isinstance(e, AreaCreated)]
+            categories = [_category_row(env, e) for env, e in fresh if isinstance(e, CategoryCreated)]
+            if areas:
+                await conn.executemany(UPSERT_AREA, areas)
+            if categories:
+                await conn.executemany(UPSERT_CATEGORY, categories)
 
     async def _apply_to_search(self, batch: Batch) -> None:
         actions: list[dict[str, Any]] = [
@@ -76,7 +93,8 @@ class ReferenceProjector:
                     "createdAt": env.occurred_at.isoformat(),
                 },
             }
-            for env, e in _area_events(batch)
+            for env, e in _typed(batch)
+            if isinstance(e, AreaCreated)
         ]
         if not actions:
             return

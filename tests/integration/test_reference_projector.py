@@ -3,7 +3,7 @@
 from elasticsearch import AsyncElasticsearch
 
 from events.envelope import EventEnvelope
-from events.reference import AreaCreated, AreaLevel
+from events.reference import AreaCreated, AreaLevel, CategoryCreated
 from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.pools import ShardPools
 from infra.search import index_name
@@ -68,3 +68,25 @@ async def test_same_version_from_a_new_offset_does_not_overwrite(isolated, pools
     assert {r[0] for r in await _rows(pools, area_code)} == {"杭州"}
     doc = await es.get(index=index_name(isolated.elasticsearch, "area"), id=str(area_code))
     assert doc["_source"]["name"] == "杭州"
+
+
+async def test_category_lands_in_every_shard_database_once(isolated, pools, es):
+    projector = _projector(isolated, pools, es)
+    topic = isolated.kafka.topic("reference")
+    batch = [
+        Positioned(
+            Delivered(topic, 1, 0),
+            EventEnvelope.wrap(CategoryCreated(category_id=9, name="二次元"), aggregate_version=1),
+        ),
+        Positioned(
+            Delivered(topic, 1, 1),
+            EventEnvelope.wrap(CategoryCreated(category_id=901, name="动漫展", parent_id=9), aggregate_version=1),
+        ),
+    ]
+
+    await projector.apply(batch)
+    await projector.apply(batch)
+
+    for _, pool in pools:
+        rows = await pool.fetch("SELECT id, name, parent_id, aggregate_version FROM category ORDER BY id")
+        assert [tuple(r) for r in rows] == [(9, "二次元", None, 1), (901, "动漫展", 9, 1)]

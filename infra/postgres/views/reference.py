@@ -1,4 +1,4 @@
-"""Read queries on reference data (areas). Every shard database holds a full copy."""
+"""Read queries on reference data (areas, categories). Every shard database holds a full copy."""
 
 from __future__ import annotations
 
@@ -47,3 +47,26 @@ async def get_area(pools: ShardPools, area_id: int) -> AreaView | None:
 async def existing_area_ids(pools: ShardPools, area_ids: list[int]) -> set[int]:
     rows = await reference_pool(pools).fetch("SELECT id FROM area WHERE id = ANY($1::int[])", area_ids)
     return {r["id"] for r in rows}
+
+
+@dataclass(frozen=True)
+class CategoryView:
+    id: int
+    name: str
+    parent_id: int | None
+    sort_order: int
+
+
+async def list_categories(pools: ShardPools) -> list[CategoryView]:
+    rows = await reference_pool(pools).fetch(
+        "SELECT id, name, parent_id, sort_order FROM category ORDER BY sort_order, id"
+    )
+    return [CategoryView(r["id"], r["name"], r["parent_id"], r["sort_order"]) for r in rows]
+
+
+async def category_parents(pools: ShardPools, category_ids: list[int]) -> dict[int, int | None]:
+    """Existing categories among ``category_ids``, each with its parent (None for a top-level one)."""
+    rows = await reference_pool(pools).fetch(
+        "SELECT id, parent_id FROM category WHERE id = ANY($1::int[])", category_ids
+    )
+    return {r["id"]: r["parent_id"] for r in rows}
