@@ -3,4 +3,5 @@
 Importing the package registers every event type.
 """
 
+from events import program as program
 from events import reference as reference
