@@ -10,6 +10,7 @@ from elasticsearch import ConnectionError as SearchConnectionError
 from mode import Service
 
 from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
 from infra.search import apply_index_templates, create_elasticsearch
 from infra.settings import Settings
 
@@ -21,6 +22,7 @@ class Stores(Service):
         super().__init__()
         self._settings = settings
         self.pools = ShardPools(settings.postgres)
+        self.layout = shard_layout(settings)
         self.es: AsyncElasticsearch = create_elasticsearch(settings.elasticsearch)
         self._ready = asyncio.Event()
 

@@ -9,6 +9,7 @@ from infra.search import index_name
 from infra.settings import Settings
 from projections.app import create_app
 from projections.dead_letter import DeadLetters
+from projections.program_projector import ProgramProjector
 from projections.projector import run_projector
 from projections.reference_projector import ReferenceProjector
 from projections.stores import Stores
@@ -31,6 +32,12 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
             stores.es,
             index_name(settings.elasticsearch, "area"),
         )
+        await run_projector(stream, projector, dead_letters, settings.worker)
+
+    @app.agent(topics.program, name="program-projector")
+    async def project_programs(stream: StreamT[bytes]) -> None:
+        await stores.wait_ready()
+        projector = ProgramProjector(f"{app.conf.id}.program", stores.pools, stores.layout)
         await run_projector(stream, projector, dead_letters, settings.worker)
 
     return app

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
+import orjson
 from asyncpg.connection import LoggedQuery
 
 from infra.settings import PostgresSettings
@@ -33,19 +34,23 @@ class ShardPools:
                     command_timeout=s.command_timeout_s,
                     timeout=s.connect_timeout_s,
                     server_settings={"search_path": s.schema_name},
-                    init=self._observe(db),
+                    init=self._connection_setup(db),
                 )
                 for db in s.databases
             )
         )
         self._pools = dict(zip(s.databases, pools, strict=True))
 
-    def _observe(self, database: str) -> Callable[[asyncpg.Connection], Awaitable[None]] | None:
+    def _connection_setup(self, database: str) -> Callable[[asyncpg.Connection], Awaitable[None]]:
         observer = self._observer
-        if observer is None:
-            return None
 
         async def init(conn: asyncpg.Connection) -> None:
+            # jsonb columns travel as Python values (orjson both ways), not as JSON text.
+            await conn.set_type_codec(
+                "jsonb", encoder=_json_text, decoder=orjson.loads, schema="pg_catalog", format="text"
+            )
+            if observer is None:
+                return
             # The pool's own reset on release is housekeeping, not a query of ours.
             housekeeping = conn.get_reset_query()
 
@@ -78,3 +83,7 @@ class ShardPools:
     async def check_reachable(self, database: str, timeout_s: float) -> None:
         """Raise unless ``database`` answers a query within ``timeout_s``."""
         await self._pools[database].fetchval("SELECT 1", timeout=timeout_s)
+
+
+def _json_text(value: object) -> str:
+    return orjson.dumps(value).decode()

@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS {program} (
     refund_policy        jsonb       NOT NULL DEFAULT '{}'::jsonb,
     high_heat            boolean     NOT NULL DEFAULT false,
     issue_time           timestamptz,
-    status               text        NOT NULL DEFAULT 'draft',
+    payment_minutes      smallint    NOT NULL DEFAULT 15,
+    status               text        NOT NULL DEFAULT 'draft'
+                                     CHECK (status IN ('draft', 'on_sale', 'off_sale')),
     aggregate_version    integer     NOT NULL,
     created_at           timestamptz NOT NULL,
     updated_at           timestamptz NOT NULL DEFAULT now()

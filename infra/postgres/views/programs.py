@@ -28,6 +28,7 @@ class ProgramRow:
     refund_policy: Any
     high_heat: bool
     issue_time: datetime | None
+    payment_minutes: int
     status: str
     aggregate_version: int
     created_at: datetime

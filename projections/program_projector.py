@@ -1,0 +1,167 @@
+"""Projects the program catalogue into its Postgres shards (program, show times, ticket categories, seats)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from events.base import DomainEvent
+from events.envelope import EventEnvelope
+from events.program import (
+    ProgramCreated,
+    ProgramEvent,
+    ProgramPublished,
+    ProgramTakenOffSale,
+    SeatsLaidOut,
+    ShowTimeAdded,
+    TicketCategoryAdded,
+)
+from events.serialization import payload_of
+from infra.postgres.offsets import take_unapplied
+from infra.postgres.pools import ShardPools
+from infra.postgres.routing import ShardLayout
+from projections.projector import Batch
+
+INSERT_PROGRAM = """
+INSERT INTO {table} (id, title, actor, venue, area_id, parent_category_id, category_id, detail, notices,
+    per_order_limit, per_account_limit, seat_selectable, real_name_required, refund_policy, high_heat,
+    issue_time, payment_minutes, status, aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'draft', $18, $19)
+ON CONFLICT (id) DO NOTHING
+"""
+INSERT_SHOW_TIME = """
+INSERT INTO {table} (id, program_id, starts_at, aggregate_version, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO NOTHING
+"""
+INSERT_TICKET_CATEGORY = """
+INSERT INTO {table} (id, program_id, show_time_id, name, price, total, remaining, aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)
+ON CONFLICT (id) DO NOTHING
+"""
+INSERT_SEAT = """
+INSERT INTO {table} (id, program_id, show_time_id, ticket_category_id, row_number, column_number, price,
+    aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (id) DO NOTHING
+"""
+SET_STATUS = """
+UPDATE {table} SET status = $2, aggregate_version = $3, updated_at = now()
+WHERE id = $1 AND aggregate_version < $3
+"""
+STATUS_AFTER: dict[type[ProgramEvent], str] = {ProgramPublished: "on_sale", ProgramTakenOffSale: "off_sale"}
+
+Rows = list[tuple[Any, ...]]
+
+
+def _program_rows(env: EventEnvelope, e: ProgramCreated) -> Rows:
+    return [
+        (
+            e.program_id,
+            e.title,
+            e.actor,
+            e.venue,
+            e.area_id,
+            e.parent_category_id,
+            e.category_id,
+            e.detail,
+            e.notices,
+            e.per_order_limit,
+            e.per_account_limit,
+            e.seat_selectable,
+            e.real_name_required,
+            e.refund_policy.model_dump(mode="json", by_alias=True),
+            e.high_heat,
+            e.issue_time,
+            e.payment_minutes,
+            env.aggregate_version,
+            env.occurred_at,
+        )
+    ]
+
+
+def _show_time_rows(env: EventEnvelope, e: ShowTimeAdded) -> Rows:
+    return [(e.show_time_id, e.program_id, e.starts_at, env.aggregate_version, env.occurred_at)]
+
+
+def _ticket_category_rows(env: EventEnvelope, e: TicketCategoryAdded) -> Rows:
+    return [
+        (
+            e.ticket_category_id,
+            e.program_id,
+            e.show_time_id,
+            e.name,
+            e.price,
+            e.total,
+            env.aggregate_version,
+            env.occurred_at,
+        )
+    ]
+
+
+def _seat_rows(env: EventEnvelope, e: SeatsLaidOut) -> Rows:
+    return [
+        (
+            s.seat_id,
+            e.program_id,
+            e.show_time_id,
+            e.ticket_category_id,
+            s.row,
+            s.column,
+            s.price,
+            env.aggregate_version,
+            env.occurred_at,
+        )
+        for s in e.seats
+    ]
+
+
+# event type → (table family, statement, rows); applied in this order, inserts before status changes.
+INSERTS: list[tuple[type[ProgramEvent], str, str, Callable[[EventEnvelope, Any], Rows]]] = [
+    (ProgramCreated, "program", INSERT_PROGRAM, _program_rows),
+    (ShowTimeAdded, "show_time", INSERT_SHOW_TIME, _show_time_rows),
+    (TicketCategoryAdded, "ticket_category", INSERT_TICKET_CATEGORY, _ticket_category_rows),
+    (SeatsLaidOut, "seat", INSERT_SEAT, _seat_rows),
+]
+
+
+class ProgramProjector:
+    """Each database applies the batch's events of the programs it holds, in one transaction."""
+
+    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout):
+        self.name = name
+        self._pools = pools
+        self._layout = layout
+
+    async def apply(self, batch: Batch) -> None:
+        for database, pool in self._pools:
+            async with pool.acquire() as conn, conn.transaction():
+                fresh = await take_unapplied(conn, self.name, batch)
+                mine = [
+                    (r.item, e)
+                    for r in fresh
+                    if (e := _program_event(r.item)) is not None
+                    and self._layout.program_family("program", e.program_id).database == database
+                ]
+                await self._apply(conn, mine)
+
+    async def _apply(self, conn: asyncpg.Connection, events: list[tuple[EventEnvelope, ProgramEvent]]) -> None:
+        for kind, family, statement, to_rows in INSERTS:
+            by_table: dict[str, Rows] = defaultdict(list)
+            for env, e in events:
+                if isinstance(e, kind):
+                    by_table[self._layout.program_family(family, e.program_id).table] += to_rows(env, e)
+            for table, rows in by_table.items():
+                await conn.executemany(statement.format(table=table), rows)
+        for env, e in events:
+            status = STATUS_AFTER.get(type(e))
+            if status is not None:
+                table = self._layout.program_family("program", e.program_id).table
+                await conn.execute(SET_STATUS.format(table=table), e.program_id, status, env.aggregate_version)
+
+
+def _program_event(envelope: EventEnvelope) -> ProgramEvent | None:
+    event: DomainEvent = payload_of(envelope)
+    return event if isinstance(event, ProgramEvent) else None
