@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from aiokafka.errors import KafkaError
@@ -34,10 +35,21 @@ CorrelationDep = Annotated[uuid.UUID | None, Depends(correlation_id)]
 async def append(
     res: Resources, event: DomainEvent, *, aggregate_version: int, correlation: uuid.UUID | None
 ) -> EventEnvelope:
-    """Append the event and return once Kafka holds it; 503 if that cannot be confirmed in time."""
-    envelope = EventEnvelope.wrap(event, aggregate_version=aggregate_version, correlation_id=correlation)
+    """Append one event and return once Kafka holds it; 503 if that cannot be confirmed in time."""
+    [envelope] = await append_all(res, [event], first_version=aggregate_version, correlation=correlation)
+    return envelope
+
+
+async def append_all(
+    res: Resources, events: Sequence[DomainEvent], *, first_version: int, correlation: uuid.UUID | None
+) -> list[EventEnvelope]:
+    """Append the events of one aggregate in order, versions from ``first_version``; 503 if unconfirmed."""
+    envelopes = [
+        EventEnvelope.wrap(e, aggregate_version=first_version + i, correlation_id=correlation)
+        for i, e in enumerate(events)
+    ]
     try:
-        await asyncio.wait_for(res.publisher.publish(envelope), res.settings.api.command_ack_timeout_s)
+        await asyncio.wait_for(res.publisher.publish_many(envelopes), res.settings.api.command_ack_timeout_s)
     except (KafkaError, TimeoutError) as exc:
         raise ApiError(
             503,
@@ -46,4 +58,4 @@ async def append(
             {"error": type(exc).__name__},
             headers={"Retry-After": "1"},
         ) from exc
-    return envelope
+    return envelopes

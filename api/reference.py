@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from api.auth import require_admin
 from api.commands import CorrelationDep, append
 from api.errors import ApiError
+from api.models import CamelModel
 from api.resources import ResourcesDep
 from commands.reference import CreateArea, CreateCategory, KnownAreas, KnownCategories, create_area, create_category
 from infra.postgres.views.reference import (
@@ -26,10 +26,6 @@ from infra.postgres.views.reference import (
 
 router = APIRouter(tags=["reference"])
 admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
-
-
-class CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 class AreaOut(CamelModel):
@@ -81,7 +77,7 @@ class CategoryOut(CamelModel):
     id: int
     name: str
     sort_order: int
-    children: list[CategoryOut] = []
+    children: list[CategoryOut] = Field(default_factory=list)
 
     @classmethod
     def of(cls, view: CategoryView, children: list[CategoryOut] | None = None) -> CategoryOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,8 +12,11 @@ from elasticsearch import ConnectionError as SearchConnectionError
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
+from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
+from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis import LuaScripts, create_redis
 from infra.search import apply_index_templates, create_elasticsearch
 from infra.settings import Settings
@@ -28,6 +32,9 @@ class Resources:
     scripts: LuaScripts
     pools: ShardPools
     es: AsyncElasticsearch
+    ids: IdService
+    shards: ShardedDatabase
+    _exit: AsyncExitStack
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -45,9 +52,13 @@ class Resources:
             # Search is the one store the API can live without (queries fall back to
             # Postgres); /readyz reports it and the worker applies templates when it is back.
             log.warning("api.search_unavailable_at_start", error=repr(exc))
-        return cls(settings, publisher, redis, scripts, pools, es)
+        exit_stack = AsyncExitStack()
+        ids = await exit_stack.enter_async_context(IdService.start(redis, scripts, settings.ids))
+        shards = ShardedDatabase(pools, shard_layout(settings))
+        return cls(settings, publisher, redis, scripts, pools, es, ids, shards, exit_stack)
 
     async def close(self) -> None:
+        await self._exit.aclose()
         await self.publisher.stop()
         await self.redis.aclose()
         await self.pools.stop()

@@ -10,10 +10,12 @@ from typing import Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from commands.errors import InvalidCommand
+from commands.errors import Conflict, InvalidCommand, NotFound
 from events.program import (
     ProgramCreated,
     ProgramEvent,
+    ProgramPublished,
+    ProgramTakenOffSale,
     RefundPolicy,
     SeatsLaidOut,
     SeatSpec,
@@ -117,6 +119,23 @@ class CatalogueReferences(Protocol):
     def parent_of(self, category_id: int) -> int | None:
         """The parent of a child category; None for a top-level (or unknown) one."""
         ...
+
+
+class KnownReferences:
+    """A snapshot of the reference data a command names, as the read side answered."""
+
+    def __init__(self, areas: set[int], category_parents: dict[int, int | None]):
+        self._areas = areas
+        self._parents = category_parents
+
+    def area_exists(self, area_id: int) -> bool:
+        return area_id in self._areas
+
+    def category_exists(self, category_id: int) -> bool:
+        return category_id in self._parents
+
+    def parent_of(self, category_id: int) -> int | None:
+        return self._parents.get(category_id)
 
 
 def create_program(cmd: CreateProgram, refs: CatalogueReferences, ids: IdSource, now: datetime) -> list[ProgramEvent]:
@@ -234,3 +253,27 @@ def _seats(category: TicketCategorySpec, taken: set[tuple[int, int]], ids: IdSou
         taken.add((row, column))
         seats.append(SeatSpec(seat_id=ids.next_entity_id(), row=row, column=column, price=price))
     return seats
+
+
+class TakeOffSale(Command):
+    reason: str = Field(default="", max_length=200)
+
+
+def _require_known(program_id: int, status: str | None) -> str:
+    if status is None:
+        raise NotFound(f"no program {program_id}", code="PROGRAM_NOT_FOUND", details={"programId": program_id})
+    return status
+
+
+def publish_program(program_id: int, status: str | None) -> ProgramPublished:
+    """A draft or off-sale program goes on sale."""
+    if _require_known(program_id, status) == "on_sale":
+        raise Conflict("the program is already on sale", code="PROGRAM_ALREADY_ON_SALE")
+    return ProgramPublished(program_id=program_id)
+
+
+def take_off_sale(program_id: int, status: str | None, cmd: TakeOffSale) -> ProgramTakenOffSale:
+    """Only a program on sale can be taken off sale."""
+    if _require_known(program_id, status) != "on_sale":
+        raise Conflict("the program is not on sale", code="PROGRAM_NOT_ON_SALE")
+    return ProgramTakenOffSale(program_id=program_id, reason=cmd.reason.strip())

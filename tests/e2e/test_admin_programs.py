@@ -1,0 +1,135 @@
+"""Admin program commands over HTTP, through Kafka and the projector, into the program shards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest_asyncio
+
+from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
+from infra.postgres.views import programs
+from infra.postgres.views.sharded import ShardedDatabase
+from tests.e2e.conftest import System
+from tests.processes import eventually
+
+PROJECTED_S = 60
+AREA, PARENT, CHILD = 330100, 1, 101
+
+
+@pytest_asyncio.fixture(scope="module")
+async def catalogue(system: System) -> AsyncIterator[ShardedDatabase]:
+    """The namespace's shards, with the area and categories a program needs already projected."""
+    admin = system.admin()
+    await system.http.post("/api/v1/admin/areas", json={"areaId": AREA, "name": "杭州", "level": "city"}, headers=admin)
+    await system.http.post("/api/v1/admin/categories", json={"categoryId": PARENT, "name": "演唱会"}, headers=admin)
+    await eventually(lambda: _ok(system, f"/api/v1/areas/{AREA}"), PROJECTED_S, "the area")
+    await eventually(lambda: _has_category(system, PARENT), PROJECTED_S, "the parent category")
+    await system.http.post(
+        "/api/v1/admin/categories", json={"categoryId": CHILD, "name": "流行", "parentId": PARENT}, headers=admin
+    )
+    await eventually(lambda: _has_category(system, PARENT, CHILD), PROJECTED_S, "the child category")
+    pools = ShardPools(system.settings.postgres)
+    await pools.start()
+    yield ShardedDatabase(pools, shard_layout(system.settings))
+    await pools.stop()
+
+
+def program_body(**changes: Any) -> dict[str, Any]:
+    return {
+        "title": "陈奕迅 FEAR AND DREAMS",
+        "actor": "陈奕迅",
+        "venue": "杭州奥体中心",
+        "areaId": AREA,
+        "parentCategoryId": PARENT,
+        "categoryId": CHILD,
+        "seatSelectable": True,
+        "showTimes": [
+            {
+                "startsAt": (datetime.now(UTC) + timedelta(days=20)).isoformat(),
+                "ticketCategories": [
+                    {"name": "VIP", "price": "1680.00", "seatGrid": {"rows": 10, "columns": 20}},
+                    {"name": "看台", "price": "380.00", "seatGrid": {"rows": 20, "columns": 30, "firstRow": 11}},
+                ],
+            }
+        ],
+    } | changes
+
+
+async def test_created_program_is_projected_with_its_seats_and_published(system: System, catalogue):
+    accepted = await system.http.post("/api/v1/admin/programs", json=program_body(), headers=system.admin())
+
+    assert accepted.status_code == 202, accepted.text
+    program_id = int(accepted.json()["programId"])
+    assert accepted.headers["location"] == f"/api/v1/programs/{program_id}"
+    await eventually(lambda: _status_is(catalogue, program_id, "draft"), PROJECTED_S, "the draft program")
+    seats = await programs.seats_of(catalogue, program_id)
+    categories = await programs.ticket_categories_of(catalogue, program_id)
+    assert len(seats) == 800
+    assert sorted((c.name, c.total) for c in categories) == [("VIP", 200), ("看台", 600)]
+
+    published = await system.http.post(f"/api/v1/admin/programs/{program_id}/publish", headers=system.admin())
+    await eventually(lambda: _status_is(catalogue, program_id, "on_sale"), PROJECTED_S, "the program on sale")
+    off = await system.http.post(
+        f"/api/v1/admin/programs/{program_id}/off-sale", json={"reason": "档期调整"}, headers=system.admin()
+    )
+    await eventually(lambda: _status_is(catalogue, program_id, "off_sale"), PROJECTED_S, "the program off sale")
+
+    assert published.status_code == 202 and off.status_code == 202
+
+
+async def test_publishing_twice_is_a_conflict(system: System, catalogue):
+    accepted = await system.http.post("/api/v1/admin/programs", json=program_body(), headers=system.admin())
+    program_id = int(accepted.json()["programId"])
+    await eventually(lambda: _status_is(catalogue, program_id, "draft"), PROJECTED_S, "the draft program")
+    await system.http.post(f"/api/v1/admin/programs/{program_id}/publish", headers=system.admin())
+    await eventually(lambda: _status_is(catalogue, program_id, "on_sale"), PROJECTED_S, "the program on sale")
+
+    again = await system.http.post(f"/api/v1/admin/programs/{program_id}/publish", headers=system.admin())
+
+    assert again.status_code == 409
+    assert again.json()["code"] == "PROGRAM_ALREADY_ON_SALE"
+
+
+async def test_commands_on_an_unknown_program_are_not_found(system: System, catalogue):
+    publish = await system.http.post("/api/v1/admin/programs/123456789/publish", headers=system.admin())
+    off = await system.http.post("/api/v1/admin/programs/123456789/off-sale", json={}, headers=system.admin())
+
+    assert (publish.status_code, publish.json()["code"]) == (404, "PROGRAM_NOT_FOUND")
+    assert (off.status_code, off.json()["code"]) == (404, "PROGRAM_NOT_FOUND")
+
+
+async def test_program_naming_unknown_references_is_refused(system: System, catalogue):
+    unknown_area = await system.http.post(
+        "/api/v1/admin/programs", json=program_body(areaId=999999), headers=system.admin()
+    )
+    wrong_child = await system.http.post(
+        "/api/v1/admin/programs", json=program_body(categoryId=PARENT), headers=system.admin()
+    )
+
+    assert (unknown_area.status_code, unknown_area.json()["code"]) == (422, "AREA_UNKNOWN")
+    assert (wrong_child.status_code, wrong_child.json()["code"]) == (422, "CATEGORY_MISMATCH")
+
+
+async def test_program_commands_need_the_admin_credential(system: System):
+    response = await system.http.post("/api/v1/admin/programs", json=program_body())
+
+    assert response.status_code == 401
+
+
+async def _ok(system: System, path: str) -> bool:
+    return (await system.http.get(path)).status_code == 200
+
+
+async def _has_category(system: System, parent: int, child: int | None = None) -> bool:
+    for category in (await system.http.get("/api/v1/categories")).json():
+        if category["id"] == parent:
+            return child is None or any(c["id"] == child for c in category["children"])
+    return False
+
+
+async def _status_is(db: ShardedDatabase, program_id: int, status: str) -> bool:
+    program = await programs.get_program(db, program_id)
+    return program is not None and program.status == status
