@@ -3,6 +3,9 @@ touching several of them stays in one slot (and runs unchanged on Redis Cluster)
 
 from __future__ import annotations
 
+# Columns per row in seat scores (row * stride + column): a row's seats are one score range.
+SEAT_ROW_STRIDE = 100_000
+
 
 def program_tag(program_id: int) -> str:
     return f"{{p:{program_id}}}"
@@ -10,3 +13,23 @@ def program_tag(program_id: int) -> str:
 
 def program_version_counter(program_id: int) -> str:
     return f"{program_tag(program_id)}:version"
+
+
+def inventory_applied(program_id: int) -> str:
+    """Set of the catalogue event ids the seat inventory has applied."""
+    return f"{program_tag(program_id)}:inventory:applied"
+
+
+def remaining_counts(program_id: int) -> str:
+    """Hash: ticket category id → tickets still on sale."""
+    return f"{program_tag(program_id)}:remaining"
+
+
+def available_seats(program_id: int, ticket_category_id: int) -> str:
+    """Sorted set of available seat ids, scored row * SEAT_ROW_STRIDE + column."""
+    return f"{program_tag(program_id)}:available:{ticket_category_id}"
+
+
+def seat_facts(program_id: int, ticket_category_id: int) -> str:
+    """Hash: seat id → "row:column:price"."""
+    return f"{program_tag(program_id)}:seat:{ticket_category_id}"

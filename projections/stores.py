@@ -11,6 +11,7 @@ from mode import Service
 
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
+from infra.redis import LuaScripts, create_redis
 from infra.search import apply_index_templates, create_elasticsearch
 from infra.settings import Settings
 
@@ -23,6 +24,8 @@ class Stores(Service):
         self._settings = settings
         self.pools = ShardPools(settings.postgres)
         self.layout = shard_layout(settings)
+        self.redis = create_redis(settings.redis)
+        self.scripts = LuaScripts(self.redis)
         self.es: AsyncElasticsearch = create_elasticsearch(settings.elasticsearch)
         self._ready = asyncio.Event()
 
@@ -38,6 +41,7 @@ class Stores(Service):
 
     async def on_stop(self) -> None:
         await self.pools.stop()
+        await self.redis.aclose()
         await self.es.close()
 
     async def wait_ready(self) -> None:

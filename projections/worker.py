@@ -9,6 +9,7 @@ from infra.search import index_name
 from infra.settings import Settings
 from projections.app import create_app
 from projections.dead_letter import DeadLetters
+from projections.inventory_projector import InventoryProjector
 from projections.program_projector import ProgramProjector
 from projections.projector import run_projector
 from projections.reference_projector import ReferenceProjector
@@ -38,6 +39,13 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     async def project_programs(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
         projector = ProgramProjector(f"{app.conf.id}.program", stores.pools, stores.layout)
+        await run_projector(stream, projector, dead_letters, settings.worker)
+
+    # A second agent on the same topic: the inventory advances independently of Postgres.
+    @app.agent(topics.program, name="inventory-projector")
+    async def project_inventory(stream: StreamT[bytes]) -> None:
+        await stores.wait_ready()
+        projector = InventoryProjector(f"{app.conf.id}.inventory", stores.redis, stores.scripts)
         await run_projector(stream, projector, dead_letters, settings.worker)
 
     return app

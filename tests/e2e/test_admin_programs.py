@@ -12,6 +12,7 @@ from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.views import programs
 from infra.postgres.views.sharded import ShardedDatabase
+from infra.redis_keys import available_seats, remaining_counts
 from tests.e2e.conftest import System
 from tests.processes import eventually
 
@@ -58,7 +59,7 @@ def program_body(**changes: Any) -> dict[str, Any]:
     } | changes
 
 
-async def test_created_program_is_projected_with_its_seats_and_published(system: System, catalogue):
+async def test_created_program_is_projected_with_its_seats_and_published(system: System, catalogue, redis):
     accepted = await system.http.post("/api/v1/admin/programs", json=program_body(), headers=system.admin())
 
     assert accepted.status_code == 202, accepted.text
@@ -69,6 +70,13 @@ async def test_created_program_is_projected_with_its_seats_and_published(system:
     categories = await programs.ticket_categories_of(catalogue, program_id)
     assert len(seats) == 800
     assert sorted((c.name, c.total) for c in categories) == [("VIP", 200), ("看台", 600)]
+
+    async def inventory_ready() -> bool:
+        counts = await redis.hgetall(remaining_counts(program_id))
+        return {int(k): int(v) for k, v in counts.items()} == {c.id: c.total for c in categories}
+
+    await eventually(inventory_ready, PROJECTED_S, "the Redis inventory")
+    assert sum([await redis.zcard(available_seats(program_id, c.id)) for c in categories]) == 800
 
     published = await system.http.post(f"/api/v1/admin/programs/{program_id}/publish", headers=system.admin())
     await eventually(lambda: _status_is(catalogue, program_id, "on_sale"), PROJECTED_S, "the program on sale")

@@ -1,0 +1,55 @@
+"""Projects ticket categories and seat layouts into Redis: the inventory the purchase path reserves from.
+
+Per program, under its hash tag: remaining counts per ticket category, and per ticket
+category the available seats (a sorted set scored by row and column, so a row's free seats
+are one range) and each seat's row, column and price. Each event is applied at most once
+(``lua/inventory_apply.lua`` remembers event ids), so a replay never resells a seat.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from events.envelope import EventEnvelope
+from events.program import SeatsLaidOut, TicketCategoryAdded
+from events.serialization import payload_of
+from infra.redis import LuaScripts
+from infra.redis_keys import (
+    SEAT_ROW_STRIDE,
+    available_seats,
+    inventory_applied,
+    remaining_counts,
+    seat_facts,
+)
+from projections.projector import Batch
+
+INVENTORY_TYPES = {TicketCategoryAdded.event_type, SeatsLaidOut.event_type}
+
+
+class InventoryProjector:
+    def __init__(self, name: str, redis: Redis, scripts: LuaScripts):
+        self.name = name
+        self._redis = redis
+        self._apply = scripts["inventory_apply"]
+
+    async def apply(self, batch: Batch) -> None:
+        """One pipeline per batch: a round trip for the lot, each script atomic on its own."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for record in batch:
+                if record.item.type in INVENTORY_TYPES:
+                    keys, args = _script_call(record.item)
+                    await self._apply(keys=keys, args=args, client=pipe)
+            await pipe.execute()
+
+
+def _script_call(envelope: EventEnvelope) -> tuple[list[str], list[str | int]]:
+    event = payload_of(envelope)
+    assert isinstance(event, TicketCategoryAdded | SeatsLaidOut)
+    p, tc = event.program_id, event.ticket_category_id
+    keys = [inventory_applied(p), remaining_counts(p), available_seats(p, tc), seat_facts(p, tc)]
+    if isinstance(event, TicketCategoryAdded):
+        return keys, [str(envelope.event_id), "category", tc, event.total]
+    seats: list[str | int] = []
+    for s in event.seats:
+        seats += [s.seat_id, s.row, s.column, str(s.price)]
+    return keys, [str(envelope.event_id), "seats", tc, SEAT_ROW_STRIDE, *seats]

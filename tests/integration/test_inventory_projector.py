@@ -1,0 +1,70 @@
+"""The Redis seat inventory projection, in-process against the real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from events.envelope import EventEnvelope
+from events.program import TicketCategoryAdded
+from infra.postgres.offsets import Delivered, Positioned
+from infra.redis import LuaScripts
+from infra.redis_keys import SEAT_ROW_STRIDE, available_seats, program_tag, remaining_counts, seat_facts
+from projections.inventory_projector import InventoryProjector
+from tests.integration.test_program_projector import _events
+
+
+@pytest_asyncio.fixture
+async def layout(redis, area_code) -> AsyncIterator[tuple[int, int, list[Positioned[EventEnvelope]]]]:
+    """A program's creation events (a 2,450-seat layout in two categories), and its keys removed after."""
+    events = _events(area_code * 100_000)
+    program_id = events[0].program_id
+    batch = [
+        Positioned(Delivered("t", 0, i), EventEnvelope.wrap(e, aggregate_version=i + 1)) for i, e in enumerate(events)
+    ]
+    first_category = next(e for e in events if isinstance(e, TicketCategoryAdded)).ticket_category_id
+    yield program_id, first_category, batch
+    keys = [k async for k in redis.scan_iter(match=f"{program_tag(program_id)}*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+async def test_counts_and_available_seats_match_the_layout(redis, layout):
+    program_id, inner, batch = layout
+
+    await InventoryProjector("test.inventory", redis, LuaScripts(redis)).apply(batch)
+
+    remaining = {int(k): int(v) for k, v in (await redis.hgetall(remaining_counts(program_id))).items()}
+    assert sorted(remaining.values()) == [50, 2400]
+    assert await redis.zcard(available_seats(program_id, inner)) == 2400
+    first_row = await redis.zrangebyscore(
+        available_seats(program_id, inner), SEAT_ROW_STRIDE + 1, SEAT_ROW_STRIDE + SEAT_ROW_STRIDE - 1
+    )
+    assert len(first_row) == 60
+    seat = first_row[0].decode()
+    assert (await redis.hget(seat_facts(program_id, inner), seat)).decode() == "1:1:1355.00"
+
+
+async def test_replaying_the_layout_never_resells_a_seat_or_resets_a_count(redis, layout):
+    program_id, inner, batch = layout
+    projector = InventoryProjector("test.inventory", redis, LuaScripts(redis))
+    await projector.apply(batch)
+    sold = await redis.zrange(available_seats(program_id, inner), 0, 1)
+    await redis.zrem(available_seats(program_id, inner), *sold)
+    await redis.hincrby(remaining_counts(program_id), str(inner), -2)
+
+    await projector.apply(batch)
+    await InventoryProjector("a-rebuilding-projector", redis, LuaScripts(redis)).apply(batch)
+
+    assert await redis.zcard(available_seats(program_id, inner)) == 2398
+    assert int(await redis.hget(remaining_counts(program_id), str(inner))) == 2398
+    assert [await redis.zscore(available_seats(program_id, inner), s) for s in sold] == [None, None]
+
+
+async def test_every_key_of_a_program_shares_its_hash_tag(layout):
+    program_id, inner, _ = layout
+
+    keys = [remaining_counts(program_id), available_seats(program_id, inner), seat_facts(program_id, inner)]
+
+    assert all(k.startswith(f"{{p:{program_id}}}") for k in keys)
