@@ -40,9 +40,8 @@ def test_demo_catalogue_covers_cities_categories_and_venue_sizes():
 
 
 def test_every_demo_program_passes_the_create_program_rules():
-    events = [
-        e for cmd, _ in demo_program_commands(7, TODAY) for e in create_program(cmd, references(), CountingIds(), TODAY)
-    ]
+    ids = CountingIds()
+    events = [e for cmd, _ in demo_program_commands(7, TODAY) for e in create_program(cmd, references(), ids, TODAY)]
 
     categories = {e.ticket_category_id: e.total for e in events if isinstance(e, TicketCategoryAdded)}
     laid_out = Counter(e.ticket_category_id for e in events if isinstance(e, SeatsLaidOut) for _ in e.seats)
