@@ -113,12 +113,15 @@ def db_verify() -> None:
 
 
 @seed_app.command("demo")
-def seed_demo() -> None:
-    """Publish the demo catalogue's reference data through the commands (idempotent)."""
+def seed_demo(
+    seed: Annotated[int, typer.Option(help="Seed of the generated catalogue: same seed, same programs")] = 7,
+    programs: Annotated[bool, typer.Option(help="Also the demo programs, not only the reference data")] = True,
+) -> None:
+    """Publish the demo data through the commands: areas, categories, ~70 programs (idempotent)."""
     from infra.demo.seed import seed_demo
 
-    seeded = asyncio.run(seed_demo(_settings()))
-    typer.echo(f"published: {seeded.areas} areas, {seeded.categories} categories")
+    seeded = asyncio.run(seed_demo(_settings(), seed=seed if programs else None))
+    typer.echo(f"published: {seeded.areas} areas, {seeded.categories} categories, {seeded.programs} programs")
 
 
 @app.command()

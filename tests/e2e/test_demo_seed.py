@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from infra.demo.areas import DEMO_AREAS
 from infra.demo.categories import DEMO_CATEGORIES
+from infra.demo.programs import demo_program_commands
 from infra.demo.seed import Seeded, seed_demo
+from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
+from infra.postgres.views import programs
+from infra.postgres.views.sharded import ShardedDatabase
 from tests.e2e.conftest import System
 from tests.processes import eventually
 
 PROJECTED_S = 60
+SEED, PROGRAMS = 7, 4
 
 
 async def test_demo_data_lands_and_seeding_again_adds_nothing(system: System):
@@ -30,3 +38,26 @@ async def test_demo_data_lands_and_seeding_again_adds_nothing(system: System):
     assert again == Seeded(areas=0, categories=0)
     names = [c["name"] for c in (await system.http.get("/api/v1/categories")).json()]
     assert names[:3] == ["演唱会", "话剧歌剧", "音乐会"]
+
+
+async def test_demo_programs_land_published_and_seeding_again_adds_none(system: System):
+    wanted = [cmd for cmd, _ in demo_program_commands(SEED, datetime.now(UTC))[:PROGRAMS]]
+    pools = ShardPools(system.settings.postgres)
+    await pools.start()
+    db = ShardedDatabase(pools, shard_layout(system.settings))
+    try:
+        first = await seed_demo(system.settings, seed=SEED, limit=PROGRAMS)
+
+        async def projected() -> bool:
+            return len(await programs.full_route_program_ids_by_title(db, [c.title for c in wanted])) == PROGRAMS
+
+        await eventually(projected, PROJECTED_S, "the demo programs")
+        again = await seed_demo(system.settings, seed=SEED, limit=PROGRAMS)
+        ids = await programs.full_route_program_ids_by_title(db, [c.title for c in wanted])
+        statuses = [(await programs.get_program(db, ids[c.title])) for c in wanted]
+    finally:
+        await pools.stop()
+
+    assert first.programs == PROGRAMS
+    assert again.programs == 0
+    assert [p.status if p else None for p in statuses] == ["on_sale"] * PROGRAMS

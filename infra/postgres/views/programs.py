@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -100,3 +101,22 @@ async def seats_of(db: ShardedDatabase, program_id: int, ticket_category_id: int
         return rows(SeatRow, await db.fetch(shard, sql, program_id))
     sql = "SELECT * FROM {table} WHERE program_id = $1 AND ticket_category_id = $2 ORDER BY row_number, column_number"
     return rows(SeatRow, await db.fetch(shard, sql, program_id, ticket_category_id))
+
+
+async def full_route_program_ids(db: ShardedDatabase) -> AsyncIterator[list[int]]:
+    """Full route, on purpose: the ids of every program row, one physical table at a time.
+
+    For rebuilding the Bloom filter of existing programs; never on a request path.
+    """
+    for shard in db.layout.physical_tables("program"):
+        yield [r["id"] for r in await db.fetch(shard, "SELECT id FROM {table}")]
+
+
+async def full_route_program_ids_by_title(db: ShardedDatabase, titles: list[str]) -> dict[str, int]:
+    """FULL ROUTE: programs with one of these exact titles, in every program table. For the demo
+    seed's idempotency (an admin tool), never a request path."""
+    found: dict[str, int] = {}
+    for shard in db.layout.physical_tables("program"):
+        for r in await db.fetch(shard, "SELECT id, title FROM {table} WHERE title = ANY($1::text[])", titles):
+            found[r["title"]] = r["id"]
+    return found
