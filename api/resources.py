@@ -12,6 +12,7 @@ from elasticsearch import ConnectionError as SearchConnectionError
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
+from infra.cache import ProgramDetailCache
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
@@ -34,6 +35,7 @@ class Resources:
     es: AsyncElasticsearch
     ids: IdService
     shards: ShardedDatabase
+    program_details: ProgramDetailCache
     _exit: AsyncExitStack
 
     @classmethod
@@ -55,7 +57,10 @@ class Resources:
         exit_stack = AsyncExitStack()
         ids = await exit_stack.enter_async_context(IdService.start(redis, scripts, settings.ids))
         shards = ShardedDatabase(pools, shard_layout(settings))
-        return cls(settings, publisher, redis, scripts, pools, es, ids, shards, exit_stack)
+        program_details = ProgramDetailCache.open(shards, settings)
+        await program_details.start()
+        exit_stack.push_async_callback(program_details.stop)
+        return cls(settings, publisher, redis, scripts, pools, es, ids, shards, program_details, exit_stack)
 
     async def close(self) -> None:
         await self._exit.aclose()
@@ -65,7 +70,9 @@ class Resources:
         await self.es.close()
 
 
-def resources(request: Request) -> Resources:
+async def resources(request: Request) -> Resources:
+    # async on purpose: FastAPI runs a plain-def dependency in its thread pool, which on a hot
+    # route costs a thread hand-off (and a GIL wait of up to 5 ms) per request.
     res: Resources = request.app.state.resources
     return res
 

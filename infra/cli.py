@@ -18,9 +18,11 @@ app = typer.Typer(help="Damai ticketing: operate the stack, the API and the stre
 stack_app = typer.Typer(help="The local PostgreSQL, Redis, Kafka and Elasticsearch.", no_args_is_help=True)
 db_app = typer.Typer(help="Shard databases: schema migrations.", no_args_is_help=True)
 seed_app = typer.Typer(help="Demo data, published through the commands.", no_args_is_help=True)
+cache_app = typer.Typer(help="The program detail cache: Bloom filter and invalidation.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
+app.add_typer(cache_app, name="cache")
 
 Services = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka, elasticsearch (default: all)")]
 
@@ -110,6 +112,53 @@ def db_verify() -> None:
     if not report.ok:
         raise typer.Exit(1)
     typer.echo("schema verified: every table present, every migration applied")
+
+
+@cache_app.command("bloom-rebuild")
+def cache_bloom_rebuild() -> None:
+    """Add every program in Postgres to the Bloom filter of program ids (a full route); exit 1 if
+    another process is building it now."""
+    from infra.cache import rebuild_program_bloom
+    from infra.postgres.pools import ShardPools
+    from infra.postgres.routing import shard_layout
+    from infra.postgres.views.sharded import ShardedDatabase
+    from infra.redis import create_redis
+
+    settings = _settings()
+
+    async def rebuild() -> int | None:
+        pools, redis = ShardPools(settings.postgres), create_redis(settings.redis)
+        await pools.start()
+        try:
+            return await rebuild_program_bloom(redis, settings, ShardedDatabase(pools, shard_layout(settings)))
+        finally:
+            await redis.aclose()
+            await pools.stop()
+
+    added = asyncio.run(rebuild())
+    if added is None:
+        typer.echo("another process is building the filter now")
+        raise typer.Exit(1)
+    typer.echo(f"Bloom filter live with {added} programs from Postgres")
+
+
+@cache_app.command("invalidate")
+def cache_invalidate(program_id: Annotated[int, typer.Argument(help="Program id")]) -> None:
+    """Drop one program's cached detail from Redis and from every API process's memory."""
+    from infra.cache import invalidate_program
+    from infra.redis import create_redis
+
+    settings = _settings()
+
+    async def invalidate() -> None:
+        redis = create_redis(settings.redis)
+        try:
+            await invalidate_program(redis, settings, program_id)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(invalidate())
+    typer.echo(f"program {program_id} invalidated")
 
 
 @seed_app.command("demo")

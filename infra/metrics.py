@@ -15,3 +15,17 @@ DEAD_LETTERS = Counter("damai_dead_letters_total", "Messages sent to a dead-lett
 PROJECTOR_RETRIES = Counter(
     "damai_projector_retries_total", "Batches retried after a transient store error", ["projector"]
 )
+CACHE_HITS = Counter(
+    "damai_cache_hits_total",
+    "Cache lookups a layer answered (kind: found, or missing = a cached or Bloom-filtered unknown id)",
+    ["cache", "layer", "kind"],
+)
+CACHE_MISSES = Counter("damai_cache_misses_total", "Cache lookups a layer could not answer", ["cache", "layer"])
+CACHE_LOADS = Counter("damai_cache_loads_total", "Loads from the store of record behind a cache", ["cache", "outcome"])
+CACHE_LOAD_SECONDS = Histogram("damai_cache_load_seconds", "Duration of loads from the store of record", ["cache"])
+CACHE_REDIS_ERRORS = Counter(
+    "damai_cache_redis_errors_total", "Redis errors a cache worked around by going to the store of record", ["cache"]
+)
+CACHE_INVALIDATIONS = Counter(
+    "damai_cache_invalidations_total", "Invalidation messages applied to this process's cache", ["cache"]
+)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from infra.cache.keys import ProgramCacheKeys
 from infra.kafka import ensure_topics
 from infra.postgres.migrations import VerifyReport, migrate_all, verify_all
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
+from infra.redis import create_redis
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
-from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, Settings
+from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
 
 
 def consumer_groups(settings: Settings) -> list[str]:
@@ -63,11 +65,12 @@ def _is_default_namespace(settings: Settings) -> bool:
         settings.kafka.topic_prefix == KafkaSettings().topic_prefix
         or settings.elasticsearch.index_prefix == ElasticsearchSettings().index_prefix
         or settings.postgres.schema_name == PostgresSettings().schema_name
+        or settings.program_cache.key_prefix == ProgramCacheSettings().key_prefix
     )
 
 
 async def remove_namespace(settings: Settings) -> None:
-    """Delete a namespace's topics, indices, templates and schema (never the default one)."""
+    """Delete a namespace's topics, indices, templates, schema and cache keys (never the default one)."""
     if _is_default_namespace(settings):
         raise ValueError("refusing to remove the default namespace")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
@@ -95,3 +98,15 @@ async def remove_namespace(settings: Settings) -> None:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
     finally:
         await pools.stop()
+    await _remove_cache_keys(settings)
+
+
+async def _remove_cache_keys(settings: Settings) -> None:
+    redis = create_redis(settings.redis)
+    try:
+        pattern = ProgramCacheKeys(settings.program_cache).pattern()
+        keys = [key async for key in redis.scan_iter(match=pattern, count=1_000)]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()

@@ -6,18 +6,27 @@ named setting. Blocking reads (XREADGROUP BLOCK) must use ``blocking_client``.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from infra.settings import REPO_ROOT, RedisSettings
 
 LUA_DIR = REPO_ROOT / "lua"
 
+# What Redis being unreachable, overloaded or full looks like to a client that can do without it.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
-def create_redis(settings: RedisSettings) -> Redis:
-    return Redis(
+
+def create_redis(settings: RedisSettings, *, retries: int | None = None) -> Redis:
+    """A pooled client. ``retries`` replaces redis-py 8's default of 10 retries with backoff
+    (about 5 s before a refused connection is reported) for callers that can do without Redis."""
+    client = Redis(
         host=settings.host,
         port=settings.port,
         db=settings.db,
@@ -26,17 +35,34 @@ def create_redis(settings: RedisSettings) -> Redis:
         max_connections=settings.max_connections,
         health_check_interval=settings.health_check_interval_s,
     )
+    if retries is not None:
+        client.set_retry(Retry(NoBackoff(), retries))
+    return client
 
 
-def blocking_client(settings: RedisSettings) -> Redis:
+def blocking_client(settings: RedisSettings, *, retries: int | None = None) -> Redis:
     """A client for blocking reads: no socket timeout, so BLOCK is not cut short."""
-    return Redis(
+    client = Redis(
         host=settings.host,
         port=settings.port,
         db=settings.db,
         socket_timeout=None,
         socket_connect_timeout=settings.connect_timeout_s,
     )
+    if retries is not None:
+        client.set_retry(Retry(NoBackoff(), retries))
+    return client
+
+
+@cache
+def lua_source(name: str) -> str:
+    """The text of ``lua/<name>.lua``, read once per process."""
+    return (LUA_DIR / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def lua_script(redis: Redis, name: str) -> AsyncScript:
+    """One script of ``lua/`` on ``redis``, for adapters that are handed a bare client."""
+    return redis.register_script(lua_source(name))
 
 
 class LuaScripts:

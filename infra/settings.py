@@ -87,6 +87,101 @@ class RedisSettings(BaseModel):
         return f"redis://{self.host}:{self.port}/{self.db}"
 
 
+class ProgramCacheSettings(BaseModel):
+    key_prefix: str = Field(
+        default="damai",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="First part of every program-cache Redis key (<prefix>:{p:<id>}:detail, the Bloom filter, "
+        "the invalidation stream); a namespace on a shared Redis.",
+    )
+    local_enabled: bool = Field(
+        default=True, description="Keep program details in each process's memory (false: Redis, then Postgres)."
+    )
+    local_max_entries: int = Field(
+        default=10_000, ge=1, description="Most program details one process keeps; the least recently used go first."
+    )
+    local_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a process serves its own copy of a detail; bounds staleness when invalidations "
+        "cannot reach it.",
+    )
+    local_negative_ttl_s: float = Field(
+        default=5.0, gt=0, description="How long a process remembers that a program id does not exist."
+    )
+    redis_ttl_s: int = Field(default=600, ge=1, description="Shortest life of a program detail in Redis.")
+    redis_ttl_jitter_s: int = Field(
+        default=120,
+        ge=0,
+        description="A random 0..this many seconds added to each Redis TTL, so details loaded together do not "
+        "expire together.",
+    )
+    redis_negative_ttl_s: int = Field(
+        default=30, ge=1, description="How long Redis remembers that a program id does not exist."
+    )
+    load_lock_ttl_ms: int = Field(
+        default=3_000,
+        ge=10,
+        description="Life of the Redis key that lets one process at a time load a cold program from Postgres.",
+    )
+    load_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Longest a process waits for another one's load to reach Redis before loading it itself.",
+    )
+    load_poll_s: float = Field(
+        default=0.02, gt=0, description="How often a waiting process looks for that load in Redis."
+    )
+    redis_retries: int = Field(
+        default=1,
+        ge=0,
+        description="Immediate retries of a failed Redis command by the cache's own client (redis-py's default "
+        "of 10 with backoff would hold a request about 5 s when Redis is down).",
+    )
+    redis_retry_after_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a Redis error the cache goes straight to Postgres for this long before trying Redis again.",
+    )
+    bloom_bits: int = Field(
+        default=1 << 24,
+        ge=64,
+        le=1 << 32,
+        description="Size in bits of the Bloom filter of existing program ids (2^24 bits = 2 MiB: about 1% "
+        "false positives at 1.7 million programs with 7 hashes).",
+    )
+    bloom_hashes: int = Field(
+        default=7, ge=1, le=32, description="Bits set and tested per program id in the Bloom filter."
+    )
+    bloom_build_batch: int = Field(
+        default=10_000, ge=1, description="Program ids sent to Redis per round trip while building the Bloom filter."
+    )
+    bloom_build_ttl_s: int = Field(
+        default=60,
+        ge=1,
+        description="A Bloom filter build that makes no progress for this long is abandoned (its scratch key expires).",
+    )
+    bloom_build_at_start: bool = Field(
+        default=True,
+        description="An API process that finds no Bloom filter builds it from Postgres in the background "
+        "(until then unknown ids are answered by the negative cache and Postgres).",
+    )
+    invalidation_stream_maxlen: int = Field(
+        default=10_000,
+        ge=1,
+        description="About this many invalidations are kept in the Redis Stream (XADD MAXLEN ~).",
+    )
+    invalidation_read_count: int = Field(
+        default=1_000, ge=1, description="Most invalidations the listener takes from the stream per read."
+    )
+    invalidation_block_ms: int = Field(
+        default=5_000, ge=1, description="Longest one XREAD BLOCK of the invalidation listener waits."
+    )
+    invalidation_retry_s: float = Field(
+        default=1.0, gt=0, description="Wait before the invalidation listener reconnects after a Redis error."
+    )
+
+
 class TopicSpec(BaseModel):
     partitions: int = Field(description="Partitions; fixed once the topic exists (keys would move).")
     retention_ms: int = Field(default=-1, description="-1 keeps events forever: the log is the system of record.")
@@ -235,6 +330,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     ids: IdSettings = Field(default_factory=IdSettings)
+    program_cache: ProgramCacheSettings = Field(default_factory=ProgramCacheSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     def namespaced(self, tag: str) -> Settings:
@@ -251,6 +347,7 @@ class Settings(BaseSettings):
                 "elasticsearch": self.elasticsearch.model_copy(update={"index_prefix": f"{tag}-"}),
                 "postgres": self.postgres.model_copy(update={"schema_name": tag}),
                 "ids": self.ids.model_copy(update={"key_tag": f"{tag}-ids"}),
+                "program_cache": self.program_cache.model_copy(update={"key_prefix": tag}),
             }
         )
 
@@ -262,6 +359,7 @@ class Settings(BaseSettings):
             "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
             "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
             "DAMAI_IDS__KEY_TAG": self.ids.key_tag,
+            "DAMAI_PROGRAM_CACHE__KEY_PREFIX": self.program_cache.key_prefix,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from redis.asyncio import Redis
 
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
@@ -20,9 +21,11 @@ from events.program import (
     TicketCategoryAdded,
 )
 from events.serialization import payload_of
+from infra.cache import add_program_to_bloom, invalidate_program
 from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
+from infra.settings import Settings
 from projections.projector import Batch
 
 INSERT_PROGRAM = """
@@ -128,12 +131,15 @@ INSERTS: list[tuple[type[ProgramEvent], str, str, Callable[[EventEnvelope, Any],
 
 
 class ProgramProjector:
-    """Each database applies the batch's events of the programs it holds, in one transaction."""
+    """Each database applies the batch's events of the programs it holds, in one transaction;
+    then the detail caches learn of new programs (Bloom filter) and drop changed ones."""
 
-    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout):
+    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout, redis: Redis, settings: Settings):
         self.name = name
         self._pools = pools
         self._layout = layout
+        self._redis = redis
+        self._settings = settings
 
     async def apply(self, batch: Batch) -> None:
         for database, pool in self._pools:
@@ -146,6 +152,15 @@ class ProgramProjector:
                     and self._layout.program_family("program", e.program_id).database == database
                 ]
                 await self._apply(conn, mine)
+        await self._tell_caches(batch)
+
+    async def _tell_caches(self, batch: Batch) -> None:
+        """After commit, for every program in the batch (a redelivery repeats this harmlessly)."""
+        events = [e for r in batch if (e := _program_event(r.item)) is not None]
+        for program_id in {e.program_id for e in events if isinstance(e, ProgramCreated)}:
+            await add_program_to_bloom(self._redis, self._settings, program_id)
+        for program_id in {e.program_id for e in events}:
+            await invalidate_program(self._redis, self._settings, program_id)
 
     async def _apply(self, conn: asyncpg.Connection, events: list[tuple[EventEnvelope, ProgramEvent]]) -> None:
         for kind, family, statement, to_rows in INSERTS:

@@ -11,6 +11,15 @@ from asyncpg.connection import LoggedQuery
 
 from infra.settings import PostgresSettings
 
+# What a database that is down, restarting or out of reach looks like to a caller.
+UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
 QueryObserver = Callable[[str, str], None]
 """Called with (database, query text) after each query; for per-shard metrics and tests."""
 

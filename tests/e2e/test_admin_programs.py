@@ -87,6 +87,15 @@ async def test_created_program_is_projected_with_its_seats_and_published(system:
 
     assert published.status_code == 202 and off.status_code == 202
 
+    async def detail_says_off_sale() -> bool:
+        response = await system.http.get(f"/api/v1/programs/{program_id}")
+        return response.status_code == 200 and response.json()["status"] == "off_sale"
+
+    # The projector told the caches: the id joined the Bloom filter, and the change was invalidated.
+    await eventually(detail_says_off_sale, PROJECTED_S, "the detail to show the program off sale")
+    detail = (await system.http.get(f"/api/v1/programs/{program_id}")).json()
+    assert detail["title"] == "陈奕迅 FEAR AND DREAMS"
+
 
 async def test_publishing_twice_is_a_conflict(system: System, catalogue):
     accepted = await system.http.post("/api/v1/admin/programs", json=program_body(), headers=system.admin())

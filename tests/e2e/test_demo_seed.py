@@ -49,7 +49,9 @@ async def test_demo_programs_land_published_and_seeding_again_adds_none(system: 
         first = await seed_demo(system.settings, seed=SEED, limit=PROGRAMS)
 
         async def projected() -> bool:
-            return len(await programs.full_route_program_ids_by_title(db, [c.title for c in wanted])) == PROGRAMS
+            found = await programs.full_route_program_ids_by_title(db, [c.title for c in wanted])
+            rows = [await programs.get_program(db, program_id) for program_id in found.values()]
+            return len(rows) == PROGRAMS and all(r is not None and r.status == "on_sale" for r in rows)
 
         await eventually(projected, PROJECTED_S, "the demo programs")
         again = await seed_demo(system.settings, seed=SEED, limit=PROGRAMS)

@@ -1,0 +1,19 @@
+"""Program detail caching: each process's memory → Redis → Postgres (see docs/caching.md).
+
+What the write side calls when it projects a program: ``add_program_to_bloom`` (a new id) and
+``invalidate_program`` (any change), both after its Postgres transaction has committed.
+"""
+
+from infra.cache.invalidation import InvalidationListener, invalidate_program
+from infra.cache.program_bloom import add_program_to_bloom, ensure_program_bloom, rebuild_program_bloom
+from infra.cache.program_detail import CachedDetail, ProgramDetailCache
+
+__all__ = [
+    "CachedDetail",
+    "InvalidationListener",
+    "ProgramDetailCache",
+    "add_program_to_bloom",
+    "ensure_program_bloom",
+    "invalidate_program",
+    "rebuild_program_bloom",
+]

@@ -1,0 +1,136 @@
+"""The pure parts of the program detail cache: memory bound and expiry, single flight, Bloom offsets, TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from infra.cache.bloom import BloomShape
+from infra.cache.local import LocalCache
+from infra.cache.program_detail import detail_ttl_ms
+from infra.cache.single_flight import SingleFlight
+from infra.settings import ProgramCacheSettings
+
+
+def test_least_recently_used_entry_goes_first_when_the_local_cache_is_full():
+    cache: LocalCache[int, str] = LocalCache(max_entries=2)
+    cache.put(1, "a", 60)
+    cache.put(2, "b", 60)
+    cache.get(1)
+
+    cache.put(3, "c", 60)
+
+    assert (cache.get(1), cache.get(2), cache.get(3)) == ("a", None, "c")
+    assert len(cache) == 2
+
+
+def test_entry_is_gone_when_its_ttl_has_passed():
+    cache: LocalCache[int, str] = LocalCache(max_entries=10)
+    cache.put(1, "a", 0.01)
+
+    time.sleep(0.02)
+
+    assert cache.get(1) is None
+    assert len(cache) == 0
+
+
+async def test_concurrent_callers_share_one_call_when_they_ask_for_the_same_key():
+    flight: SingleFlight[int, int] = SingleFlight()
+    calls = 0
+
+    async def load() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return 42
+
+    results = await asyncio.gather(*(flight.do(1, load) for _ in range(50)))
+
+    assert results == [42] * 50
+    assert calls == 1
+    assert flight.in_flight() == 0
+
+
+async def test_every_caller_gets_the_error_when_the_shared_call_fails():
+    flight: SingleFlight[int, int] = SingleFlight()
+
+    async def fail() -> int:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("store down")
+
+    results = await asyncio.gather(*(flight.do(1, fail) for _ in range(3)), return_exceptions=True)
+
+    assert all(isinstance(r, ConnectionError) for r in results)
+
+
+async def test_shared_call_goes_on_when_one_caller_is_cancelled():
+    flight: SingleFlight[int, int] = SingleFlight()
+
+    async def load() -> int:
+        await asyncio.sleep(0.05)
+        return 7
+
+    impatient = asyncio.create_task(flight.do(1, load))
+    patient = asyncio.create_task(flight.do(1, load))
+    await asyncio.sleep(0.01)
+    impatient.cancel()
+
+    assert await patient == 7
+
+
+async def test_caller_after_forget_starts_a_new_call_when_one_is_still_running():
+    flight: SingleFlight[int, str] = SingleFlight()
+    release = asyncio.Event()
+
+    async def old() -> str:
+        await release.wait()
+        return "old"
+
+    async def new() -> str:
+        return "new"
+
+    first = asyncio.create_task(flight.do(1, old))
+    await asyncio.sleep(0)
+    flight.forget(1)
+
+    assert await flight.do(1, new) == "new"
+    release.set()
+    assert await first == "old"
+
+
+@given(member=st.binary(min_size=1, max_size=16), bits=st.integers(64, 1 << 32), hashes=st.integers(1, 32))
+def test_bloom_offsets_are_within_the_filter_and_repeatable_for_any_member(member: bytes, bits: int, hashes: int):
+    shape = BloomShape(bits, hashes)
+
+    offsets = shape.offsets(member)
+
+    assert len(offsets) == hashes
+    assert all(0 <= o < bits for o in offsets)
+    assert offsets == shape.offsets(member)
+
+
+def test_bloom_offsets_differ_for_each_hash_when_the_filter_is_a_power_of_two():
+    shape = BloomShape(1 << 24, 7)
+
+    assert all(len(set(shape.offsets(i.to_bytes(8, "big")))) == 7 for i in range(1000))
+
+
+@pytest.mark.parametrize("base, jitter", [(600, 120), (1, 0), (30, 1)])
+def test_detail_ttl_lies_between_base_and_base_plus_jitter_when_a_detail_is_found(base: int, jitter: int):
+    settings = ProgramCacheSettings(redis_ttl_s=base, redis_ttl_jitter_s=jitter)
+
+    ttls = [detail_ttl_ms(settings, found=True) for _ in range(2000)]
+
+    assert min(ttls) >= base * 1000
+    assert max(ttls) <= (base + jitter) * 1000
+    assert len(set(ttls)) > 1 or jitter == 0  # jitter actually spreads expiries
+
+
+def test_miss_ttl_is_the_negative_ttl_when_nothing_was_found():
+    settings = ProgramCacheSettings(redis_negative_ttl_s=30)
+
+    assert detail_ttl_ms(settings, found=False) == 30_000
