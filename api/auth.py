@@ -19,7 +19,8 @@ def bearer_token(request: Request) -> str | None:
     return header[len(BEARER_PREFIX) :].strip() or None
 
 
-def require_admin(request: Request, res: ResourcesDep) -> None:
+async def require_admin(request: Request, res: ResourcesDep) -> None:
+    # async so FastAPI runs it on the event loop instead of handing it to the thread pool.
     token = bearer_token(request)
     if token is None:
         raise ApiError(

@@ -18,7 +18,7 @@ from events.envelope import EventEnvelope
 CORRELATION_HEADER = "x-correlation-id"
 
 
-def correlation_id(request: Request) -> uuid.UUID | None:
+async def correlation_id(request: Request) -> uuid.UUID | None:
     """The caller's correlation id, if it sent one; checked before any decision is taken."""
     raw = request.headers.get(CORRELATION_HEADER)
     if raw is None:
