@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from api.errors import ApiError
 from api.models import CamelModel
-from api.resources import ResourcesDep
+from api.resources import Resources, ResourcesDep
+from infra.cache import CachedDetail
+from infra.catalogue.seat_map import seat_map
 from infra.postgres.pools import UNREACHABLE_ERRORS
 
 router = APIRouter(tags=["programs"])
@@ -68,6 +70,13 @@ async def get_program_detail(
     res: ResourcesDep,
 ) -> Response:
     """One program with its show times and ticket categories (prices, remaining counts)."""
+    cached = await _visible_program(res, program_id)
+    # The cached document is the response body already: no decoding, no re-encoding.
+    return Response(cached.raw, media_type="application/json")
+
+
+async def _visible_program(res: Resources, program_id: int) -> CachedDetail:
+    """The cached detail of a published program; 404 for an unknown or draft one, 503 if unreadable."""
     try:
         cached = await res.program_details.get(program_id)
     except UNREACHABLE_ERRORS as exc:
@@ -80,5 +89,80 @@ async def get_program_detail(
         ) from exc
     if cached is None:
         raise ApiError(404, "PROGRAM_NOT_FOUND", f"no program {program_id}", {"programId": str(program_id)})
-    # The cached document is the response body already: no decoding, no re-encoding.
-    return Response(cached.raw, media_type="application/json")
+    return cached
+
+
+class SeatOut(CamelModel):
+    id: str
+    ticket_category_id: str
+    row: int
+    column: int
+    state: str
+
+
+class PriceGroupOut(CamelModel):
+    price: str
+    ticket_category_ids: list[str]
+    seats: list[SeatOut]
+
+
+class SeatMapOut(CamelModel):
+    program_id: str
+    show_time_id: str
+    price_groups: list[PriceGroupOut]
+
+
+@router.get(
+    "/api/v1/programs/{program_id}/seats",
+    response_model=SeatMapOut,
+    response_model_by_alias=True,
+    responses={
+        404: {"description": "PROGRAM_NOT_FOUND, SHOW_TIME_NOT_FOUND"},
+        409: {"description": "SEATS_NOT_SELECTABLE: this program assigns seats itself"},
+    },
+)
+async def get_seat_map(
+    program_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Program id (a 63-bit integer)")],
+    res: ResourcesDep,
+    show_time_id: Annotated[int | None, Query(alias="showTimeId", ge=1, le=MAX_ID)] = None,
+) -> SeatMapOut:
+    """The seats of one show time (the first, unless ``showTimeId`` names another), grouped by price,
+    each with its live state: ``available`` or ``unavailable`` (held or sold)."""
+    program = (await _visible_program(res, program_id)).detail
+    if not program.seat_selectable:
+        raise ApiError(
+            409,
+            "SEATS_NOT_SELECTABLE",
+            "seats of this program are assigned, not chosen",
+            {"programId": str(program_id)},
+        )
+    show = next((s for s in program.show_times if show_time_id in (None, s.id)), None)
+    if show is None:
+        raise ApiError(
+            404,
+            "SHOW_TIME_NOT_FOUND",
+            "no such show time of this program",
+            {"programId": str(program_id), "showTimeId": str(show_time_id)},
+        )
+    groups = await seat_map(res.redis, program, show)
+    return SeatMapOut(
+        program_id=str(program_id),
+        show_time_id=str(show.id),
+        price_groups=[
+            PriceGroupOut(
+                price=f"{g.price:.2f}",
+                ticket_category_ids=[str(i) for i in g.ticket_category_ids],
+                seats=[
+                    SeatOut(
+                        id=str(s.id),
+                        ticket_category_id=str(s.ticket_category_id),
+                        row=s.row,
+                        column=s.column,
+                        state=s.state,
+                    )
+                    for s in g.seats
+                ],
+            )
+            for g in groups
+        ],
+    )

@@ -150,3 +150,62 @@ async def _has_category(system: System, parent: int, child: int | None = None) -
 async def _status_is(db: ShardedDatabase, program_id: int, status: str) -> bool:
     program = await programs.get_program(db, program_id)
     return program is not None and program.status == status
+
+
+async def _published(system: System, catalogue: ShardedDatabase, body: dict[str, Any]) -> int:
+    accepted = await system.http.post("/api/v1/admin/programs", json=body, headers=system.admin())
+    program_id = int(accepted.json()["programId"])
+    await eventually(lambda: _status_is(catalogue, program_id, "draft"), PROJECTED_S, "the draft program")
+    await system.http.post(f"/api/v1/admin/programs/{program_id}/publish", headers=system.admin())
+    await eventually(lambda: _ok(system, f"/api/v1/programs/{program_id}"), PROJECTED_S, "the published detail")
+    return program_id
+
+
+async def test_seat_map_groups_seats_by_price_with_their_live_state(system: System, catalogue, redis):
+    program_id = await _published(system, catalogue, program_body())
+    categories = {c.name: c.id for c in await programs.ticket_categories_of(catalogue, program_id)}
+
+    async def inventory_ready() -> bool:
+        return int(await redis.zcard(available_seats(program_id, categories["VIP"]))) == 200
+
+    await eventually(inventory_ready, PROJECTED_S, "the Redis inventory")
+    held = (await redis.zrange(available_seats(program_id, categories["VIP"]), 0, 0))[0].decode()
+    await redis.zrem(available_seats(program_id, categories["VIP"]), held)  # as the allocator does
+
+    response = await system.http.get(f"/api/v1/programs/{program_id}/seats")
+
+    assert response.status_code == 200, response.text
+    groups = response.json()["priceGroups"]
+    assert [(g["price"], len(g["seats"])) for g in groups] == [("380.00", 600), ("1680.00", 200)]
+    vip = {s["id"]: s for s in groups[1]["seats"]}
+    assert vip[held]["state"] == "unavailable"
+    assert sum(s["state"] == "available" for s in vip.values()) == 199
+    first = groups[1]["seats"][0]
+    assert (first["ticketCategoryId"], first["row"], first["column"]) == (str(categories["VIP"]), 1, 1)
+
+
+async def test_seat_map_of_a_program_without_seat_choice_is_refused(system: System, catalogue):
+    body = program_body(
+        seatSelectable=False,
+        showTimes=[
+            {
+                "startsAt": (datetime.now(UTC) + timedelta(days=5)).isoformat(),
+                "ticketCategories": [{"name": "普通票", "price": "180.00", "total": 300}],
+            }
+        ],
+    )
+    program_id = await _published(system, catalogue, body)
+
+    response = await system.http.get(f"/api/v1/programs/{program_id}/seats")
+
+    assert (response.status_code, response.json()["code"]) == (409, "SEATS_NOT_SELECTABLE")
+
+
+async def test_seat_map_of_unknown_program_or_show_time_is_not_found(system: System, catalogue):
+    program_id = await _published(system, catalogue, program_body())
+
+    unknown_program = await system.http.get("/api/v1/programs/987654321/seats")
+    unknown_show = await system.http.get(f"/api/v1/programs/{program_id}/seats", params={"showTimeId": 42})
+
+    assert (unknown_program.status_code, unknown_program.json()["code"]) == (404, "PROGRAM_NOT_FOUND")
+    assert (unknown_show.status_code, unknown_show.json()["code"]) == (404, "SHOW_TIME_NOT_FOUND")
