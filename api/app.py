@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 
-from api import admin_programs, health, programs, reference
+from api import admin_programs, health, programs, reference, search
 from api.errors import install_error_handlers
 from api.observability import RequestContextMiddleware
 from api.resources import Resources
@@ -35,5 +35,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reference.router)
     app.include_router(reference.admin_router)
     app.include_router(admin_programs.router)
+    app.include_router(search.router)
     app.include_router(programs.router)
     return app

@@ -10,11 +10,13 @@ from typing import Any
 
 import structlog
 from elasticsearch import AsyncElasticsearch
+from elasticsearch.helpers import async_bulk
 
 from infra.settings import ElasticsearchSettings
 
 log = structlog.get_logger(__name__)
 
+VERSION_CONFLICT = 409
 SINGLE_NODE_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
 
 
@@ -25,6 +27,33 @@ def index_name(settings: ElasticsearchSettings, family: str) -> str:
 def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]]:
     """Every index template, by template name."""
     return {
+        index_name(settings, "program"): {
+            "index_patterns": [f"{index_name(settings, 'program')}*"],
+            "template": {
+                "settings": SINGLE_NODE_SETTINGS,
+                "mappings": {
+                    "dynamic": "strict",
+                    "properties": {
+                        "id": {"type": "keyword"},
+                        # The standard analyzer splits Chinese into single characters (no cjk
+                        # analyzer in this distribution, ADR 0002): phrase matching keeps them together.
+                        "title": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+                        "actor": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
+                        "venue": {"type": "text"},
+                        "areaId": {"type": "integer"},
+                        "parentCategoryId": {"type": "integer"},
+                        "categoryId": {"type": "integer"},
+                        "status": {"type": "keyword"},
+                        "highHeat": {"type": "boolean"},
+                        "issueTime": {"type": "date"},
+                        "showTimes": {"type": "date"},
+                        "firstShowAt": {"type": "date"},
+                        "minPrice": {"type": "double"},
+                        "maxPrice": {"type": "double"},
+                    },
+                },
+            },
+        },
         index_name(settings, "area"): {
             "index_patterns": [f"{index_name(settings, 'area')}*"],
             "template": {
@@ -58,3 +87,15 @@ async def apply_index_templates(es: AsyncElasticsearch, settings: ElasticsearchS
     for name, body in index_templates(settings).items():
         await es.indices.put_index_template(name=name, **body)
     log.info("elasticsearch.templates_applied", templates=list(index_templates(settings)))
+
+
+async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, Any]]) -> None:
+    """Bulk-write externally versioned documents; a version conflict means a newer document is
+    already there (a redelivery or replay), which is success. Anything else raises."""
+    if not actions:
+        return
+    _, errors = await async_bulk(es, actions, raise_on_error=False, raise_on_exception=True)
+    assert isinstance(errors, list)  # with raise_on_error=False the errors come back as a list
+    real = [e for e in errors if int(next(iter(e.values())).get("status", 0)) != VERSION_CONFLICT]
+    if real:
+        raise RuntimeError(f"search indexing failed: {real[:3]}")

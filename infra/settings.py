@@ -252,6 +252,10 @@ class ApiSettings(BaseModel):
         default="damai-admin-dev-token",
         description="Bearer credential for /api/v1/admin routes; change it outside development.",
     )
+    timezone: str = Field(
+        default="Asia/Shanghai", description="Time zone of calendar filters (today, tomorrow, this week, this month)."
+    )
+    search_page_size_max: int = Field(default=50, ge=1, description="Most programs one search page returns.")
     readiness_timeout_s: float = Field(default=2.0, description="Longest /readyz waits for each dependency.")
     command_ack_timeout_s: float = Field(
         default=10.0, description="Longest a command waits for Kafka to acknowledge its event before 503."

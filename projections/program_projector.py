@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
 from events.base import DomainEvent
@@ -22,9 +23,13 @@ from events.program import (
 )
 from events.serialization import payload_of
 from infra.cache import add_program_to_bloom, invalidate_program
+from infra.catalogue.detail import load_program_detail
+from infra.catalogue.search_document import program_search_document
 from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
+from infra.postgres.views.sharded import ShardedDatabase
+from infra.search import bulk_index_versioned, index_name
 from infra.settings import Settings
 from projections.projector import Batch
 
@@ -134,12 +139,21 @@ class ProgramProjector:
     """Each database applies the batch's events of the programs it holds, in one transaction;
     then the detail caches learn of new programs (Bloom filter) and drop changed ones."""
 
-    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout, redis: Redis, settings: Settings):
+    def __init__(
+        self,
+        name: str,
+        pools: ShardPools,
+        layout: ShardLayout,
+        redis: Redis,
+        settings: Settings,
+        es: AsyncElasticsearch,
+    ):
         self.name = name
         self._pools = pools
         self._layout = layout
         self._redis = redis
         self._settings = settings
+        self._es = es
 
     async def apply(self, batch: Batch) -> None:
         for database, pool in self._pools:
@@ -153,6 +167,32 @@ class ProgramProjector:
                 ]
                 await self._apply(conn, mine)
         await self._tell_caches(batch)
+        await self._index(batch)
+
+    async def _index(self, batch: Batch) -> None:
+        """(Re)index each published program of the batch from the committed read model; the
+        document's external version is the newest event version seen, so an older write loses."""
+        versions: dict[int, int] = {}
+        for record in batch:
+            event = _program_event(record.item)
+            if event is not None:
+                versions[event.program_id] = max(versions.get(event.program_id, 0), record.item.aggregate_version)
+        db = ShardedDatabase(self._pools, self._layout)
+        actions: list[dict[str, Any]] = []
+        for program_id, version in versions.items():
+            detail = await load_program_detail(db, program_id)
+            if detail is not None:  # drafts are not searchable
+                actions.append(
+                    {
+                        "_op_type": "index",
+                        "_index": index_name(self._settings.elasticsearch, "program"),
+                        "_id": str(program_id),
+                        "version": version,
+                        "version_type": "external_gte",
+                        "_source": program_search_document(detail),
+                    }
+                )
+        await bulk_index_versioned(self._es, actions)
 
     async def _tell_caches(self, batch: Batch) -> None:
         """After commit, for every program in the batch (a redelivery repeats this harmlessly)."""

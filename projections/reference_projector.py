@@ -7,7 +7,6 @@ from typing import Any
 
 import asyncpg
 from elasticsearch import AsyncElasticsearch
-from elasticsearch.helpers import async_bulk
 
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
@@ -15,9 +14,8 @@ from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
 from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
+from infra.search import bulk_index_versioned
 from projections.projector import Batch
-
-VERSION_CONFLICT = 409
 
 UPSERT_AREA = """
 INSERT INTO area (id, name, level, parent_id, aggregate_version, created_at)
@@ -96,14 +94,4 @@ class ReferenceProjector:
             for env, e in _typed(batch)
             if isinstance(e, AreaCreated)
         ]
-        if not actions:
-            return
-        _, errors = await async_bulk(self._es, actions, raise_on_error=False, raise_on_exception=True)
-        assert isinstance(errors, list)  # with raise_on_error=False the errors come back as a list
-        real = [err for err in errors if _status(err) != VERSION_CONFLICT]
-        if real:
-            raise RuntimeError(f"search indexing failed: {real[:3]}")
-
-
-def _status(bulk_error: dict[str, dict[str, Any]]) -> int:
-    return int(next(iter(bulk_error.values())).get("status", 0))
+        await bulk_index_versioned(self._es, actions)

@@ -38,7 +38,9 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     @app.agent(topics.program, name="program-projector")
     async def project_programs(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
-        projector = ProgramProjector(f"{app.conf.id}.program", stores.pools, stores.layout, stores.redis, settings)
+        projector = ProgramProjector(
+            f"{app.conf.id}.program", stores.pools, stores.layout, stores.redis, settings, stores.es
+        )
         await run_projector(stream, projector, dead_letters, settings.worker)
 
     # A second agent on the same topic: the inventory advances independently of Postgres.

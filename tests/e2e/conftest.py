@@ -8,10 +8,13 @@ from dataclasses import dataclass
 import httpx
 import pytest_asyncio
 
+from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
+from infra.postgres.views.sharded import ShardedDatabase
 from infra.provision import provision_namespace, remove_namespace
 from infra.settings import Settings
 from tests.conftest import isolated_copy
-from tests.processes import free_port, start_api, start_worker
+from tests.processes import eventually, free_port, start_api, start_worker
 
 
 @dataclass
@@ -39,3 +42,36 @@ async def system(settings: Settings, tmp_path_factory) -> AsyncIterator[System]:
             api.stop()
             worker.stop()
             await remove_namespace(iso)
+
+
+CATALOGUE_READY_S = 60
+AREA, PARENT, CHILD = 330100, 1, 101
+
+
+@pytest_asyncio.fixture(scope="module")
+async def catalogue(system: System) -> AsyncIterator[ShardedDatabase]:
+    """The namespace's shards, with the area and categories a program needs already projected."""
+    admin = system.admin()
+    await system.http.post("/api/v1/admin/areas", json={"areaId": AREA, "name": "杭州", "level": "city"}, headers=admin)
+    await system.http.post("/api/v1/admin/categories", json={"categoryId": PARENT, "name": "演唱会"}, headers=admin)
+    await eventually(lambda: is_ok(system, f"/api/v1/areas/{AREA}"), CATALOGUE_READY_S, "the area")
+    await eventually(lambda: _has_category(system, PARENT), CATALOGUE_READY_S, "the parent category")
+    await system.http.post(
+        "/api/v1/admin/categories", json={"categoryId": CHILD, "name": "流行", "parentId": PARENT}, headers=admin
+    )
+    await eventually(lambda: _has_category(system, PARENT, CHILD), CATALOGUE_READY_S, "the child category")
+    pools = ShardPools(system.settings.postgres)
+    await pools.start()
+    yield ShardedDatabase(pools, shard_layout(system.settings))
+    await pools.stop()
+
+
+async def is_ok(system: System, path: str) -> bool:
+    return (await system.http.get(path)).status_code == 200
+
+
+async def _has_category(system: System, parent: int, child: int | None = None) -> bool:
+    for category in (await system.http.get("/api/v1/categories")).json():
+        if category["id"] == parent:
+            return child is None or any(c["id"] == child for c in category["children"])
+    return False

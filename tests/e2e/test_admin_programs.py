@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest_asyncio
-
-from infra.postgres.pools import ShardPools
-from infra.postgres.routing import shard_layout
 from infra.postgres.views import programs
 from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, remaining_counts
-from tests.e2e.conftest import System
+from tests.e2e.conftest import AREA, CHILD, PARENT, System, is_ok
 from tests.processes import eventually
 
 PROJECTED_S = 60
-AREA, PARENT, CHILD = 330100, 1, 101
-
-
-@pytest_asyncio.fixture(scope="module")
-async def catalogue(system: System) -> AsyncIterator[ShardedDatabase]:
-    """The namespace's shards, with the area and categories a program needs already projected."""
-    admin = system.admin()
-    await system.http.post("/api/v1/admin/areas", json={"areaId": AREA, "name": "杭州", "level": "city"}, headers=admin)
-    await system.http.post("/api/v1/admin/categories", json={"categoryId": PARENT, "name": "演唱会"}, headers=admin)
-    await eventually(lambda: _ok(system, f"/api/v1/areas/{AREA}"), PROJECTED_S, "the area")
-    await eventually(lambda: _has_category(system, PARENT), PROJECTED_S, "the parent category")
-    await system.http.post(
-        "/api/v1/admin/categories", json={"categoryId": CHILD, "name": "流行", "parentId": PARENT}, headers=admin
-    )
-    await eventually(lambda: _has_category(system, PARENT, CHILD), PROJECTED_S, "the child category")
-    pools = ShardPools(system.settings.postgres)
-    await pools.start()
-    yield ShardedDatabase(pools, shard_layout(system.settings))
-    await pools.stop()
 
 
 def program_body(**changes: Any) -> dict[str, Any]:
@@ -136,17 +112,6 @@ async def test_program_commands_need_the_admin_credential(system: System):
     assert response.status_code == 401
 
 
-async def _ok(system: System, path: str) -> bool:
-    return (await system.http.get(path)).status_code == 200
-
-
-async def _has_category(system: System, parent: int, child: int | None = None) -> bool:
-    for category in (await system.http.get("/api/v1/categories")).json():
-        if category["id"] == parent:
-            return child is None or any(c["id"] == child for c in category["children"])
-    return False
-
-
 async def _status_is(db: ShardedDatabase, program_id: int, status: str) -> bool:
     program = await programs.get_program(db, program_id)
     return program is not None and program.status == status
@@ -157,7 +122,7 @@ async def _published(system: System, catalogue: ShardedDatabase, body: dict[str,
     program_id = int(accepted.json()["programId"])
     await eventually(lambda: _status_is(catalogue, program_id, "draft"), PROJECTED_S, "the draft program")
     await system.http.post(f"/api/v1/admin/programs/{program_id}/publish", headers=system.admin())
-    await eventually(lambda: _ok(system, f"/api/v1/programs/{program_id}"), PROJECTED_S, "the published detail")
+    await eventually(lambda: is_ok(system, f"/api/v1/programs/{program_id}"), PROJECTED_S, "the published detail")
     return program_id
 
 

@@ -70,9 +70,9 @@ def _batch(topic: str, events: list[ProgramEvent], first_offset: int = 0, first_
     ]
 
 
-async def test_created_program_lands_in_its_shard_tables(isolated, pools, redis, area_code):
+async def test_created_program_lands_in_its_shard_tables(isolated, pools, redis, es, area_code):
     layout = shard_layout(isolated)
-    projector = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated)
+    projector = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated, es)
     events = _events(area_code * 100_000)
     program_id = events[0].program_id
 
@@ -92,9 +92,9 @@ async def test_created_program_lands_in_its_shard_tables(isolated, pools, redis,
     assert len(seats) == 2450 and {s.status for s in seats} == {"available"}
 
 
-async def test_publishing_and_taking_off_sale_change_the_status_in_order(isolated, pools, redis, area_code):
+async def test_publishing_and_taking_off_sale_change_the_status_in_order(isolated, pools, redis, es, area_code):
     layout = shard_layout(isolated)
-    projector = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated)
+    projector = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated, es)
     topic = isolated.kafka.topic("program")
     events = _events(area_code * 100_000)
     program_id = events[0].program_id
@@ -111,19 +111,19 @@ async def test_publishing_and_taking_off_sale_change_the_status_in_order(isolate
     assert off is not None and off.status == "off_sale"
 
 
-async def test_replaying_the_program_events_changes_nothing(isolated, pools, redis, area_code):
+async def test_replaying_the_program_events_changes_nothing(isolated, pools, redis, es, area_code):
     layout = shard_layout(isolated)
     topic = isolated.kafka.topic("program")
     events = _events(area_code * 100_000)
     program_id = events[0].program_id
     batch = _batch(topic, [*events, ProgramPublished(program_id=program_id)])
-    first = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated)
+    first = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated, es)
     await first.apply(batch)
     db = ShardedDatabase(pools, layout)
     before = (await programs.get_program(db, program_id), await programs.seats_of(db, program_id))
 
     await first.apply(batch)  # redelivery: skipped by offsets
-    await ProgramProjector("a-rebuilding-projector", pools, layout, redis, isolated).apply(
+    await ProgramProjector("a-rebuilding-projector", pools, layout, redis, isolated, es).apply(
         batch
     )  # replay: guarded by versions
 

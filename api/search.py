@@ -1,0 +1,97 @@
+"""Program list and search: GET /api/v1/programs."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+
+from api.errors import ApiError
+from api.models import CamelModel
+from api.resources import ResourcesDep
+from infra.catalogue.search import ProgramQuery, SortOrder, TimeWindow, search_programs
+from infra.search import index_name
+
+router = APIRouter(tags=["programs"])
+MAX_ID = (1 << 63) - 1
+
+
+class ProgramHitOut(CamelModel):
+    id: str
+    title: str
+    actor: str | None
+    venue: str
+    area_id: int
+    parent_category_id: int
+    category_id: int
+    first_show_at: datetime | None
+    min_price: str | None
+    max_price: str | None
+    high_heat: bool
+    highlight: dict[str, str]
+
+
+class ProgramPageOut(CamelModel):
+    total: int
+    page: int
+    size: int
+    items: list[ProgramHitOut]
+
+
+@router.get("/api/v1/programs", response_model=ProgramPageOut, response_model_by_alias=True)
+async def get_programs(
+    res: ResourcesDep,
+    keyword: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None,
+    parent_category_id: Annotated[int | None, Query(alias="parentCategoryId", ge=1)] = None,
+    category_id: Annotated[int | None, Query(alias="categoryId", ge=1)] = None,
+    time_window: Annotated[TimeWindow, Query(alias="timeWindow")] = TimeWindow.ALL,
+    start_date: Annotated[date | None, Query(alias="startDate")] = None,
+    end_date: Annotated[date | None, Query(alias="endDate")] = None,
+    sort: SortOrder = SortOrder.RELEVANCE,
+    page: Annotated[int, Query(ge=1, le=1000)] = 1,
+    size: Annotated[int, Query(ge=1)] = 10,
+) -> ProgramPageOut:
+    """Programs on sale: keyword over title and actor (highlighted), filters, calendar windows, sort, paging."""
+    if size > res.settings.api.search_page_size_max:
+        raise ApiError(422, "PAGE_SIZE_TOO_LARGE", f"size is at most {res.settings.api.search_page_size_max}")
+    if time_window is TimeWindow.RANGE and (start_date is None or end_date is None or start_date > end_date):
+        raise ApiError(422, "BAD_DATE_RANGE", "timeWindow=range needs startDate <= endDate")
+    query = ProgramQuery(
+        keyword, area_id, parent_category_id, category_id, time_window, start_date, end_date, sort, page, size
+    )
+    found = await search_programs(
+        res.es,
+        index_name(res.settings.elasticsearch, "program"),
+        query,
+        datetime.now(UTC),
+        ZoneInfo(res.settings.api.timezone),
+    )
+    return ProgramPageOut(
+        total=found.total,
+        page=page,
+        size=size,
+        items=[
+            ProgramHitOut(
+                id=h.source["id"],
+                title=h.source["title"],
+                actor=h.source["actor"],
+                venue=h.source["venue"],
+                area_id=h.source["areaId"],
+                parent_category_id=h.source["parentCategoryId"],
+                category_id=h.source["categoryId"],
+                first_show_at=h.source["firstShowAt"],
+                min_price=_price(h.source["minPrice"]),
+                max_price=_price(h.source["maxPrice"]),
+                high_heat=h.source["highHeat"],
+                highlight=h.highlight,
+            )
+            for h in found.hits
+        ],
+    )
+
+
+def _price(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}"

@@ -1,0 +1,141 @@
+"""Program search on Elasticsearch: keyword over title and actor (highlighted), filters, calendar
+windows in the platform's time zone, four sort orders, and paging with a total."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from elasticsearch import AsyncElasticsearch
+
+ON_SALE = "on_sale"
+HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
+
+
+class TimeWindow(StrEnum):
+    ALL = "all"
+    TODAY = "today"
+    TOMORROW = "tomorrow"
+    WEEK = "week"
+    MONTH = "month"
+    RANGE = "range"
+
+
+class SortOrder(StrEnum):
+    RELEVANCE = "relevance"
+    HEAT = "heat"
+    SHOW_TIME = "showTime"
+    ISSUE_TIME = "issueTime"
+
+
+@dataclass(frozen=True)
+class ProgramQuery:
+    keyword: str | None = None
+    area_id: int | None = None
+    parent_category_id: int | None = None
+    category_id: int | None = None
+    window: TimeWindow = TimeWindow.ALL
+    start_date: date | None = None
+    end_date: date | None = None
+    sort: SortOrder = SortOrder.RELEVANCE
+    page: int = 1
+    size: int = 10
+
+
+@dataclass(frozen=True)
+class Hit:
+    source: dict[str, Any]
+    highlight: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    total: int
+    hits: list[Hit]
+
+
+def window_bounds(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
+    """[start, end) of the calendar window in the platform's time zone; None for no window."""
+    today = now.astimezone(zone).date()
+    days: tuple[date, date] | None
+    match q.window:
+        case TimeWindow.ALL:
+            days = None
+        case TimeWindow.TODAY:
+            days = (today, today)
+        case TimeWindow.TOMORROW:
+            days = (today + timedelta(days=1), today + timedelta(days=1))
+        case TimeWindow.WEEK:  # from today to this Sunday
+            days = (today, today + timedelta(days=6 - today.weekday()))
+        case TimeWindow.MONTH:  # from today to the last day of this month
+            next_month = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
+            days = (today, next_month - timedelta(days=1))
+        case TimeWindow.RANGE:
+            assert q.start_date is not None and q.end_date is not None
+            days = (q.start_date, q.end_date)
+    if days is None:
+        return None
+    start = datetime.combine(days[0], time.min, tzinfo=zone)
+    return start, datetime.combine(days[1] + timedelta(days=1), time.min, tzinfo=zone)
+
+
+def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = [{"term": {"status": ON_SALE}}]
+    for field, value in (
+        ("areaId", q.area_id),
+        ("parentCategoryId", q.parent_category_id),
+        ("categoryId", q.category_id),
+    ):
+        if value is not None:
+            filters.append({"term": {field: value}})
+    bounds = window_bounds(q, now, zone)
+    if bounds is not None:
+        filters.append({"range": {"showTimes": {"gte": bounds[0].isoformat(), "lt": bounds[1].isoformat()}}})
+    must: list[dict[str, Any]] = []
+    if q.keyword:
+        # Single-character tokens (standard analyzer on Chinese): phrase queries keep words whole.
+        must.append(
+            {
+                "bool": {
+                    "should": [{"match_phrase": {"title": q.keyword}}, {"match_phrase": {"actor": q.keyword}}],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
+    return {
+        "query": {"bool": {"filter": filters, "must": must}},
+        "sort": _sort(q.sort),
+        "from_": (q.page - 1) * q.size,
+        "size": q.size,
+        "track_total_hits": True,
+        "highlight": {
+            "pre_tags": HIGHLIGHT_TAGS[0],
+            "post_tags": HIGHLIGHT_TAGS[1],
+            "fields": {"title": {"number_of_fragments": 0}, "actor": {"number_of_fragments": 0}},
+        },
+    }
+
+
+def _sort(order: SortOrder) -> list[Any]:
+    # The id breaks ties, so paging is stable whatever the primary order.
+    tie = {"id": "asc"}
+    match order:
+        case SortOrder.RELEVANCE:
+            return ["_score", {"firstShowAt": "asc"}, tie]
+        case SortOrder.HEAT:
+            return [{"highHeat": "desc"}, {"firstShowAt": "asc"}, tie]
+        case SortOrder.SHOW_TIME:
+            return [{"firstShowAt": "asc"}, tie]
+        case SortOrder.ISSUE_TIME:
+            return [{"issueTime": {"order": "desc", "missing": "_last"}}, tie]
+
+
+async def search_programs(
+    es: AsyncElasticsearch, index: str, q: ProgramQuery, now: datetime, zone: ZoneInfo
+) -> SearchPage:
+    response = await es.search(index=index, ignore_unavailable=True, **search_body(q, now, zone))
+    hits = [Hit(h["_source"], {k: v[0] for k, v in h.get("highlight", {}).items()}) for h in response["hits"]["hits"]]
+    return SearchPage(int(response["hits"]["total"]["value"]), hits)

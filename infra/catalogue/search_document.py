@@ -1,0 +1,28 @@
+"""A program as a search document: what the list and search pages filter, sort and show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.catalogue.detail import ProgramDetail
+
+
+def program_search_document(detail: ProgramDetail) -> dict[str, Any]:
+    starts = sorted(s.starts_at for s in detail.show_times)
+    prices = [c.price for s in detail.show_times for c in s.ticket_categories]
+    return {
+        "id": str(detail.id),
+        "title": detail.title,
+        "actor": detail.actor,
+        "venue": detail.venue,
+        "areaId": detail.area_id,
+        "parentCategoryId": detail.parent_category_id,
+        "categoryId": detail.category_id,
+        "status": detail.status,
+        "highHeat": detail.high_heat,
+        "issueTime": detail.issue_time.isoformat() if detail.issue_time else None,
+        "showTimes": [s.isoformat() for s in starts],
+        "firstShowAt": starts[0].isoformat() if starts else None,
+        "minPrice": float(min(prices)) if prices else None,
+        "maxPrice": float(max(prices)) if prices else None,
+    }
