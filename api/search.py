@@ -11,7 +11,15 @@ from fastapi import APIRouter, Query
 from api.errors import ApiError
 from api.models import CamelModel
 from api.resources import ResourcesDep
-from infra.catalogue.search import ProgramQuery, SortOrder, TimeWindow, search_programs
+from infra.catalogue.search import (
+    Hit,
+    ProgramQuery,
+    SortOrder,
+    TimeWindow,
+    first_programs_per_category,
+    search_programs,
+)
+from infra.postgres.views.reference import list_categories
 from infra.search import index_name
 
 router = APIRouter(tags=["programs"])
@@ -73,25 +81,53 @@ async def get_programs(
         total=found.total,
         page=page,
         size=size,
-        items=[
-            ProgramHitOut(
-                id=h.source["id"],
-                title=h.source["title"],
-                actor=h.source["actor"],
-                venue=h.source["venue"],
-                area_id=h.source["areaId"],
-                parent_category_id=h.source["parentCategoryId"],
-                category_id=h.source["categoryId"],
-                first_show_at=h.source["firstShowAt"],
-                min_price=_price(h.source["minPrice"]),
-                max_price=_price(h.source["maxPrice"]),
-                high_heat=h.source["highHeat"],
-                highlight=h.highlight,
-            )
-            for h in found.hits
-        ],
+        items=[_hit(h) for h in found.hits],
+    )
+
+
+def _hit(h: Hit) -> ProgramHitOut:
+    return ProgramHitOut(
+        id=h.source["id"],
+        title=h.source["title"],
+        actor=h.source["actor"],
+        venue=h.source["venue"],
+        area_id=h.source["areaId"],
+        parent_category_id=h.source["parentCategoryId"],
+        category_id=h.source["categoryId"],
+        first_show_at=h.source["firstShowAt"],
+        min_price=_price(h.source["minPrice"]),
+        max_price=_price(h.source["maxPrice"]),
+        high_heat=h.source["highHeat"],
+        highlight=h.highlight,
     )
 
 
 def _price(value: float | None) -> str | None:
     return None if value is None else f"{value:.2f}"
+
+
+class HomeSectionOut(CamelModel):
+    category_id: int
+    category_name: str
+    programs: list[ProgramHitOut]
+
+
+@router.get("/api/v1/home", response_model=list[HomeSectionOut], response_model_by_alias=True)
+async def get_home(
+    res: ResourcesDep, area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None
+) -> list[HomeSectionOut]:
+    """For each top-level category, the first programs on sale in the area (a default area when none is given)."""
+    parents = [c for c in await list_categories(res.pools) if c.parent_id is None]
+    sections = await first_programs_per_category(
+        res.es,
+        index_name(res.settings.elasticsearch, "program"),
+        area_id or res.settings.api.home_default_area_id,
+        [c.id for c in parents],
+        res.settings.api.home_programs_per_category,
+        datetime.now(UTC),
+        ZoneInfo(res.settings.api.timezone),
+    )
+    return [
+        HomeSectionOut(category_id=c.id, category_name=c.name, programs=[_hit(h) for h in sections[c.id]])
+        for c in parents
+    ]

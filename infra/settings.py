@@ -256,6 +256,10 @@ class ApiSettings(BaseModel):
         default="Asia/Shanghai", description="Time zone of calendar filters (today, tomorrow, this week, this month)."
     )
     search_page_size_max: int = Field(default=50, ge=1, description="Most programs one search page returns.")
+    home_default_area_id: int = Field(default=110000, description="Area of the home page when the caller names none.")
+    home_programs_per_category: int = Field(
+        default=7, ge=1, description="Programs per category section of the home page."
+    )
     readiness_timeout_s: float = Field(default=2.0, description="Longest /readyz waits for each dependency.")
     command_ack_timeout_s: float = Field(
         default=10.0, description="Longest a command waits for Kafka to acknowledge its event before 503."

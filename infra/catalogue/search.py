@@ -139,3 +139,31 @@ async def search_programs(
     response = await es.search(index=index, ignore_unavailable=True, **search_body(q, now, zone))
     hits = [Hit(h["_source"], {k: v[0] for k, v in h.get("highlight", {}).items()}) for h in response["hits"]["hits"]]
     return SearchPage(int(response["hits"]["total"]["value"]), hits)
+
+
+async def first_programs_per_category(
+    es: AsyncElasticsearch,
+    index: str,
+    area_id: int,
+    parent_category_ids: list[int],
+    per_category: int,
+    now: datetime,
+    zone: ZoneInfo,
+) -> dict[int, list[Hit]]:
+    """The home page: for each top-level category, its first programs on sale in one area (one round trip)."""
+    searches: list[dict[str, Any]] = []
+    for parent_id in parent_category_ids:
+        body = search_body(
+            ProgramQuery(area_id=area_id, parent_category_id=parent_id, sort=SortOrder.SHOW_TIME, size=per_category),
+            now,
+            zone,
+        )
+        body["from"] = body.pop("from_")
+        searches += [{"index": index, "ignore_unavailable": True}, body]
+    if not searches:
+        return {}
+    response = await es.msearch(searches=searches)
+    return {
+        parent_id: [Hit(h["_source"], {}) for h in answer["hits"]["hits"]]
+        for parent_id, answer in zip(parent_category_ids, response["responses"], strict=True)
+    }

@@ -130,3 +130,13 @@ async def _draft_exists(catalogue, program_id: int) -> bool:
 
 async def _total(system: System, params: dict[str, Any], expected: int) -> bool:
     return bool((await system.http.get("/api/v1/programs", params=params)).json().get("total") == expected)
+
+
+async def test_home_lists_each_top_level_categorys_first_programs_in_the_area(system: System, programs_on_sale):
+    here = (await system.http.get("/api/v1/home", params={"areaId": AREA})).json()
+    default_area = (await system.http.get("/api/v1/home")).json()
+
+    [concerts] = [s for s in here if s["categoryId"] == PARENT]
+    assert concerts["categoryName"] == "演唱会"
+    assert [p["title"] for p in concerts["programs"]] == ["孙燕姿 就在日落以后", "话剧 茶馆", "周杰伦 嘉年华演唱会"]
+    assert all(not s["programs"] for s in default_area)  # nothing on sale in the default area here
