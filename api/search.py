@@ -17,7 +17,7 @@ from infra.catalogue.search import (
     SortOrder,
     TimeWindow,
     first_programs_per_category,
-    search_programs,
+    search_programs_or_fall_back,
 )
 from infra.postgres.views.reference import list_categories
 from infra.search import index_name
@@ -70,9 +70,10 @@ async def get_programs(
     query = ProgramQuery(
         keyword, area_id, parent_category_id, category_id, time_window, start_date, end_date, sort, page, size
     )
-    found = await search_programs(
+    found = await search_programs_or_fall_back(
         res.es,
         index_name(res.settings.elasticsearch, "program"),
+        res.shards,
         query,
         datetime.now(UTC),
         ZoneInfo(res.settings.api.timezone),

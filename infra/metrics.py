@@ -29,3 +29,6 @@ CACHE_REDIS_ERRORS = Counter(
 CACHE_INVALIDATIONS = Counter(
     "damai_cache_invalidations_total", "Invalidation messages applied to this process's cache", ["cache"]
 )
+SEARCH_FALLBACKS = Counter(
+    "damai_search_fallbacks_total", "Program searches answered from Postgres because Elasticsearch was down"
+)

@@ -9,7 +9,16 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from elasticsearch import AsyncElasticsearch
+from elasticsearch import ConnectionError as SearchConnectionError
+from elasticsearch import ConnectionTimeout as SearchTimeout
+
+from infra.metrics import SEARCH_FALLBACKS
+from infra.postgres.views.program_search import full_route_search_programs
+from infra.postgres.views.sharded import ShardedDatabase
+
+log = structlog.get_logger(__name__)
 
 ON_SALE = "on_sale"
 HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
@@ -167,3 +176,29 @@ async def first_programs_per_category(
         parent_id: [Hit(h["_source"], {}) for h in answer["hits"]["hits"]]
         for parent_id, answer in zip(parent_category_ids, response["responses"], strict=True)
     }
+
+
+SEARCH_DOWN: tuple[type[Exception], ...] = (SearchConnectionError, SearchTimeout)
+
+
+async def search_programs_or_fall_back(
+    es: AsyncElasticsearch, index: str, db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo
+) -> SearchPage:
+    """Elasticsearch first; when it cannot be reached, the same query on Postgres (full route, slower)."""
+    try:
+        return await search_programs(es, index, q, now, zone)
+    except SEARCH_DOWN as exc:
+        log.warning("search.fallback_to_postgres", error=type(exc).__name__)
+        SEARCH_FALLBACKS.inc()
+    total, hits = await full_route_search_programs(
+        db,
+        keyword=q.keyword,
+        area_id=q.area_id,
+        parent_category_id=q.parent_category_id,
+        category_id=q.category_id,
+        window=window_bounds(q, now, zone),
+        sort=q.sort.value,
+        offset=(q.page - 1) * q.size,
+        size=q.size,
+    )
+    return SearchPage(total, [Hit(source, highlight) for source, highlight in hits])
