@@ -122,6 +122,7 @@ async def get_home(
     sections = await first_programs_per_category(
         res.es,
         index_name(res.settings.elasticsearch, "program"),
+        res.shards,
         area_id or res.settings.api.home_default_area_id,
         [c.id for c in parents],
         res.settings.api.home_programs_per_category,

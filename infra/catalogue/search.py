@@ -21,6 +21,8 @@ from infra.postgres.views.sharded import ShardedDatabase
 log = structlog.get_logger(__name__)
 
 ON_SALE = "on_sale"
+# What "Elasticsearch cannot be reached" looks like to the client: answer from Postgres instead.
+SEARCH_DOWN: tuple[type[Exception], ...] = (SearchConnectionError, SearchTimeout)
 HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
 
 
@@ -153,32 +155,37 @@ async def search_programs(
 async def first_programs_per_category(
     es: AsyncElasticsearch,
     index: str,
+    db: ShardedDatabase,
     area_id: int,
     parent_category_ids: list[int],
     per_category: int,
     now: datetime,
     zone: ZoneInfo,
 ) -> dict[int, list[Hit]]:
-    """The home page: for each top-level category, its first programs on sale in one area (one round trip)."""
+    """The home page: for each top-level category, its first programs on sale in one area
+    (one Elasticsearch round trip; the same searches on Postgres when it is down)."""
+    queries = [
+        ProgramQuery(area_id=area_id, parent_category_id=p, sort=SortOrder.SHOW_TIME, size=per_category)
+        for p in parent_category_ids
+    ]
+    if not queries:
+        return {}
     searches: list[dict[str, Any]] = []
-    for parent_id in parent_category_ids:
-        body = search_body(
-            ProgramQuery(area_id=area_id, parent_category_id=parent_id, sort=SortOrder.SHOW_TIME, size=per_category),
-            now,
-            zone,
-        )
+    for query in queries:
+        body = search_body(query, now, zone)
         body["from"] = body.pop("from_")
         searches += [{"index": index, "ignore_unavailable": True}, body]
-    if not searches:
-        return {}
-    response = await es.msearch(searches=searches)
+    try:
+        response = await es.msearch(searches=searches)
+    except SEARCH_DOWN as exc:
+        log.warning("search.fallback_to_postgres", error=type(exc).__name__)
+        SEARCH_FALLBACKS.inc()
+        pages = [await _search_postgres(db, q, now, zone) for q in queries]
+        return {p: page.hits for p, page in zip(parent_category_ids, pages, strict=True)}
     return {
         parent_id: [Hit(h["_source"], {}) for h in answer["hits"]["hits"]]
         for parent_id, answer in zip(parent_category_ids, response["responses"], strict=True)
     }
-
-
-SEARCH_DOWN: tuple[type[Exception], ...] = (SearchConnectionError, SearchTimeout)
 
 
 async def search_programs_or_fall_back(
@@ -190,6 +197,10 @@ async def search_programs_or_fall_back(
     except SEARCH_DOWN as exc:
         log.warning("search.fallback_to_postgres", error=type(exc).__name__)
         SEARCH_FALLBACKS.inc()
+    return await _search_postgres(db, q, now, zone)
+
+
+async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo) -> SearchPage:
     total, hits = await full_route_search_programs(
         db,
         keyword=q.keyword,

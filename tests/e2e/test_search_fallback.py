@@ -64,10 +64,12 @@ async def test_search_answers_the_same_from_postgres_when_elasticsearch_is_down(
         {"sort": "showTime", "size": 2, "page": 2},
     ]
     from_search = [(await system.http.get("/api/v1/programs", params=q)).json() for q in queries]
+    home = (await system.http.get("/api/v1/home", params={"areaId": AREA})).json()
 
     await asyncio.to_thread(stack.down, system.settings, ["elasticsearch"])
     try:
         from_postgres = [(await system.http.get("/api/v1/programs", params=q)).json() for q in queries]
+        home_from_postgres = (await system.http.get("/api/v1/home", params={"areaId": AREA})).json()
         ready = await system.http.get("/readyz")
     finally:
         await asyncio.to_thread(stack.up, system.settings, ["elasticsearch"])
@@ -80,6 +82,10 @@ async def test_search_answers_the_same_from_postgres_when_elasticsearch_is_down(
             (i["minPrice"], True) for i in es_page["items"]
         ]
     assert all("<em>五月天</em>" in i["highlight"]["actor"] for i in from_postgres[1]["items"])
+    assert [[p["id"] for p in s["programs"]] for s in home_from_postgres] == [
+        [p["id"] for p in s["programs"]] for s in home
+    ]
+    assert sum(len(s["programs"]) for s in home) == len(SHOWS)
 
 
 async def _exists(catalogue, program_id: int) -> bool:
