@@ -10,7 +10,7 @@ from typing import Annotated
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
-from api.errors import ApiError
+from api.errors import ApiError, dependency_unavailable
 from api.resources import Resources
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
@@ -51,11 +51,7 @@ async def append_all(
     try:
         await asyncio.wait_for(res.publisher.publish_many(envelopes), res.settings.api.command_ack_timeout_s)
     except (KafkaError, TimeoutError) as exc:
-        raise ApiError(
-            503,
-            "EVENT_LOG_UNAVAILABLE",
-            "the event log did not acknowledge the command; retry",
-            {"error": type(exc).__name__},
-            headers={"Retry-After": "1"},
+        raise dependency_unavailable(
+            "EVENT_LOG_UNAVAILABLE", "the event log did not acknowledge the command; retry", exc
         ) from exc
     return envelopes

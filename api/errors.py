@@ -46,6 +46,11 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def dependency_unavailable(code: str, message: str, cause: BaseException) -> ApiError:
+    """503 with Retry-After for a store or broker that did not answer: the client may retry."""
+    return ApiError(503, code, message, {"error": type(cause).__name__}, headers={"Retry-After": "1"})
+
+
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> ORJSONResponse:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from api.errors import ApiError
+from api.errors import ApiError, dependency_unavailable
 from api.models import CamelModel
 from api.resources import Resources, ResourcesDep
 from infra.cache import CachedDetail
@@ -80,12 +80,8 @@ async def _visible_program(res: Resources, program_id: int) -> CachedDetail:
     try:
         cached = await res.program_details.get(program_id)
     except UNREACHABLE_ERRORS as exc:
-        raise ApiError(
-            503,
-            "CATALOGUE_UNAVAILABLE",
-            "the program catalogue cannot be read now; retry",
-            {"error": type(exc).__name__},
-            headers={"Retry-After": "1"},
+        raise dependency_unavailable(
+            "CATALOGUE_UNAVAILABLE", "the program catalogue cannot be read now; retry", exc
         ) from exc
     if cached is None:
         raise ApiError(404, "PROGRAM_NOT_FOUND", f"no program {program_id}", {"programId": str(program_id)})

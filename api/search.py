@@ -23,7 +23,6 @@ from infra.postgres.views.reference import list_categories
 from infra.search import index_name
 
 router = APIRouter(tags=["programs"])
-MAX_ID = (1 << 63) - 1
 
 
 class ProgramHitOut(CamelModel):

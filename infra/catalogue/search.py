@@ -119,7 +119,7 @@ def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any
     return {
         "query": {"bool": {"filter": filters, "must": must}},
         "sort": _sort(q.sort),
-        "from_": (q.page - 1) * q.size,
+        "from": (q.page - 1) * q.size,
         "size": q.size,
         "track_total_hits": True,
         "highlight": {
@@ -147,7 +147,9 @@ def _sort(order: SortOrder) -> list[Any]:
 async def search_programs(
     es: AsyncElasticsearch, index: str, q: ProgramQuery, now: datetime, zone: ZoneInfo
 ) -> SearchPage:
-    response = await es.search(index=index, ignore_unavailable=True, **search_body(q, now, zone))
+    body = search_body(q, now, zone)
+    # The client's keyword API spells the wire's "from" as from_.
+    response = await es.search(index=index, ignore_unavailable=True, from_=body.pop("from"), **body)
     hits = [Hit(h["_source"], {k: v[0] for k, v in h.get("highlight", {}).items()}) for h in response["hits"]["hits"]]
     return SearchPage(int(response["hits"]["total"]["value"]), hits)
 
@@ -172,9 +174,7 @@ async def first_programs_per_category(
         return {}
     searches: list[dict[str, Any]] = []
     for query in queries:
-        body = search_body(query, now, zone)
-        body["from"] = body.pop("from_")
-        searches += [{"index": index, "ignore_unavailable": True}, body]
+        searches += [{"index": index, "ignore_unavailable": True}, search_body(query, now, zone)]
     try:
         response = await es.msearch(searches=searches)
     except SEARCH_DOWN as exc:

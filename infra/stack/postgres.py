@@ -141,51 +141,22 @@ class Postgres(Service):
 
     def start(self) -> None:
         self._write_config()
-        process.run(
-            process.as_user(
-                [
-                    str(PG_BIN / "pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-l",
-                    str(self.log_file),
-                    "-w",
-                    "-t",
-                    str(math.ceil(self.startup_timeout_s)),
-                    "-s",
-                    "start",
-                ],
-                OS_USER,
-            ),
-            log_file=self.log_file,
-            cwd=self.home,
-            timeout_s=self.startup_timeout_s * 2,
-            what="pg_ctl start",
-        )
+        self._pg_ctl("start", ["-l", str(self.log_file)], self.startup_timeout_s)
 
     def stop(self, pid: int) -> None:
         # "fast" rolls back open transactions and disconnects clients, then checkpoints:
         # graceful for the data, without waiting on idle connection pools.
+        self._pg_ctl("stop", ["-m", "fast"], self.shutdown_timeout_s)
+
+    def _pg_ctl(self, action: str, options: list[str], timeout_s: float) -> None:
+        """Run ``pg_ctl <action>`` as the postgres user and wait (-w) up to ``timeout_s``."""
+        command = [str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), *options, "-w", "-t", str(math.ceil(timeout_s))]
         process.run(
-            process.as_user(
-                [
-                    str(PG_BIN / "pg_ctl"),
-                    "-D",
-                    str(self.data_dir),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    str(math.ceil(self.shutdown_timeout_s)),
-                    "-s",
-                    "stop",
-                ],
-                OS_USER,
-            ),
+            process.as_user([*command, "-s", action], OS_USER),
             log_file=self.log_file,
             cwd=self.home,
-            timeout_s=self.shutdown_timeout_s * 2,
-            what="pg_ctl stop",
+            timeout_s=timeout_s * 2,
+            what=f"pg_ctl {action}",
         )
 
     def ready(self) -> tuple[bool, str]:

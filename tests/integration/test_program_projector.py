@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from commands.program import CreateProgram, create_program
+from commands.program import CreateProgram, KnownReferences, create_program
 from events.envelope import EventEnvelope
 from events.program import ProgramEvent, ProgramPublished, ProgramTakenOffSale
 from infra.postgres.offsets import Delivered, Positioned
@@ -14,27 +13,13 @@ from infra.postgres.routing import shard_layout
 from infra.postgres.views import programs
 from infra.postgres.views.sharded import ShardedDatabase
 from projections.program_projector import ProgramProjector
+from tests.id_sources import CountingIds
 
 NOW = datetime.now(UTC)
 
 
-class CountingIds:
-    def __init__(self, start: int) -> None:
-        self._next = itertools.count(start)
-
-    def next_entity_id(self) -> int:
-        return next(self._next)
-
-
-class Refs:
-    def area_exists(self, area_id: int) -> bool:
-        return True
-
-    def category_exists(self, category_id: int) -> bool:
-        return True
-
-    def parent_of(self, category_id: int) -> int | None:
-        return 1 if category_id == 101 else None
+# Area 110000, child category 101 under top-level 1: the program below names exactly these.
+REFERENCES = KnownReferences({110000}, {1: None, 101: 1})
 
 
 def _events(first_id: int) -> list[ProgramEvent]:
@@ -60,7 +45,7 @@ def _events(first_id: int) -> list[ProgramEvent]:
             ],
         }
     )
-    return create_program(cmd, Refs(), CountingIds(first_id), NOW)
+    return create_program(cmd, REFERENCES, CountingIds(first_id), NOW)
 
 
 def _batch(topic: str, events: list[ProgramEvent], first_offset: int = 0, first_version: int = 1):

@@ -1,4 +1,3 @@
-import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -6,35 +5,20 @@ import pytest
 from pydantic import ValidationError
 
 from commands.errors import InvalidCommand
-from commands.program import SEATS_PER_EVENT, CreateProgram, create_program
+from commands.program import SEATS_PER_EVENT, CreateProgram, KnownReferences, create_program
 from events.program import ProgramCreated, SeatsLaidOut, ShowTimeAdded, TicketCategoryAdded
+from tests.id_sources import CountingIds
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-class Ids:
-    def __init__(self) -> None:
-        self._next = itertools.count(1000)
-
-    def next_entity_id(self) -> int:
-        return next(self._next)
-
-
-class Refs:
+def Refs() -> KnownReferences:
     """Reference data as the read side would answer: one area, two top-level categories, one child."""
+    return KnownReferences({310000}, {1: None, 101: 1, 2: None})
 
-    def __init__(self) -> None:
-        self.areas = {310000}
-        self.parents: dict[int, int | None] = {1: None, 101: 1, 2: None}
 
-    def area_exists(self, area_id: int) -> bool:
-        return area_id in self.areas
-
-    def category_exists(self, category_id: int) -> bool:
-        return category_id in self.parents
-
-    def parent_of(self, category_id: int) -> int | None:
-        return self.parents.get(category_id)
+def Ids() -> CountingIds:
+    return CountingIds(1000)
 
 
 def command(**changes) -> CreateProgram:
@@ -60,7 +44,7 @@ def command(**changes) -> CreateProgram:
 
 
 def test_program_with_a_seat_grid_becomes_ordered_events():
-    events = create_program(command(), Refs(), Ids(), NOW)
+    events = create_program(command(), references(), ids(), NOW)
 
     created, show = events[0], events[1]
     assert isinstance(created, ProgramCreated) and created.per_order_limit == 6 and created.payment_minutes == 15
@@ -88,7 +72,7 @@ def test_program_without_seat_choice_counts_tickets_by_total():
         ],
     )
 
-    events = create_program(cmd, Refs(), Ids(), NOW)
+    events = create_program(cmd, references(), ids(), NOW)
 
     assert [type(e) for e in events] == [ProgramCreated, ShowTimeAdded, TicketCategoryAdded]
     category = events[2]
@@ -145,7 +129,7 @@ def test_program_without_seat_choice_counts_tickets_by_total():
 )
 def test_rule_breaking_program_is_refused_with_its_code(changes, code):
     with pytest.raises(InvalidCommand) as err:
-        create_program(command(**changes), Refs(), Ids(), NOW)
+        create_program(command(**changes), references(), ids(), NOW)
     assert err.value.code == code
 
 

@@ -1,4 +1,3 @@
-import itertools
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -7,16 +6,9 @@ from events.program import SeatsLaidOut, TicketCategoryAdded
 from infra.demo.areas import DEMO_AREAS
 from infra.demo.categories import DEMO_CATEGORIES
 from infra.demo.programs import demo_program_commands, seats_of
+from tests.id_sources import CountingIds
 
 TODAY = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
-
-
-class CountingIds:
-    def __init__(self) -> None:
-        self._next = itertools.count(1)
-
-    def next_entity_id(self) -> int:
-        return next(self._next)
 
 
 def references() -> KnownReferences:
