@@ -12,12 +12,12 @@ from tests.id_sources import CountingIds
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def Refs() -> KnownReferences:
+def references() -> KnownReferences:
     """Reference data as the read side would answer: one area, two top-level categories, one child."""
     return KnownReferences({310000}, {1: None, 101: 1, 2: None})
 
 
-def Ids() -> CountingIds:
+def ids() -> CountingIds:
     return CountingIds(1000)
 
 
