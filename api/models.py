@@ -1,9 +1,17 @@
-"""The JSON convention of every response body: camelCase field names."""
+"""The JSON convention of every response body (camelCase field names) and of ids in paths."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+MAX_ID = (1 << 63) - 1
+"""Ids are positive 63-bit integers (Postgres bigint); anything else is a 422, not a query."""
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a 63-bit id")]
 
 
 class CamelModel(BaseModel):

@@ -5,19 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.errors import ApiError, dependency_unavailable
-from api.models import CamelModel
+from api.models import MAX_ID, CamelModel, IdPath
 from api.resources import Resources, ResourcesDep
 from infra.cache import CachedDetail
 from infra.catalogue.seat_map import seat_map
 from infra.postgres.pools import UNREACHABLE_ERRORS
 
 router = APIRouter(tags=["programs"])
-
-MAX_ID = (1 << 63) - 1
 
 
 class TicketCategoryOut(CamelModel):
@@ -66,13 +64,15 @@ class ProgramDetailOut(CamelModel):
     responses={404: {"description": "No such program (or not published yet): PROGRAM_NOT_FOUND"}},
 )
 async def get_program_detail(
-    program_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Program id (a 63-bit integer)")],
+    program_id: IdPath,
     res: ResourcesDep,
 ) -> Response:
-    """One program with its show times and ticket categories (prices, remaining counts)."""
+    """One program with its show times and ticket categories: prices, and remaining counts from the
+    seat inventory (at most ``remaining_ttl_s`` old)."""
     cached = await _visible_program(res, program_id)
-    # The cached document is the response body already: no decoding, no re-encoding.
-    return Response(cached.raw, media_type="application/json")
+    # The cached document is the response body already, with the live remaining counts laid
+    # over it (made once per change of the counts, not per request).
+    return Response(cached.with_remaining(await res.remaining.get(program_id)), media_type="application/json")
 
 
 async def _visible_program(res: Resources, program_id: int) -> CachedDetail:
@@ -118,7 +118,7 @@ class SeatMapOut(CamelModel):
     },
 )
 async def get_seat_map(
-    program_id: Annotated[int, Path(ge=1, le=MAX_ID, description="Program id (a 63-bit integer)")],
+    program_id: IdPath,
     res: ResourcesDep,
     show_time_id: Annotated[int | None, Query(alias="showTimeId", ge=1, le=MAX_ID)] = None,
 ) -> SeatMapOut:

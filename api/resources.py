@@ -12,7 +12,7 @@ from elasticsearch import ConnectionError as SearchConnectionError
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
-from infra.cache import ProgramDetailCache
+from infra.cache import ProgramDetailCache, RemainingCounts
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
@@ -36,6 +36,7 @@ class Resources:
     ids: IdService
     shards: ShardedDatabase
     program_details: ProgramDetailCache
+    remaining: RemainingCounts
     _exit: AsyncExitStack
 
     @classmethod
@@ -60,7 +61,9 @@ class Resources:
         program_details = ProgramDetailCache.open(shards, settings)
         await program_details.start()
         exit_stack.push_async_callback(program_details.stop)
-        return cls(settings, publisher, redis, scripts, pools, es, ids, shards, program_details, exit_stack)
+        remaining = RemainingCounts.open(settings)
+        exit_stack.push_async_callback(remaining.close)
+        return cls(settings, publisher, redis, scripts, pools, es, ids, shards, program_details, remaining, exit_stack)
 
     async def close(self) -> None:
         await self._exit.aclose()

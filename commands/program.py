@@ -20,7 +20,9 @@ from events.program import (
     SeatsLaidOut,
     SeatSpec,
     ShowTimeAdded,
+    ShowTimeRescheduled,
     TicketCategoryAdded,
+    TicketCategoryRepriced,
 )
 
 DEFAULT_PER_ORDER_LIMIT = 6
@@ -31,6 +33,8 @@ MAX_TICKET_CATEGORIES = 20
 MAX_GRID_SIDE = 500
 # Seats per SeatsLaidOut event: keeps each Kafka message far below the broker's 1 MB default.
 SEATS_PER_EVENT = 1000
+# Yuan; well inside the read model's numeric(10,2).
+MAX_PRICE = Decimal("1000000.00")
 Price = Decimal
 
 
@@ -49,12 +53,12 @@ class SeatGrid(Command):
 class SeatPosition(Command):
     row: int = Field(ge=1)
     column: int = Field(ge=1)
-    price: Price = Field(ge=0, decimal_places=2)
+    price: Price = Field(ge=0, le=MAX_PRICE, decimal_places=2)
 
 
 class TicketCategorySpec(Command):
     name: str = Field(min_length=1, max_length=32)
-    price: Price = Field(ge=0, decimal_places=2)
+    price: Price = Field(ge=0, le=MAX_PRICE, decimal_places=2)
     total: int | None = Field(default=None, ge=1)
     seat_grid: SeatGrid | None = None
     seats: list[SeatPosition] | None = None
@@ -277,3 +281,76 @@ def take_off_sale(program_id: int, status: str | None, cmd: TakeOffSale) -> Prog
     if _require_known(program_id, status) != "on_sale":
         raise Conflict("the program is not on sale", code="PROGRAM_NOT_ON_SALE")
     return ProgramTakenOffSale(program_id=program_id, reason=cmd.reason.strip())
+
+
+class RescheduleShowTime(Command):
+    starts_at: AwareDatetime
+
+
+class RepriceTicketCategory(Command):
+    price: Price = Field(ge=0, le=MAX_PRICE, decimal_places=2)
+
+
+def reschedule_show_time(
+    program_id: int,
+    program_status: str | None,
+    show_time_id: int,
+    current_starts_at: datetime | None,
+    cmd: RescheduleShowTime,
+    now: datetime,
+) -> list[ShowTimeRescheduled]:
+    """Move a show time that has not started to a time in the future; nothing when it is already there."""
+    _require_known(program_id, program_status)
+    if current_starts_at is None:
+        raise NotFound(
+            f"program {program_id} has no show time {show_time_id}",
+            code="SHOW_TIME_NOT_FOUND",
+            details={"programId": program_id, "showTimeId": show_time_id},
+        )
+    if current_starts_at <= now:
+        raise Conflict("the show time has already started", code="SHOW_TIME_STARTED")
+    if cmd.starts_at <= now:
+        raise InvalidCommand(
+            "a show time must be in the future",
+            code="SHOW_TIME_IN_PAST",
+            details={"startsAt": cmd.starts_at.isoformat()},
+        )
+    if cmd.starts_at == current_starts_at:
+        return []
+    return [
+        ShowTimeRescheduled(
+            program_id=program_id,
+            show_time_id=show_time_id,
+            starts_at=cmd.starts_at,
+            previous_starts_at=current_starts_at,
+        )
+    ]
+
+
+def reprice_ticket_category(
+    program_id: int,
+    program_status: str | None,
+    ticket_category_id: int,
+    current: tuple[int, Price] | None,
+    cmd: RepriceTicketCategory,
+) -> list[TicketCategoryRepriced]:
+    """Give a ticket category (show time id and price in ``current``) a new price; nothing when unchanged."""
+    _require_known(program_id, program_status)
+    if current is None:
+        raise NotFound(
+            f"program {program_id} has no ticket category {ticket_category_id}",
+            code="TICKET_CATEGORY_NOT_FOUND",
+            details={"programId": program_id, "ticketCategoryId": ticket_category_id},
+        )
+    show_time_id, price = current
+    if cmd.price == price:
+        return []
+    return [
+        TicketCategoryRepriced(
+            program_id=program_id,
+            show_time_id=show_time_id,
+            ticket_category_id=ticket_category_id,
+            price=cmd.price,
+            previous_price=price,
+        )
+    ]

@@ -103,6 +103,30 @@ class SeatsLaidOut(ProgramEvent):
 
 
 @register_event
+class ShowTimeRescheduled(ProgramEvent):
+    """A show time moved; ticket categories, seats and orders stay with it."""
+
+    event_type = "ShowTimeRescheduled"
+
+    show_time_id: int = Field(gt=0)
+    starts_at: datetime
+    previous_starts_at: datetime
+
+
+@register_event
+class TicketCategoryRepriced(ProgramEvent):
+    """A ticket category (and every seat in it) has a new price for orders decided from now on;
+    tickets already reserved keep the price they were reserved at."""
+
+    event_type = "TicketCategoryRepriced"
+
+    show_time_id: int = Field(gt=0)
+    ticket_category_id: int = Field(gt=0)
+    price: Decimal = Field(ge=0, decimal_places=2)
+    previous_price: Decimal = Field(ge=0, decimal_places=2)
+
+
+@register_event
 class ProgramPublished(ProgramEvent):
     """The program is on sale: visible, searchable, purchasable."""
 

@@ -25,11 +25,16 @@ def remaining_counts(program_id: int) -> str:
     return f"{program_tag(program_id)}:remaining"
 
 
+def ticket_category_prices(program_id: int) -> str:
+    """Hash: ticket category id → its price in yuan ("1680.00"); every seat of a category has it."""
+    return f"{program_tag(program_id)}:price"
+
+
 def available_seats(program_id: int, ticket_category_id: int) -> str:
     """Sorted set of available seat ids, scored row * SEAT_ROW_STRIDE + column."""
     return f"{program_tag(program_id)}:available:{ticket_category_id}"
 
 
 def seat_facts(program_id: int, ticket_category_id: int) -> str:
-    """Hash: seat id → "row:column:price"."""
+    """Hash: seat id → "row:column"."""
     return f"{program_tag(program_id)}:seat:{ticket_category_id}"

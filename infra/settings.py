@@ -109,6 +109,12 @@ class ProgramCacheSettings(BaseModel):
     local_negative_ttl_s: float = Field(
         default=5.0, gt=0, description="How long a process remembers that a program id does not exist."
     )
+    remaining_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a process reuses the live remaining counts it read from the Redis inventory for a "
+        "program's detail (0: read them for every request); the detail page lags the inventory by at most this.",
+    )
     redis_ttl_s: int = Field(default=600, ge=1, description="Shortest life of a program detail in Redis.")
     redis_ttl_jitter_s: int = Field(
         default=120,

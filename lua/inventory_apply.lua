@@ -1,19 +1,21 @@
 -- Apply one catalogue event to a program's seat inventory, once: the inventory remembers the
 -- ids of the events it applied (a program has a few dozen), so a redelivered or replayed event
--- can never put a sold seat back on sale or reset a count, whatever order events arrive in.
+-- can never put a sold seat back on sale, reset a count or restore an old price, whatever
+-- order events arrive in.
 --
 -- KEYS[1]  the program's applied-event set          {p:<id>}:inventory:applied
 -- KEYS[2]  the program's remaining counts (hash)    {p:<id>}:remaining         ticket category -> count
--- KEYS[3]  the category's available seats (zset)    {p:<id>}:available:<tc>    seat id, score row*C+column
--- KEYS[4]  the category's seat facts (hash)         {p:<id>}:seat:<tc>         seat id -> "row:column:price"
+-- KEYS[3]  the program's prices (hash)              {p:<id>}:price             ticket category -> "1680.00"
+-- KEYS[4]  the category's available seats (zset)    {p:<id>}:available:<tc>    seat id, score row*C+column
+-- KEYS[5]  the category's seat facts (hash)         {p:<id>}:seat:<tc>         seat id -> "row:column"
 -- ARGV[1]  the event id
--- ARGV[2]  kind: "category" or "seats"
+-- ARGV[2]  kind: "category", "seats" or "price"
 -- ARGV[3]  ticket category id
--- ARGV[4]  category: its total; seats: the row stride C (score = row * C + column)
--- ARGV[5..] seats only: seat id, row, column, price — four values per seat
+-- ARGV[4..] category: its total and price; seats: the row stride C (score = row * C + column),
+--          then seat id, row, column for each seat; price: the new price
 --
 -- Returns  1 when applied, 0 when this event was already applied (nothing changed)
--- Errors   "ERR_BAD_ARGUMENT" for a missing event id, an unknown kind or a malformed seat list.
+-- Errors   "ERR_BAD_ARGUMENT" for a missing event id, an unknown kind or malformed arguments.
 
 local event_id = ARGV[1]
 if not event_id or event_id == "" then
@@ -25,21 +27,33 @@ end
 
 local kind, category = ARGV[2], ARGV[3]
 if kind == "category" then
-  local total = tonumber(ARGV[4])
-  if not total or total < 0 then
+  local total, price = tonumber(ARGV[4]), ARGV[5]
+  if not total or total < 0 or not tonumber(price) then
     return redis.error_reply("ERR_BAD_ARGUMENT")
   end
   redis.call("HSET", KEYS[2], category, total)
+  redis.call("HSET", KEYS[3], category, price)
 elseif kind == "seats" then
   local stride = tonumber(ARGV[4])
-  if not stride or stride < 1 or (#ARGV - 4) % 4 ~= 0 then
+  if not stride or stride < 1 or (#ARGV - 4) % 3 ~= 0 then
     return redis.error_reply("ERR_BAD_ARGUMENT")
   end
-  for i = 5, #ARGV, 4 do
-    local seat, row, column, price = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3]
-    redis.call("ZADD", KEYS[3], row * stride + column, seat)
-    redis.call("HSET", KEYS[4], seat, row .. ":" .. column .. ":" .. price)
+  -- Check every seat before writing any: a script that fails half-way keeps its writes.
+  for i = 5, #ARGV, 3 do
+    if not tonumber(ARGV[i + 1]) or not tonumber(ARGV[i + 2]) then
+      return redis.error_reply("ERR_BAD_ARGUMENT")
+    end
   end
+  for i = 5, #ARGV, 3 do
+    local seat, row, column = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    redis.call("ZADD", KEYS[4], row * stride + column, seat)
+    redis.call("HSET", KEYS[5], seat, row .. ":" .. column)
+  end
+elseif kind == "price" then
+  if not tonumber(ARGV[4]) then
+    return redis.error_reply("ERR_BAD_ARGUMENT")
+  end
+  redis.call("HSET", KEYS[3], category, ARGV[4])
 else
   return redis.error_reply("ERR_BAD_ARGUMENT")
 end

@@ -1,8 +1,8 @@
 """Projects ticket categories and seat layouts into Redis: the inventory the purchase path reserves from.
 
-Per program, under its hash tag: remaining counts per ticket category, and per ticket
-category the available seats (a sorted set scored by row and column, so a row's free seats
-are one range) and each seat's row, column and price. Each event is applied at most once
+Per program, under its hash tag: remaining counts and prices per ticket category, and per
+ticket category the available seats (a sorted set scored by row and column, so a row's free
+seats are one range) and each seat's row and column. Each event is applied at most once
 (``lua/inventory_apply.lua`` remembers event ids), so a replay never resells a seat.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from events.envelope import EventEnvelope
-from events.program import SeatsLaidOut, TicketCategoryAdded
+from events.program import SeatsLaidOut, TicketCategoryAdded, TicketCategoryRepriced
 from events.serialization import payload_of
 from infra.redis import LuaScripts
 from infra.redis_keys import (
@@ -20,10 +20,11 @@ from infra.redis_keys import (
     inventory_applied,
     remaining_counts,
     seat_facts,
+    ticket_category_prices,
 )
 from projections.projector import Batch
 
-INVENTORY_TYPES = {TicketCategoryAdded.event_type, SeatsLaidOut.event_type}
+INVENTORY_TYPES = {TicketCategoryAdded.event_type, SeatsLaidOut.event_type, TicketCategoryRepriced.event_type}
 
 
 class InventoryProjector:
@@ -44,12 +45,22 @@ class InventoryProjector:
 
 def _script_call(envelope: EventEnvelope) -> tuple[list[str], list[str | int]]:
     event = payload_of(envelope)
-    assert isinstance(event, TicketCategoryAdded | SeatsLaidOut)
+    assert isinstance(event, TicketCategoryAdded | SeatsLaidOut | TicketCategoryRepriced)
     p, tc = event.program_id, event.ticket_category_id
-    keys = [inventory_applied(p), remaining_counts(p), available_seats(p, tc), seat_facts(p, tc)]
-    if isinstance(event, TicketCategoryAdded):
-        return keys, [str(envelope.event_id), "category", tc, event.total]
+    keys = [
+        inventory_applied(p),
+        remaining_counts(p),
+        ticket_category_prices(p),
+        available_seats(p, tc),
+        seat_facts(p, tc),
+    ]
+    head: list[str | int] = [str(envelope.event_id)]
+    match event:
+        case TicketCategoryAdded():
+            return keys, [*head, "category", tc, event.total, f"{event.price:.2f}"]
+        case TicketCategoryRepriced():
+            return keys, [*head, "price", tc, f"{event.price:.2f}"]
     seats: list[str | int] = []
     for s in event.seats:
-        seats += [s.seat_id, s.row, s.column, str(s.price)]
-    return keys, [str(envelope.event_id), "seats", tc, SEAT_ROW_STRIDE, *seats]
+        seats += [s.seat_id, s.row, s.column]
+    return keys, [*head, "seats", tc, SEAT_ROW_STRIDE, *seats]

@@ -19,7 +19,9 @@ from events.program import (
     ProgramTakenOffSale,
     SeatsLaidOut,
     ShowTimeAdded,
+    ShowTimeRescheduled,
     TicketCategoryAdded,
+    TicketCategoryRepriced,
 )
 from events.serialization import payload_of
 from infra.cache import add_program_to_bloom, invalidate_program
@@ -55,11 +57,29 @@ INSERT INTO {table} (id, program_id, show_time_id, ticket_category_id, row_numbe
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (id) DO NOTHING
 """
+# Updates name the event's version and skip rows that already have it (or a newer one).
 SET_STATUS = """
 UPDATE {table} SET status = $2, aggregate_version = $3, updated_at = now()
 WHERE id = $1 AND aggregate_version < $3
 """
-STATUS_AFTER: dict[type[ProgramEvent], str] = {ProgramPublished: "on_sale", ProgramTakenOffSale: "off_sale"}
+RESCHEDULE_SHOW_TIME = """
+UPDATE {table} SET starts_at = $2, aggregate_version = $3, updated_at = now()
+WHERE id = $1 AND aggregate_version < $3
+"""
+REPRICE_TICKET_CATEGORY = """
+UPDATE {table} SET price = $2, aggregate_version = $3, updated_at = now()
+WHERE id = $1 AND aggregate_version < $3
+"""
+REPRICE_SEATS = """
+UPDATE {table} SET price = $2, aggregate_version = $3, updated_at = now()
+WHERE program_id = $4 AND ticket_category_id = $1 AND aggregate_version < $3
+"""
+# The program row carries the newest version applied to any part of the program: the floor
+# under which admin commands never reserve versions again (ADR 0004).
+ADVANCE_PROGRAM_VERSION = """
+UPDATE {table} SET aggregate_version = $2, updated_at = now()
+WHERE id = $1 AND aggregate_version < $2
+"""
 
 Rows = list[tuple[Any, ...]]
 
@@ -126,13 +146,34 @@ def _seat_rows(env: EventEnvelope, e: SeatsLaidOut) -> Rows:
     ]
 
 
-# event type → (table family, statement, rows); applied in this order, inserts before status changes.
+# event type → (table family, statement, rows); applied in this order, before the updates.
 INSERTS: list[tuple[type[ProgramEvent], str, str, Callable[[EventEnvelope, Any], Rows]]] = [
     (ProgramCreated, "program", INSERT_PROGRAM, _program_rows),
     (ShowTimeAdded, "show_time", INSERT_SHOW_TIME, _show_time_rows),
     (TicketCategoryAdded, "ticket_category", INSERT_TICKET_CATEGORY, _ticket_category_rows),
     (SeatsLaidOut, "seat", INSERT_SEAT, _seat_rows),
 ]
+
+Update = tuple[str, str, tuple[Any, ...]]
+"""(table family, statement, arguments)"""
+
+
+def _updates(env: EventEnvelope, e: ProgramEvent) -> list[Update]:
+    """The row updates one event makes, in the order they apply."""
+    version = env.aggregate_version
+    match e:
+        case ProgramPublished():
+            return [("program", SET_STATUS, (e.program_id, "on_sale", version))]
+        case ProgramTakenOffSale():
+            return [("program", SET_STATUS, (e.program_id, "off_sale", version))]
+        case ShowTimeRescheduled():
+            return [("show_time", RESCHEDULE_SHOW_TIME, (e.show_time_id, e.starts_at, version))]
+        case TicketCategoryRepriced():
+            return [
+                ("ticket_category", REPRICE_TICKET_CATEGORY, (e.ticket_category_id, e.price, version)),
+                ("seat", REPRICE_SEATS, (e.ticket_category_id, e.price, version, e.program_id)),
+            ]
+    return []
 
 
 class ProgramProjector:
@@ -210,11 +251,15 @@ class ProgramProjector:
                     by_table[self._layout.program_family(family, e.program_id).table] += to_rows(env, e)
             for table, rows in by_table.items():
                 await conn.executemany(statement.format(table=table), rows)
+        newest: dict[int, int] = {}
         for env, e in events:
-            status = STATUS_AFTER.get(type(e))
-            if status is not None:
-                table = self._layout.program_family("program", e.program_id).table
-                await conn.execute(SET_STATUS.format(table=table), e.program_id, status, env.aggregate_version)
+            for family, statement, args in _updates(env, e):
+                table = self._layout.program_family(family, e.program_id).table
+                await conn.execute(statement.format(table=table), *args)
+            newest[e.program_id] = max(newest.get(e.program_id, 0), env.aggregate_version)
+        for program_id, version in newest.items():
+            table = self._layout.program_family("program", program_id).table
+            await conn.execute(ADVANCE_PROGRAM_VERSION.format(table=table), program_id, version)
 
 
 def _program_event(envelope: EventEnvelope) -> ProgramEvent | None:

@@ -7,11 +7,13 @@ What the write side calls when it projects a program: ``add_program_to_bloom`` (
 from infra.cache.invalidation import InvalidationListener, invalidate_program
 from infra.cache.program_bloom import add_program_to_bloom, ensure_program_bloom, rebuild_program_bloom
 from infra.cache.program_detail import CachedDetail, ProgramDetailCache
+from infra.cache.remaining import RemainingCounts
 
 __all__ = [
     "CachedDetail",
     "InvalidationListener",
     "ProgramDetailCache",
+    "RemainingCounts",
     "add_program_to_bloom",
     "ensure_program_bloom",
     "invalidate_program",

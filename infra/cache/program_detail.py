@@ -18,6 +18,7 @@ import enum
 import random
 import time
 import uuid
+from collections.abc import Mapping
 from typing import cast
 
 import structlog
@@ -30,7 +31,13 @@ from infra.cache.keys import ProgramCacheKeys
 from infra.cache.local import LocalCache
 from infra.cache.program_bloom import ensure_program_bloom, program_bloom, program_member
 from infra.cache.single_flight import SingleFlight
-from infra.catalogue.detail import ProgramDetail, decode_detail, encode_detail, load_program_detail
+from infra.catalogue.detail import (
+    ProgramDetail,
+    decode_detail,
+    encode_detail,
+    load_program_detail,
+    overlay_remaining,
+)
 from infra.metrics import CACHE_HITS, CACHE_INVALIDATIONS, CACHE_LOAD_SECONDS, CACHE_LOADS, CACHE_MISSES
 from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis import REDIS_ERRORS, create_redis, lua_script
@@ -45,11 +52,21 @@ NOT_FOUND_DOCUMENT = b"null"
 class CachedDetail:
     """A visible program's detail as cached: its JSON document, decoded only when asked for."""
 
-    __slots__ = ("_detail", "raw")
+    __slots__ = ("_detail", "_live", "raw")
 
     def __init__(self, raw: bytes, detail: ProgramDetail | None = None):
         self.raw = raw
         self._detail = detail
+        self._live: tuple[Mapping[int, int], bytes] | None = None
+
+    def with_remaining(self, remaining: Mapping[int, int] | None) -> bytes:
+        """The document with live remaining counts; the last one made is reused while the counts are equal."""
+        if not remaining:
+            return self.raw
+        live = self._live
+        if live is None or live[0] != remaining:
+            live = self._live = (remaining, overlay_remaining(self.raw, remaining))
+        return live[1]
 
     @property
     def detail(self) -> ProgramDetail:

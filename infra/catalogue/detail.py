@@ -8,6 +8,7 @@ exact); the cache stores exactly that, so a cached detail is served without bein
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -115,6 +116,17 @@ class ProgramDetail:
             status=doc["status"],
             show_times=tuple(_show_time_of(s) for s in doc["showTimes"]),
         )
+
+
+def overlay_remaining(raw: bytes, remaining: Mapping[int, int]) -> bytes:
+    """The document ``raw`` with the remaining counts of the categories ``remaining`` names replaced."""
+    doc = orjson.loads(raw)
+    for show_time in doc["showTimes"]:
+        for category in show_time["ticketCategories"]:
+            live = remaining.get(int(category["id"]))
+            if live is not None:
+                category["remaining"] = live
+    return orjson.dumps(doc)
 
 
 def encode_detail(detail: ProgramDetail) -> bytes:

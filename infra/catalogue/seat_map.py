@@ -48,7 +48,7 @@ async def seat_map(redis: Redis, program: ProgramDetail, show: ShowTimeDetail) -
         facts, available = replies[2 * index], set(replies[2 * index + 1])
         categories_by_price[category.price].append(category.id)
         for seat_id, fact in facts.items():
-            row, column, _ = fact.decode().split(":")
+            row, column = fact.decode().split(":")
             state = AVAILABLE if seat_id in available else UNAVAILABLE
             seats_by_price[category.price].append(SeatState(int(seat_id), category.id, int(row), int(column), state))
     return [

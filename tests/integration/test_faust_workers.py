@@ -7,13 +7,12 @@ import json
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, AreaLevel
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
+from tests.consumer_groups import caught_up, rewind_group
 from tests.integration.faust_probe import probe_key
 from tests.processes import Child, eventually, start_worker, wait_until
 
@@ -106,18 +105,6 @@ async def test_two_workers_split_partitions_and_a_rebalance_loses_nothing(
         second.stop()
 
 
-async def _rewind_group(settings, group: str, topic: str, partitions: int) -> None:
-    """Commit offset 0 for every partition: the group will read the whole topic again."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.commit({tp: 0 for tp in tps})
-    finally:
-        await consumer.stop()
-
-
 async def _area_rows(pools: ShardPools, ids: list[int]) -> list[list[tuple[object, ...]]]:
     return [
         [
@@ -128,22 +115,6 @@ async def _area_rows(pools: ShardPools, ids: list[int]) -> list[list[tuple[objec
         ]
         for _, pool in pools
     ]
-
-
-async def _caught_up(settings, group: str, topic: str, partitions: int) -> bool:
-    """The group has committed every partition up to its end: everything was processed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        end = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        return all(tp in committed and committed[tp].offset >= end[tp] for tp in tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 async def test_a_worker_reading_the_log_again_changes_nothing(isolated, publisher, pools, tmp_path, area_code):
@@ -162,11 +133,11 @@ async def test_a_worker_reading_the_log_again_changes_nothing(isolated, publishe
         worker.stop()
     before = await _area_rows(pools, ids)
 
-    await _rewind_group(isolated, group, topic, partitions)
-    assert not await _caught_up(isolated, group, topic, partitions)
+    await rewind_group(isolated, group, topic, partitions)
+    assert not await caught_up(isolated, group, topic, partitions)
     again = start_worker(isolated, tmp_path / "again.log")
     try:
-        await eventually(lambda: _caught_up(isolated, group, topic, partitions), PROJECTED_S, "the second pass")
+        await eventually(lambda: caught_up(isolated, group, topic, partitions), PROJECTED_S, "the second pass")
     finally:
         again.stop()
 

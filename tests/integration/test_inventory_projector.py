@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest_asyncio
 
 from events.envelope import EventEnvelope
-from events.program import TicketCategoryAdded
+from events.program import TicketCategoryAdded, TicketCategoryRepriced
 from infra.postgres.offsets import Delivered, Positioned
 from infra.redis import LuaScripts
-from infra.redis_keys import SEAT_ROW_STRIDE, available_seats, program_tag, remaining_counts, seat_facts
+from infra.redis_keys import (
+    SEAT_ROW_STRIDE,
+    available_seats,
+    program_tag,
+    remaining_counts,
+    seat_facts,
+    ticket_category_prices,
+)
 from projections.inventory_projector import InventoryProjector
 from tests.integration.test_program_projector import _events
 
@@ -43,7 +51,29 @@ async def test_counts_and_available_seats_match_the_layout(redis, layout):
     )
     assert len(first_row) == 60
     seat = first_row[0].decode()
-    assert (await redis.hget(seat_facts(program_id, inner), seat)).decode() == "1:1:1355.00"
+    assert (await redis.hget(seat_facts(program_id, inner), seat)).decode() == "1:1"
+    assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1355.00"
+
+
+async def test_a_new_price_applies_once_and_a_replay_never_restores_the_old_one(redis, layout):
+    program_id, inner, batch = layout
+    projector = InventoryProjector("test.inventory", redis, LuaScripts(redis))
+    repriced = EventEnvelope.wrap(
+        TicketCategoryRepriced(
+            program_id=program_id,
+            show_time_id=batch[1].item.payload["showTimeId"],
+            ticket_category_id=inner,
+            price=Decimal("1580.00"),
+            previous_price=Decimal("1355.00"),
+        ),
+        aggregate_version=len(batch) + 1,
+    )
+    await projector.apply([*batch, Positioned(Delivered("t", 0, len(batch)), repriced)])
+
+    await projector.apply(batch)  # the whole log again, from the start
+
+    assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1580.00"
+    assert await redis.zcard(available_seats(program_id, inner)) == 2400
 
 
 async def test_replaying_the_layout_never_resells_a_seat_or_resets_a_count(redis, layout):
@@ -65,6 +95,11 @@ async def test_replaying_the_layout_never_resells_a_seat_or_resets_a_count(redis
 async def test_every_key_of_a_program_shares_its_hash_tag(layout):
     program_id, inner, _ = layout
 
-    keys = [remaining_counts(program_id), available_seats(program_id, inner), seat_facts(program_id, inner)]
+    keys = [
+        remaining_counts(program_id),
+        ticket_category_prices(program_id),
+        available_seats(program_id, inner),
+        seat_facts(program_id, inner),
+    ]
 
     assert all(k.startswith(f"{{p:{program_id}}}") for k in keys)

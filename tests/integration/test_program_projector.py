@@ -7,7 +7,15 @@ from decimal import Decimal
 
 from commands.program import CreateProgram, KnownReferences, create_program
 from events.envelope import EventEnvelope
-from events.program import ProgramEvent, ProgramPublished, ProgramTakenOffSale
+from events.program import (
+    ProgramEvent,
+    ProgramPublished,
+    ProgramTakenOffSale,
+    ShowTimeAdded,
+    ShowTimeRescheduled,
+    TicketCategoryAdded,
+    TicketCategoryRepriced,
+)
 from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.routing import shard_layout
 from infra.postgres.views import programs
@@ -96,20 +104,78 @@ async def test_publishing_and_taking_off_sale_change_the_status_in_order(isolate
     assert off is not None and off.status == "off_sale"
 
 
+def _changes(events: list[ProgramEvent]) -> tuple[ShowTimeRescheduled, TicketCategoryRepriced]:
+    """Move the show time a day later and make the first ticket category 100 yuan dearer."""
+    show = next(e for e in events if isinstance(e, ShowTimeAdded))
+    category = next(e for e in events if isinstance(e, TicketCategoryAdded))
+    return (
+        ShowTimeRescheduled(
+            program_id=show.program_id,
+            show_time_id=show.show_time_id,
+            starts_at=show.starts_at + timedelta(days=1),
+            previous_starts_at=show.starts_at,
+        ),
+        TicketCategoryRepriced(
+            program_id=show.program_id,
+            show_time_id=show.show_time_id,
+            ticket_category_id=category.ticket_category_id,
+            price=category.price + 100,
+            previous_price=category.price,
+        ),
+    )
+
+
+async def test_a_new_show_time_and_price_reach_the_rows_and_the_program_version(isolated, pools, redis, es, area_code):
+    layout = shard_layout(isolated)
+    projector = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated, es)
+    topic = isolated.kafka.topic("program")
+    events = _events(area_code * 100_000)
+    program_id, n = events[0].program_id, len(events)
+    await projector.apply(_batch(topic, events))
+    db = ShardedDatabase(pools, layout)
+    created = await programs.get_program(db, program_id)
+    moved, repriced = _changes(events)
+
+    await projector.apply(_batch(topic, [moved, repriced], n, n + 1))
+
+    changed = await programs.get_program(db, program_id)
+    assert created is not None and created.aggregate_version == n  # not 1: every event of the program advances it
+    assert changed is not None and changed.aggregate_version == n + 2
+    [show] = await programs.show_times_of(db, program_id)
+    assert show.starts_at == moved.starts_at
+    category = next(
+        c for c in await programs.ticket_categories_of(db, program_id) if c.id == repriced.ticket_category_id
+    )
+    assert category.price == Decimal("1455.00")
+    seats = await programs.seats_of(db, program_id, repriced.ticket_category_id)
+    assert {s.price for s in seats} == {Decimal("1455.00")} and len(seats) == 2400
+
+
 async def test_replaying_the_program_events_changes_nothing(isolated, pools, redis, es, area_code):
     layout = shard_layout(isolated)
     topic = isolated.kafka.topic("program")
     events = _events(area_code * 100_000)
     program_id = events[0].program_id
-    batch = _batch(topic, [*events, ProgramPublished(program_id=program_id)])
+    batch = _batch(topic, [*events, ProgramPublished(program_id=program_id), *_changes(events)])
     first = ProgramProjector(f"{isolated.worker.projector_group}.program", pools, layout, redis, isolated, es)
     await first.apply(batch)
     db = ShardedDatabase(pools, layout)
-    before = (await programs.get_program(db, program_id), await programs.seats_of(db, program_id))
+    before = (
+        await programs.get_program(db, program_id),
+        await programs.show_times_of(db, program_id),
+        await programs.ticket_categories_of(db, program_id),
+        await programs.seats_of(db, program_id),
+    )
 
     await first.apply(batch)  # redelivery: skipped by offsets
     await ProgramProjector("a-rebuilding-projector", pools, layout, redis, isolated, es).apply(
         batch
     )  # replay: guarded by versions
 
-    assert (await programs.get_program(db, program_id), await programs.seats_of(db, program_id)) == before
+    after = (
+        await programs.get_program(db, program_id),
+        await programs.show_times_of(db, program_id),
+        await programs.ticket_categories_of(db, program_id),
+        await programs.seats_of(db, program_id),
+    )
+    assert after == before

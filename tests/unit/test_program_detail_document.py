@@ -8,7 +8,15 @@ from decimal import Decimal
 import orjson
 
 from api.programs import ProgramDetailOut
-from infra.catalogue.detail import ProgramDetail, ShowTimeDetail, TicketCategoryDetail, decode_detail, encode_detail
+from infra.cache import CachedDetail
+from infra.catalogue.detail import (
+    ProgramDetail,
+    ShowTimeDetail,
+    TicketCategoryDetail,
+    decode_detail,
+    encode_detail,
+    overlay_remaining,
+)
 
 DETAIL = ProgramDetail(
     id=(1 << 62) + 12345,
@@ -63,3 +71,26 @@ def test_large_ids_travel_as_strings_when_encoded():
         "total": 100,
         "remaining": 3,
     }
+
+
+def test_live_counts_replace_the_stored_ones_and_nothing_else():
+    raw = encode_detail(DETAIL)
+    category_id = DETAIL.show_times[0].ticket_categories[0].id
+
+    live = orjson.loads(overlay_remaining(raw, {category_id: 0, 999: 5}))
+
+    stored = orjson.loads(raw)
+    stored["showTimes"][0]["ticketCategories"][0]["remaining"] = 0
+    assert live == stored
+
+
+def test_a_cached_detail_reuses_its_overlay_while_the_counts_are_equal():
+    cached = CachedDetail(encode_detail(DETAIL), DETAIL)
+    category_id = DETAIL.show_times[0].ticket_categories[0].id
+
+    first = cached.with_remaining({category_id: 1})
+    again = cached.with_remaining({category_id: 1})
+    changed = cached.with_remaining({category_id: 2})
+
+    assert again is first and changed != first
+    assert cached.with_remaining(None) is cached.raw and cached.with_remaining({}) is cached.raw

@@ -1,0 +1,73 @@
+"""Live remaining counts for the detail page: the seat inventory's own counts, read from Redis and
+kept in this process's memory for a moment (``remaining_ttl_s``).
+
+The detail document is cached for many seconds and its counts come from Postgres; on a hot sale
+the inventory in Redis is the truth, so every detail served overlays the counts read here.
+Concurrent requests for one program share a read; when Redis fails, the detail is served with
+the counts it has, and Redis is left alone for a while.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+
+from infra.cache.breaker import RedisBreaker
+from infra.cache.local import LocalCache
+from infra.cache.single_flight import SingleFlight
+from infra.metrics import CACHE_HITS, CACHE_MISSES
+from infra.redis import REDIS_ERRORS, create_redis
+from infra.redis_keys import remaining_counts
+from infra.settings import Settings
+
+CACHE = "remaining_counts"
+
+RemainingByCategory = Mapping[int, int]
+"""Ticket category id → tickets still on sale."""
+
+
+class RemainingCounts:
+    def __init__(self, redis: Redis, settings: Settings):
+        config = settings.program_cache
+        self._redis = redis
+        self._ttl_s = config.remaining_ttl_s
+        self._local: LocalCache[int, RemainingByCategory] = LocalCache(config.local_max_entries)
+        self._flight: SingleFlight[int, RemainingByCategory | None] = SingleFlight()
+        self._breaker = RedisBreaker(CACHE, config.redis_retry_after_s)
+        self._owns_redis = False
+        self._hits = CACHE_HITS.labels(CACHE, "local", "found")
+        self._misses = CACHE_MISSES.labels(CACHE, "local")
+
+    @classmethod
+    def open(cls, settings: Settings) -> RemainingCounts:
+        """Counts read through a Redis client of their own that fails fast, closed by ``close``."""
+        counts = cls(create_redis(settings.redis, retries=settings.program_cache.redis_retries), settings)
+        counts._owns_redis = True
+        return counts
+
+    async def close(self) -> None:
+        if self._owns_redis:
+            await self._redis.aclose()
+
+    async def get(self, program_id: int) -> RemainingByCategory | None:
+        """The program's counts, at most ``remaining_ttl_s`` old; None when Redis cannot say."""
+        held = self._local.get(program_id)
+        if held is not None:
+            self._hits.inc()
+            return held
+        self._misses.inc()
+        return await self._flight.do(program_id, lambda: self._read(program_id))
+
+    async def _read(self, program_id: int) -> RemainingByCategory | None:
+        if not self._breaker.allows():
+            return None
+        try:
+            raw = await self._redis.hgetall(remaining_counts(program_id))
+        except REDIS_ERRORS as exc:
+            self._breaker.trip(exc)
+            return None
+        counts = {int(category): int(count) for category, count in raw.items()}
+        if self._ttl_s > 0:
+            self._local.put(program_id, counts, self._ttl_s)
+        return counts

@@ -1,0 +1,37 @@
+"""Kafka consumer groups seen from a test: rewinding one, and knowing when it has caught up."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from infra.settings import Settings
+
+
+async def rewind_group(settings: Settings, group: str, topic: str, partitions: int) -> None:
+    """Commit offset 0 for every partition: the group will read the whole topic again."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def caught_up(settings: Settings, group: str, topic: str, partitions: int) -> bool:
+    """The group has committed every partition up to its end: everything was processed."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        end = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        # An empty partition has nothing to process (and gets no committed offset).
+        return all(end[tp] == 0 or (tp in committed and committed[tp].offset >= end[tp]) for tp in tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
