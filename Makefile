@@ -40,6 +40,9 @@ lint: install
 
 bench: up
 	$(VENV)/bin/python bench/projector_throughput.py
+	$(VENV)/bin/python bench/id_throughput.py
+	$(VENV)/bin/python -m bench.program_detail
+	$(VENV)/bin/python -m bench.search_latency --fallback
 
 clean-state: down
 	rm -rf .stack

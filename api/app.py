@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,31 +12,54 @@ from fastapi.responses import ORJSONResponse
 
 from api import admin_programs, health, programs, reference, search
 from api.errors import install_error_handlers
-from api.observability import RequestContextMiddleware
+from api.observability import AccessLog, RequestContextMiddleware
 from api.resources import Resources
 from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
+
+# Longest an access line waits in its buffer (docs/operations.md).
+ACCESS_LOG_FLUSH_S = 1.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    access_log = AccessLog.for_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.resources = await Resources.open(settings)
+        # What start-up allocated lives as long as the process: keep it out of every later
+        # garbage collection (each full pass would otherwise walk all of it).
+        gc.collect()
+        gc.freeze()
+        flusher = None
+        if access_log is not None:
+            flusher = asyncio.create_task(access_log.flush_every(ACCESS_LOG_FLUSH_S), name="access-log")
         try:
             yield
         finally:
+            if flusher is not None:
+                flusher.cancel()
+                await asyncio.gather(flusher, return_exceptions=True)
             await app.state.resources.close()
 
-    app = FastAPI(title="Damai", version="0.1.0", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(
+        title="Damai",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        # Metrics are Prometheus (/metrics) and logs structlog; FastAPI's own OpenTelemetry hooks
+        # would only ask, on every request, whether a provider was configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
-    app.include_router(health.router)
+    app.add_middleware(RequestContextMiddleware, access_log=access_log)
+    # Routes are matched in order: the buyers' hot reads first (no path below overlaps another).
+    app.include_router(programs.router)
+    app.include_router(search.router)
     app.include_router(reference.router)
+    app.include_router(health.router)
     app.include_router(reference.admin_router)
     app.include_router(admin_programs.router)
-    app.include_router(search.router)
-    app.include_router(programs.router)
     return app

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.errors import ApiError, dependency_unavailable
 from api.models import MAX_ID, CamelModel, IdPath
-from api.resources import Resources, ResourcesDep
+from api.resources import Resources, ResourcesDep, resources_of
 from infra.cache import CachedDetail
 from infra.catalogue.seat_map import seat_map
 from infra.postgres.pools import UNREACHABLE_ERRORS
@@ -65,10 +65,11 @@ class ProgramDetailOut(CamelModel):
 )
 async def get_program_detail(
     program_id: IdPath,
-    res: ResourcesDep,
+    request: Request,
 ) -> Response:
     """One program with its show times and ticket categories: prices, and remaining counts from the
     seat inventory (at most ``remaining_ttl_s`` old)."""
+    res = resources_of(request)
     cached = await _visible_program(res, program_id)
     # The cached document is the response body already, with the live remaining counts laid
     # over it (made once per change of the counts, not per request).

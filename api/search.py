@@ -1,26 +1,23 @@
-"""Program list and search: GET /api/v1/programs."""
+"""Program list and search (GET /api/v1/programs) and the home page (GET /api/v1/home).
+
+Both answer identical requests from a short-lived cache of encoded pages (``search_cache_ttl_s``,
+infra/cache/micro.py): during an on-sale most buyers ask the same few questions.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import TypeAdapter
 
 from api.errors import ApiError
 from api.models import CamelModel
-from api.resources import ResourcesDep
-from infra.catalogue.search import (
-    Hit,
-    ProgramQuery,
-    SortOrder,
-    TimeWindow,
-    first_programs_per_category,
-    search_programs_or_fall_back,
-)
+from api.resources import Resources, ResourcesDep
+from infra.catalogue.search import Hit, ProgramQuery, SortOrder, TimeWindow
 from infra.postgres.views.reference import list_categories
-from infra.search import index_name
 
 router = APIRouter(tags=["programs"])
 
@@ -60,7 +57,7 @@ async def get_programs(
     sort: SortOrder = SortOrder.RELEVANCE,
     page: Annotated[int, Query(ge=1, le=1000)] = 1,
     size: Annotated[int, Query(ge=1)] = 10,
-) -> ProgramPageOut:
+) -> Response:
     """Programs on sale: keyword over title and actor (highlighted), filters, calendar windows, sort, paging."""
     if size > res.settings.api.search_page_size_max:
         raise ApiError(422, "PAGE_SIZE_TOO_LARGE", f"size is at most {res.settings.api.search_page_size_max}")
@@ -69,20 +66,17 @@ async def get_programs(
     query = ProgramQuery(
         keyword, area_id, parent_category_id, category_id, time_window, start_date, end_date, sort, page, size
     )
-    found = await search_programs_or_fall_back(
-        res.es,
-        index_name(res.settings.elasticsearch, "program"),
-        res.shards,
-        query,
-        datetime.now(UTC),
-        ZoneInfo(res.settings.api.timezone),
-    )
-    return ProgramPageOut(
-        total=found.total,
-        page=page,
-        size=size,
-        items=[_hit(h) for h in found.hits],
-    )
+    now = datetime.now(UTC)
+    # Calendar windows ("today", "this week") depend on the day: it is part of the key.
+    key = (query, now.astimezone(res.search.zone).date())
+    body = await res.search_pages.get(key, lambda: _search_page(res, query, now))
+    return Response(body, media_type="application/json")
+
+
+async def _search_page(res: Resources, query: ProgramQuery, now: datetime) -> bytes:
+    found = await res.search.page(query, now)
+    page = ProgramPageOut(total=found.total, page=query.page, size=query.size, items=[_hit(h) for h in found.hits])
+    return page.model_dump_json(by_alias=True).encode()
 
 
 def _hit(h: Hit) -> ProgramHitOut:
@@ -112,23 +106,29 @@ class HomeSectionOut(CamelModel):
     programs: list[ProgramHitOut]
 
 
+HOME_PAGE = TypeAdapter(list[HomeSectionOut])
+
+
 @router.get("/api/v1/home", response_model=list[HomeSectionOut], response_model_by_alias=True)
-async def get_home(
-    res: ResourcesDep, area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None
-) -> list[HomeSectionOut]:
+async def get_home(res: ResourcesDep, area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None) -> Response:
     """For each top-level category, the first programs on sale in the area (a default area when none is given)."""
-    parents = [c for c in await list_categories(res.pools) if c.parent_id is None]
-    sections = await first_programs_per_category(
-        res.es,
-        index_name(res.settings.elasticsearch, "program"),
-        res.shards,
-        area_id or res.settings.api.home_default_area_id,
-        [c.id for c in parents],
-        res.settings.api.home_programs_per_category,
-        datetime.now(UTC),
-        ZoneInfo(res.settings.api.timezone),
+    area = area_id or res.settings.api.home_default_area_id
+    now = datetime.now(UTC)
+    body = await res.search_pages.get(
+        ("home", area, now.astimezone(res.search.zone).date()), lambda: _home(res, area, now)
     )
-    return [
-        HomeSectionOut(category_id=c.id, category_name=c.name, programs=[_hit(h) for h in sections[c.id]])
-        for c in parents
-    ]
+    return Response(body, media_type="application/json")
+
+
+async def _home(res: Resources, area_id: int, now: datetime) -> bytes:
+    parents = [c for c in await list_categories(res.pools) if c.parent_id is None]
+    sections = await res.search.first_per_category(
+        area_id, [c.id for c in parents], res.settings.api.home_programs_per_category, now
+    )
+    return HOME_PAGE.dump_json(
+        [
+            HomeSectionOut(category_id=c.id, category_name=c.name, programs=[_hit(h) for h in sections[c.id]])
+            for c in parents
+        ],
+        by_alias=True,
+    )

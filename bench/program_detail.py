@@ -102,9 +102,13 @@ class Figures:
     p99_ms: float
 
 
-def run_wrk(url: str, connections: int, threads: int, seconds: int) -> Figures:
+def run_wrk(url: str, connections: int, threads: int, seconds: int, script: Path | None = None) -> Figures:
+    """One wrk run against ``url``; ``script`` is a wrk Lua script that shapes the requests."""
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        [*command, url],
         capture_output=True,
         text=True,
         check=True,

@@ -7,13 +7,17 @@ deletes them again and refuses to touch the default namespace.
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient
+from redis.asyncio import Redis
 
 from infra.cache.keys import ProgramCacheKeys
 from infra.kafka import ensure_topics
 from infra.postgres.migrations import VerifyReport, migrate_all, verify_all
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
+from infra.postgres.views.programs import full_route_program_ids
+from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis import create_redis
+from infra.redis_keys import program_keys_pattern
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
 
@@ -70,13 +74,16 @@ def _is_default_namespace(settings: Settings) -> bool:
 
 
 async def remove_namespace(settings: Settings) -> None:
-    """Delete a namespace's topics, indices, templates, schema and cache keys (never the default one)."""
+    """Delete a namespace's topics, indices, templates, schema, program keys and cache keys (never
+    the default namespace)."""
     if _is_default_namespace(settings):
         raise ValueError("refusing to remove the default namespace")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     await admin.start()
     try:
-        topics = [t for t in await admin.list_topics() if t.startswith(settings.kafka.topic_prefix)]
+        # Faust's own topics (e.g. the assignor's leader topic) are named after the consumer group.
+        prefixes = (settings.kafka.topic_prefix, *(f"{group}-" for group in consumer_groups(settings)))
+        topics = [t for t in await admin.list_topics() if t.startswith(prefixes)]
         if topics:
             await admin.delete_topics(topics)
     finally:
@@ -93,20 +100,21 @@ async def remove_namespace(settings: Settings) -> None:
         await es.close()
     pools = ShardPools(settings.postgres)
     await pools.start()
-    try:
-        for _, pool in pools:
-            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
-    finally:
-        await pools.stop()
-    await _remove_cache_keys(settings)
-
-
-async def _remove_cache_keys(settings: Settings) -> None:
     redis = create_redis(settings.redis)
     try:
-        pattern = ProgramCacheKeys(settings.program_cache).pattern()
-        keys = [key async for key in redis.scan_iter(match=pattern, count=1_000)]
-        if keys:
-            await redis.delete(*keys)
+        # Program keys carry the program's id, not the namespace: find the namespace's programs first.
+        async for program_ids in full_route_program_ids(ShardedDatabase(pools, shard_layout(settings))):
+            for program_id in program_ids:
+                await _delete_matching(redis, program_keys_pattern(program_id))
+        for _, pool in pools:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
+        await _delete_matching(redis, ProgramCacheKeys(settings.program_cache).pattern())
     finally:
         await redis.aclose()
+        await pools.stop()
+
+
+async def _delete_matching(redis: Redis, pattern: str) -> None:
+    keys = [key async for key in redis.scan_iter(match=pattern, count=1_000)]
+    if keys:
+        await redis.unlink(*keys)

@@ -11,6 +11,11 @@ def program_tag(program_id: int) -> str:
     return f"{{p:{program_id}}}"
 
 
+def program_keys_pattern(program_id: int) -> str:
+    """A SCAN pattern for every key of one program (for removing a test namespace's programs)."""
+    return f"{program_tag(program_id)}*"
+
+
 def program_version_counter(program_id: int) -> str:
     return f"{program_tag(program_id)}:version"
 

@@ -17,6 +17,8 @@ from infra.settings import ElasticsearchSettings
 log = structlog.get_logger(__name__)
 
 VERSION_CONFLICT = 409
+TOO_MANY_REQUESTS = 429
+SERVER_ERROR = 500
 SINGLE_NODE_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0}
 
 
@@ -89,6 +91,10 @@ async def apply_index_templates(es: AsyncElasticsearch, settings: ElasticsearchS
     log.info("elasticsearch.templates_applied", templates=list(index_templates(settings)))
 
 
+class SearchBusy(Exception):
+    """Elasticsearch turned bulk writes away for now (429 rejected, 5xx): retry, do not drop them."""
+
+
 async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, Any]]) -> None:
     """Bulk-write externally versioned documents; a version conflict means a newer document is
     already there (a redelivery or replay), which is success. Anything else raises."""
@@ -96,6 +102,9 @@ async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, A
         return
     _, errors = await async_bulk(es, actions, raise_on_error=False, raise_on_exception=True)
     assert isinstance(errors, list)  # with raise_on_error=False the errors come back as a list
-    real = [e for e in errors if int(next(iter(e.values())).get("status", 0)) != VERSION_CONFLICT]
+    statuses = [int(next(iter(e.values())).get("status", 0)) for e in errors]
+    real = [(e, status) for e, status in zip(errors, statuses, strict=True) if status != VERSION_CONFLICT]
+    if real and all(status == TOO_MANY_REQUESTS or status >= SERVER_ERROR for _, status in real):
+        raise SearchBusy(f"search indexing turned away: {[e for e, _ in real[:3]]}")
     if real:
-        raise RuntimeError(f"search indexing failed: {real[:3]}")
+        raise RuntimeError(f"search indexing failed: {[e for e, _ in real[:3]]}")

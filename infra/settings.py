@@ -244,6 +244,12 @@ class ElasticsearchSettings(BaseModel):
         default="9.2.4", description="Elasticsearch version the local stack installs from Maven Central."
     )
     request_timeout_s: float = Field(default=5.0, description="Client request timeout.")
+    retry_after_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="After Elasticsearch could not answer, search and home go straight to Postgres for this long "
+        "before trying it again.",
+    )
     java_home: str = Field(
         default="",
         description="JDK 21+ for Elasticsearch; empty picks the newest under /usr/lib/jvm.",
@@ -262,6 +268,15 @@ class ApiSettings(BaseModel):
         default="Asia/Shanghai", description="Time zone of calendar filters (today, tomorrow, this week, this month)."
     )
     search_page_size_max: int = Field(default=50, ge=1, description="Most programs one search page returns.")
+    search_cache_ttl_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a process reuses a search or home page answer for identical requests (0: never; "
+        "concurrent identical requests still share one query). New programs and changes show up this much later.",
+    )
+    search_cache_max_entries: int = Field(
+        default=10_000, ge=1, description="Most search and home page answers one process keeps."
+    )
     home_default_area_id: int = Field(default=110000, description="Area of the home page when the caller names none.")
     home_programs_per_category: int = Field(
         default=7, ge=1, description="Programs per category section of the home page."

@@ -13,29 +13,56 @@ from typing import Protocol
 
 import asyncpg
 import structlog
+from elasticsearch import ApiError as SearchApiError
 from elasticsearch import ConnectionError as SearchConnectionError
 from elasticsearch import ConnectionTimeout as SearchTimeout
 from faust import Stream
 from faust.types import EventT, StreamT
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode
 from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
 from infra.postgres.offsets import Delivered, Positioned
+from infra.search import SearchBusy
 from infra.settings import WorkerSettings
 from projections.dead_letter import DeadLetters
 
 log = structlog.get_logger(__name__)
 
+# Store outages: the batch waits and is applied again. Everything else is about the data and
+# ends in the dead-letter topic, so nothing here may be a condition that passes on its own:
+# a Redis that refuses writes while out of memory or loading its file is waited out, never a
+# reason to drop a seat inventory event.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    RedisConnectionError,  # includes BusyLoadingError (the append-only file being read)
+    RedisTimeoutError,
+    RedisOutOfMemoryError,
+    RedisReadOnlyError,
     SearchConnectionError,
     SearchTimeout,
+    SearchBusy,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store outage (retry), as opposed to an event the stores cannot take (dead-letter)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    # Elasticsearch overloaded (429) or without the shards it needs (5xx): it will answer later.
+    return isinstance(exc, SearchApiError) and (exc.meta.status == 429 or exc.meta.status >= 500)
+
 
 Batch = Sequence[Positioned[EventEnvelope]]
 
@@ -112,7 +139,9 @@ async def _apply_retrying(projector: Projector, batch: Batch, settings: WorkerSe
             await projector.apply(batch)
             EVENTS_PROJECTED.labels(projector=projector.name).inc(len(batch))
             return
-        except TRANSIENT_ERRORS as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             PROJECTOR_RETRIES.labels(projector=projector.name).inc()
             log.warning("projector.store_unavailable", projector=projector.name, error=repr(exc), retry_in_s=delay)
             await asyncio.sleep(delay)

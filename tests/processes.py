@@ -72,8 +72,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, wha
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def start_api(settings: Settings, log_path: Path) -> tuple[Child, str]:
-    child = Child(["infra.cli", "serve"], settings, log_path)
+def start_api(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> tuple[Child, str]:
+    child = Child(["infra.cli", "serve"], settings, log_path, extra_env)
     base = f"http://{settings.api.host}:{settings.api.port}"
 
     def alive() -> bool:

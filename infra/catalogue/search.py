@@ -3,13 +3,16 @@ windows in the platform's time zone, four sort orders, and paging with a total."
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
+from elasticsearch import ApiError as SearchApiError
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConnectionError as SearchConnectionError
 from elasticsearch import ConnectionTimeout as SearchTimeout
@@ -23,6 +26,8 @@ log = structlog.get_logger(__name__)
 ON_SALE = "on_sale"
 # What "Elasticsearch cannot be reached" looks like to the client: answer from Postgres instead.
 SEARCH_DOWN: tuple[type[Exception], ...] = (SearchConnectionError, SearchTimeout)
+# Every error the client raises for a request; search_unavailable() tells an outage from a bug.
+SEARCH_ERRORS: tuple[type[Exception], ...] = (*SEARCH_DOWN, SearchApiError)
 HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
 
 
@@ -89,8 +94,8 @@ def window_bounds(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> tuple[datet
             days = (q.start_date, q.end_date)
     if days is None:
         return None
-    start = datetime.combine(days[0], time.min, tzinfo=zone)
-    return start, datetime.combine(days[1] + timedelta(days=1), time.min, tzinfo=zone)
+    start = datetime.combine(days[0], time_of_day.min, tzinfo=zone)
+    return start, datetime.combine(days[1] + timedelta(days=1), time_of_day.min, tzinfo=zone)
 
 
 def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
@@ -154,50 +159,72 @@ async def search_programs(
     return SearchPage(int(response["hits"]["total"]["value"]), hits)
 
 
-async def first_programs_per_category(
-    es: AsyncElasticsearch,
-    index: str,
-    db: ShardedDatabase,
-    area_id: int,
-    parent_category_ids: list[int],
-    per_category: int,
-    now: datetime,
-    zone: ZoneInfo,
-) -> dict[int, list[Hit]]:
-    """The home page: for each top-level category, its first programs on sale in one area
-    (one Elasticsearch round trip; the same searches on Postgres when it is down)."""
-    queries = [
-        ProgramQuery(area_id=area_id, parent_category_id=p, sort=SortOrder.SHOW_TIME, size=per_category)
-        for p in parent_category_ids
-    ]
-    if not queries:
-        return {}
-    searches: list[dict[str, Any]] = []
-    for query in queries:
-        searches += [{"index": index, "ignore_unavailable": True}, search_body(query, now, zone)]
-    try:
-        response = await es.msearch(searches=searches)
-    except SEARCH_DOWN as exc:
-        log.warning("search.fallback_to_postgres", error=type(exc).__name__)
+class ProgramSearch:
+    """Search and home pages: Elasticsearch first, the same queries on Postgres when it cannot
+    answer (full route, slower). After a failure Elasticsearch is left alone for
+    ``retry_after_s``, so an outage costs one failed call per interval, not one per request."""
+
+    def __init__(self, es: AsyncElasticsearch, index: str, db: ShardedDatabase, zone: ZoneInfo, retry_after_s: float):
+        self._es = es
+        self._index = index
+        self._db = db
+        self.zone = zone
+        self._retry_after_s = retry_after_s
+        self._down_until = 0.0
+
+    async def page(self, q: ProgramQuery, now: datetime) -> SearchPage:
+        if self._available():
+            try:
+                return await search_programs(self._es, self._index, q, now, self.zone)
+            except SEARCH_ERRORS as exc:
+                self._fell_over(exc)
         SEARCH_FALLBACKS.inc()
-        pages = [await _search_postgres(db, q, now, zone) for q in queries]
+        return await _search_postgres(self._db, q, now, self.zone)
+
+    async def first_per_category(
+        self, area_id: int, parent_category_ids: list[int], per_category: int, now: datetime
+    ) -> dict[int, list[Hit]]:
+        """The home page: for each top-level category, its first programs on sale in one area
+        (one Elasticsearch round trip)."""
+        queries = [
+            ProgramQuery(area_id=area_id, parent_category_id=p, sort=SortOrder.SHOW_TIME, size=per_category)
+            for p in parent_category_ids
+        ]
+        if not queries:
+            return {}
+        if self._available():
+            searches: list[dict[str, Any]] = []
+            for query in queries:
+                searches += [{"index": self._index, "ignore_unavailable": True}, search_body(query, now, self.zone)]
+            try:
+                response = await self._es.msearch(searches=searches)
+                return {
+                    parent_id: [Hit(h["_source"], {}) for h in answer["hits"]["hits"]]
+                    for parent_id, answer in zip(parent_category_ids, response["responses"], strict=True)
+                }
+            except SEARCH_ERRORS as exc:
+                self._fell_over(exc)
+        SEARCH_FALLBACKS.inc()
+        pages = [await _search_postgres(self._db, q, now, self.zone) for q in queries]
         return {p: page.hits for p, page in zip(parent_category_ids, pages, strict=True)}
-    return {
-        parent_id: [Hit(h["_source"], {}) for h in answer["hits"]["hits"]]
-        for parent_id, answer in zip(parent_category_ids, response["responses"], strict=True)
-    }
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _fell_over(self, exc: Exception) -> None:
+        """Record an outage, or re-raise what is not one (a bad query is a bug, not an outage)."""
+        if not search_unavailable(exc):
+            raise exc
+        log.warning("search.fallback_to_postgres", error=type(exc).__name__, retry_after_s=self._retry_after_s)
+        self._down_until = time.monotonic() + self._retry_after_s
 
 
-async def search_programs_or_fall_back(
-    es: AsyncElasticsearch, index: str, db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo
-) -> SearchPage:
-    """Elasticsearch first; when it cannot be reached, the same query on Postgres (full route, slower)."""
-    try:
-        return await search_programs(es, index, q, now, zone)
-    except SEARCH_DOWN as exc:
-        log.warning("search.fallback_to_postgres", error=type(exc).__name__)
-        SEARCH_FALLBACKS.inc()
-    return await _search_postgres(db, q, now, zone)
+def search_unavailable(exc: BaseException) -> bool:
+    """Elasticsearch cannot answer now: unreachable, too slow, or a 5xx / 429 of its own (e.g. a
+    new index whose shards are not allocated yet answers 503)."""
+    if isinstance(exc, SEARCH_DOWN):
+        return True
+    return isinstance(exc, SearchApiError) and (exc.meta.status >= 500 or exc.meta.status == 429)
 
 
 async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo) -> SearchPage:

@@ -62,8 +62,12 @@ class Redis(Service):
             f"pidfile {self.pid_file}\n"
             f"logfile {self.log_file}\n"
             f"dir {self.data_dir}\n"
+            # Durability is the append-only file (fsync every second). No RDB snapshots on top:
+            # each would fork and write the whole data set (seat inventories are large) every
+            # minute under load, a core's worth of work on a small machine.
             "appendonly yes\n"
             "appendfsync everysec\n"
+            'save ""\n'
             f"maxmemory {self.settings.redis.maxmemory_mb}mb\n"
             # Seat and order state must never be silently evicted: fail writes instead.
             "maxmemory-policy noeviction\n"

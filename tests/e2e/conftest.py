@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from infra.postgres.pools import ShardPools
@@ -27,14 +28,20 @@ class System:
         return {"Authorization": f"Bearer {self.settings.api.admin_token}"}
 
 
+@pytest.fixture(scope="module")
+def api_env() -> dict[str, str]:
+    """DAMAI_* settings the API process of a test module runs with (override in the module)."""
+    return {}
+
+
 @pytest_asyncio.fixture(scope="module")
-async def system(settings: Settings, tmp_path_factory) -> AsyncIterator[System]:
+async def system(settings: Settings, api_env: dict[str, str], tmp_path_factory) -> AsyncIterator[System]:
     iso = isolated_copy(settings)
     iso = iso.model_copy(update={"api": iso.api.model_copy(update={"port": free_port()})})
     await provision_namespace(iso)
     logs = tmp_path_factory.mktemp("system")
     worker = start_worker(iso, logs / "worker.log")
-    api, base_url = start_api(iso, logs / "api.log")
+    api, base_url = start_api(iso, logs / "api.log", api_env)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         try:
             yield System(iso, base_url, http)

@@ -11,11 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from elasticsearch import AsyncElasticsearch
-from redis.asyncio import Redis
 
 from infra.postgres.views import programs
 from infra.postgres.views.sharded import ShardedDatabase
-from infra.redis_keys import available_seats, program_tag, remaining_counts, ticket_category_prices
+from infra.redis_keys import available_seats, program_keys_pattern, remaining_counts, ticket_category_prices
 from infra.search import index_name
 from tests.consumer_groups import caught_up
 from tests.e2e.conftest import System
@@ -29,7 +28,7 @@ def _path(program_id: int, rest: str = "") -> str:
     return f"/api/v1/admin/programs/{program_id}{rest}"
 
 
-async def _on_sale_with_inventory(system: System, catalogue: ShardedDatabase, redis: Redis) -> tuple[int, int, int]:
+async def _on_sale_with_inventory(system: System, catalogue: ShardedDatabase, redis) -> tuple[int, int, int]:
     """A published program whose Redis inventory is in place: (program, show time, VIP category)."""
     program_id = await _published(system, catalogue, program_body())
     [show] = await programs.show_times_of(catalogue, program_id)
@@ -48,7 +47,7 @@ async def _search_document(system: System, es: AsyncElasticsearch, program_id: i
 
 
 async def test_a_moved_show_time_and_a_new_price_reach_every_store_and_cache(
-    system: System, catalogue: ShardedDatabase, redis: Redis, es: AsyncElasticsearch
+    system: System, catalogue: ShardedDatabase, redis, es: AsyncElasticsearch
 ):
     program_id, show_time_id, vip = await _on_sale_with_inventory(system, catalogue, redis)
     assert (await system.http.get(f"/api/v1/programs/{program_id}")).status_code == 200  # now in every cache
@@ -95,7 +94,7 @@ def _local_date(moment: datetime) -> str:
     return moment.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
 
 
-async def test_asking_for_what_already_is_appends_nothing(system: System, catalogue: ShardedDatabase, redis: Redis):
+async def test_asking_for_what_already_is_appends_nothing(system: System, catalogue: ShardedDatabase, redis):
     program_id, show_time_id, vip = await _on_sale_with_inventory(system, catalogue, redis)
     [show] = await programs.show_times_of(catalogue, program_id)
 
@@ -112,7 +111,7 @@ async def test_asking_for_what_already_is_appends_nothing(system: System, catalo
     assert (same_price.status_code, same_price.json()["events"]) == (202, 0)
 
 
-async def test_bad_changes_are_refused_and_change_nothing(system: System, catalogue: ShardedDatabase, redis: Redis):
+async def test_bad_changes_are_refused_and_change_nothing(system: System, catalogue: ShardedDatabase, redis):
     program_id, show_time_id, vip = await _on_sale_with_inventory(system, catalogue, redis)
     admin = system.admin()
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
@@ -167,9 +166,7 @@ async def test_bad_changes_are_refused_and_change_nothing(system: System, catalo
     assert program is not None and program.aggregate_version == 7
 
 
-async def test_the_detail_shows_the_inventory_live_remaining_counts(
-    system: System, catalogue: ShardedDatabase, redis: Redis
-):
+async def test_the_detail_shows_the_inventory_live_remaining_counts(system: System, catalogue: ShardedDatabase, redis):
     program_id, _, vip = await _on_sale_with_inventory(system, catalogue, redis)
     assert _remaining(await system.http.get(f"/api/v1/programs/{program_id}"), vip) == 200
 
@@ -190,7 +187,7 @@ def _remaining(response: Any, category_id: int) -> int:
 
 
 async def test_a_rebuilding_worker_replaying_the_log_changes_no_store(
-    system: System, catalogue: ShardedDatabase, redis: Redis, es: AsyncElasticsearch, tmp_path
+    system: System, catalogue: ShardedDatabase, redis, es: AsyncElasticsearch, tmp_path
 ):
     program_id, show_time_id, vip = await _on_sale_with_inventory(system, catalogue, redis)
     await system.http.patch(
@@ -201,7 +198,7 @@ async def test_a_rebuilding_worker_replaying_the_log_changes_no_store(
         json={"startsAt": (datetime.now(UTC) + timedelta(days=60)).isoformat()},
         headers=system.admin(),
     )
-    sold = (await redis.zrange(available_seats(program_id, vip), 0, 0))[0]
+    sold = (await redis.zrange(available_seats(program_id, vip), 0, 0))[0].decode()
     await redis.zrem(available_seats(program_id, vip), sold)  # a seat sold since: a replay must not resell it
     await redis.hincrby(remaining_counts(program_id), str(vip), -1)
     topic = system.settings.kafka.topic("program")
@@ -210,7 +207,7 @@ async def test_a_rebuilding_worker_replaying_the_log_changes_no_store(
     await eventually(lambda: caught_up(system.settings, group, topic, partitions), PROJECTED_S, "the worker")
 
     async def current_price_indexed() -> bool:
-        return (await _search_document(system, es, program_id))["maxPrice"] == 1780.0
+        return bool((await _search_document(system, es, program_id))["maxPrice"] == 1780.0)
 
     await eventually(current_price_indexed, PROJECTED_S, "the new price in the search index")
     before = await _snapshot(catalogue, redis, es, system, program_id)
@@ -234,13 +231,13 @@ async def test_a_rebuilding_worker_replaying_the_log_changes_no_store(
 
 
 async def _snapshot(
-    catalogue: ShardedDatabase, redis: Redis, es: AsyncElasticsearch, system: System, program_id: int
+    catalogue: ShardedDatabase, redis, es: AsyncElasticsearch, system: System, program_id: int
 ) -> dict[str, Any]:
     """Everything the projectors wrote for one program: rows, inventory keys, search document."""
-    keys = sorted([k async for k in redis.scan_iter(match=f"{program_tag(program_id)}*")])
+    keys = sorted([k async for k in redis.scan_iter(match=program_keys_pattern(program_id))])
     inventory: dict[bytes, Any] = {}
     for key in keys:
-        kind = (await redis.type(key)).decode()
+        kind = str(await redis.type(key), "ascii")
         if kind == "hash":
             inventory[key] = await redis.hgetall(key)
         elif kind == "zset":

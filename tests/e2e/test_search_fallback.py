@@ -40,6 +40,12 @@ def body(title: str, actor: str, days: int) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(scope="module")
+def api_env() -> dict[str, str]:
+    """No page cache: every request below must really ask Elasticsearch, or Postgres."""
+    return {"DAMAI_API__SEARCH_CACHE_TTL_S": "0"}
+
+
 @pytest_asyncio.fixture(scope="module")
 async def on_sale(system: System, catalogue) -> AsyncIterator[None]:
     for title, actor, days in SHOWS:
@@ -68,13 +74,16 @@ async def test_search_answers_the_same_from_postgres_when_elasticsearch_is_down(
 
     await asyncio.to_thread(stack.down, system.settings, ["elasticsearch"])
     try:
+        fallbacks_before = await _fallbacks(system)
         from_postgres = [(await system.http.get("/api/v1/programs", params=q)).json() for q in queries]
         home_from_postgres = (await system.http.get("/api/v1/home", params={"areaId": AREA})).json()
         ready = await system.http.get("/readyz")
+        fallbacks = await _fallbacks(system) - fallbacks_before
     finally:
         await asyncio.to_thread(stack.up, system.settings, ["elasticsearch"])
 
     assert ready.status_code == 503 and "elasticsearch" in ready.json()["details"]["down"]
+    assert fallbacks == len(queries) + 1  # every page above came from Postgres
     for es_page, pg_page in zip(from_search, from_postgres, strict=True):
         assert pg_page["total"] == es_page["total"]
         assert [i["id"] for i in pg_page["items"]] == [i["id"] for i in es_page["items"]]
@@ -90,3 +99,10 @@ async def test_search_answers_the_same_from_postgres_when_elasticsearch_is_down(
 
 async def _exists(catalogue, program_id: int) -> bool:
     return await programs.get_program(catalogue, program_id) is not None
+
+
+async def _fallbacks(system: System) -> float:
+    metrics = (await system.http.get("/metrics")).text
+    return sum(
+        float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("damai_search_fallbacks_total")
+    )

@@ -1,4 +1,4 @@
-"""The pure parts of the program detail cache: memory bound and expiry, single flight, Bloom offsets, TTLs."""
+"""The pure parts of the caches: memory bound and expiry, single flight, micro-caching, Bloom offsets, TTLs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from infra.cache.bloom import BloomShape
 from infra.cache.local import LocalCache
+from infra.cache.micro import MicroCache
 from infra.cache.program_detail import detail_ttl_ms
 from infra.cache.single_flight import SingleFlight
 from infra.settings import ProgramCacheSettings
@@ -134,3 +135,53 @@ def test_miss_ttl_is_the_negative_ttl_when_nothing_was_found():
     settings = ProgramCacheSettings(redis_negative_ttl_s=30)
 
     assert detail_ttl_ms(settings, found=False) == 30_000
+
+
+async def test_micro_cache_shares_one_load_among_identical_requests_and_keeps_it_for_its_ttl():
+    cache: MicroCache[str, int] = MicroCache("test_pages", ttl_s=0.2, max_entries=10)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.02)
+        return loads
+
+    together = await asyncio.gather(*(cache.get("q", load) for _ in range(50)))
+    kept = await cache.get("q", load)
+    await asyncio.sleep(0.25)
+    after_ttl = await cache.get("q", load)
+
+    assert together == [1] * 50 and kept == 1
+    assert after_ttl == 2
+
+
+async def test_micro_cache_without_ttl_still_coalesces_but_keeps_nothing():
+    cache: MicroCache[str, int] = MicroCache("test_pages", ttl_s=0, max_entries=10)
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.02)
+        return loads
+
+    together = await asyncio.gather(*(cache.get("q", load) for _ in range(10)))
+    again = await cache.get("q", load)
+
+    assert set(together) == {1} and again == 2
+
+
+async def test_micro_cache_does_not_keep_a_failed_load():
+    cache: MicroCache[str, int] = MicroCache("test_pages", ttl_s=10, max_entries=10)
+
+    async def failing() -> int:
+        raise ConnectionError("store down")
+
+    async def working() -> int:
+        return 7
+
+    with pytest.raises(ConnectionError):
+        await cache.get("q", failing)
+
+    assert await cache.get("q", working) == 7
