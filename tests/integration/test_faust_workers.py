@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections import Counter
 
 import pytest
@@ -143,3 +144,39 @@ async def test_a_worker_reading_the_log_again_changes_nothing(isolated, publishe
 
     assert await _area_rows(pools, ids) == before
     assert '"projector.batch_failed"' not in again.output()
+
+
+async def test_a_stopping_worker_finishes_the_batch_in_hand(isolated, publisher, pools, tmp_path, area_code):
+    """Faust acks the batch in hand when an agent is cancelled (ADR 0003); on a stop it first waits
+    for every taken event to be acked, so a batch held up in its transaction is still applied."""
+    ids = list(range(area_code * 10, area_code * 10 + 11))
+    worker = start_worker(isolated, tmp_path / "worker.log")
+    try:
+        await publisher.publish_many(_areas(ids[0], 1))
+        await eventually(lambda: _all_there(pools, ids[:1]), PROJECTED_S, "the worker to project")
+        (_, first_database), *_ = pools
+        async with first_database.acquire() as blocker, blocker.transaction():
+            # Hold the projector's next transaction in flight: it waits for this lock.
+            await blocker.execute("LOCK TABLE projector_offset IN ACCESS EXCLUSIVE MODE")
+            await publisher.publish_many(_areas(ids[1], 10))
+            await eventually(lambda: _waiting_for_a_lock(first_database), PROJECTED_S, "a batch in flight")
+            worker.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(3.0)  # the worker is stopping while its batch waits
+        exit_code = await asyncio.to_thread(worker.proc.wait, 60)
+    finally:
+        worker.stop()
+
+    assert exit_code == 0
+    assert await _all_there(pools, ids), "the batch acked at stop was never applied"
+    assert '"projector.batch_failed"' not in worker.output()
+
+
+async def _all_there(pools: ShardPools, ids: list[int]) -> bool:
+    return await _projected(pools, ids) == [len(ids)] * len(pools.databases)
+
+
+async def _waiting_for_a_lock(pool) -> bool:
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%projector_offset%'"
+    )
+    return bool(waiting)
