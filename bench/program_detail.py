@@ -102,6 +102,15 @@ class Figures:
     p99_ms: float
 
 
+def median_of(figures: list[Figures]) -> Figures:
+    """Each figure's median over the rounds."""
+    return Figures(
+        statistics.median(f.requests_per_s for f in figures),
+        statistics.median(f.p50_ms for f in figures),
+        statistics.median(f.p99_ms for f in figures),
+    )
+
+
 def run_wrk(url: str, connections: int, threads: int, seconds: int, script: Path | None = None) -> Figures:
     """One wrk run against ``url``; ``script`` is a wrk Lua script that shapes the requests."""
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
@@ -179,17 +188,16 @@ def measure(settings: Settings, program_id: int, args: argparse.Namespace, log_d
 
 
 def report(results: dict[str, list[Figures]], args: argparse.Namespace) -> None:
-    baseline = statistics.median(f.requests_per_s for f in results["bare FastAPI"])
+    baseline = median_of(results["bare FastAPI"]).requests_per_s
     print(
         f"\nGET /api/v1/programs/{{id}}: wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, "
         f"medians of {args.rounds} rounds, log level {args.log_level}"
     )
     print(f"{'server':<20} {'requests/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'vs bare':>8}")
     for name, figures in results.items():
-        rps = statistics.median(f.requests_per_s for f in figures)
-        p50 = statistics.median(f.p50_ms for f in figures)
-        p99 = statistics.median(f.p99_ms for f in figures)
-        print(f"{name:<20} {rps:>12,.0f} {p50:>8.2f} {p99:>8.2f} {rps / baseline:>8.2f}")
+        m = median_of(figures)
+        ratio = m.requests_per_s / baseline
+        print(f"{name:<20} {m.requests_per_s:>12,.0f} {m.p50_ms:>8.2f} {m.p99_ms:>8.2f} {ratio:>8.2f}")
         print(f"{'':<20} rounds: {', '.join(f'{f.requests_per_s:,.0f}' for f in figures)}")
 
 

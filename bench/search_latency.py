@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import statistics
 import sys
 import uuid
 from dataclasses import dataclass, replace
@@ -42,7 +41,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 
-from bench.program_detail import WARM_UP_S, Figures, Server, run_wrk, start
+from bench.program_detail import WARM_UP_S, Figures, Server, median_of, run_wrk, start
 from infra.catalogue.search import ProgramQuery, SortOrder, TimeWindow, search_body
 from infra.demo.programs import demo_program_commands
 from infra.demo.seed import seed_demo
@@ -243,18 +242,16 @@ def measure(settings: Settings, args: argparse.Namespace, log_dir: Path) -> dict
 
 
 def report(results: dict[str, list[Figures]], args: argparse.Namespace) -> None:
-    es_p50 = statistics.median(f.p50_ms for f in results[ES_DIRECT])
-    es_p99 = statistics.median(f.p99_ms for f in results[ES_DIRECT])
+    es = median_of(results[ES_DIRECT])
     print(
         f"\nGET {SEARCH_PATH}, {len(QUERIES)} searches in turn: wrk -t{args.threads} -c{args.connections} "
         f"-d{args.seconds}s, medians of {args.rounds} rounds, log level {args.log_level}"
     )
     print(f"{'path':<32} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'p50/ES':>7} {'p99/ES':>7}")
     for name, figures in results.items():
-        rps = statistics.median(f.requests_per_s for f in figures)
-        p50 = statistics.median(f.p50_ms for f in figures)
-        p99 = statistics.median(f.p99_ms for f in figures)
-        print(f"{name:<32} {rps:>11,.0f} {p50:>8.2f} {p99:>8.2f} {p50 / es_p50:>7.2f} {p99 / es_p99:>7.2f}")
+        m = median_of(figures)
+        ratios = f"{m.p50_ms / es.p50_ms:>7.2f} {m.p99_ms / es.p99_ms:>7.2f}"
+        print(f"{name:<32} {m.requests_per_s:>11,.0f} {m.p50_ms:>8.2f} {m.p99_ms:>8.2f} {ratios}")
         rounds = ", ".join(f"{f.requests_per_s:,.0f}/{f.p50_ms:.1f}/{f.p99_ms:.1f}" for f in figures)
         print(f"{'':<32} rounds (req/s / p50 / p99): {rounds}")
 

@@ -137,15 +137,21 @@ def test_miss_ttl_is_the_negative_ttl_when_nothing_was_found():
     assert detail_ttl_ms(settings, found=False) == 30_000
 
 
+class CountingLoad:
+    """A slow load that answers how many times it has been called."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        await asyncio.sleep(0.02)
+        return self.calls
+
+
 async def test_micro_cache_shares_one_load_among_identical_requests_and_keeps_it_for_its_ttl():
     cache: MicroCache[str, int] = MicroCache("test_pages", ttl_s=0.2, max_entries=10)
-    loads = 0
-
-    async def load() -> int:
-        nonlocal loads
-        loads += 1
-        await asyncio.sleep(0.02)
-        return loads
+    load = CountingLoad()
 
     together = await asyncio.gather(*(cache.get("q", load) for _ in range(50)))
     kept = await cache.get("q", load)
@@ -158,13 +164,7 @@ async def test_micro_cache_shares_one_load_among_identical_requests_and_keeps_it
 
 async def test_micro_cache_without_ttl_still_coalesces_but_keeps_nothing():
     cache: MicroCache[str, int] = MicroCache("test_pages", ttl_s=0, max_entries=10)
-    loads = 0
-
-    async def load() -> int:
-        nonlocal loads
-        loads += 1
-        await asyncio.sleep(0.02)
-        return loads
+    load = CountingLoad()
 
     together = await asyncio.gather(*(cache.get("q", load) for _ in range(10)))
     again = await cache.get("q", load)
