@@ -48,7 +48,9 @@ async def seat_map(redis: Redis, program: ProgramDetail, show: ShowTimeDetail) -
         facts, available = replies[2 * index], set(replies[2 * index + 1])
         categories_by_price[category.price].append(category.id)
         for seat_id, fact in facts.items():
-            row, column = fact.decode().split(":")
+            # "row:column" (inventories projected before prices moved to their own hash also
+            # carry ":price", ignored here: the price is the category's).
+            row, column = fact.decode().split(":")[:2]
             state = AVAILABLE if seat_id in available else UNAVAILABLE
             seats_by_price[category.price].append(SeatState(int(seat_id), category.id, int(row), int(column), state))
     return [
