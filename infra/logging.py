@@ -4,7 +4,8 @@ The project's own log calls go through structlog's native path (a level-filterin
 writing orjson bytes straight to stderr): about 8 µs a line, against about 30 µs through the
 standard library's handlers (the access log has a faster path still: api/observability.py).
 Libraries that log through the standard library (uvicorn, aiokafka, faust, elastic_transport)
-are rendered the same way by a handler on the root logger.
+are rendered the same way by a handler on the root logger. Name every logger
+(``structlog.get_logger(__name__)``): the native path does not guess the caller's module.
 """
 
 from __future__ import annotations

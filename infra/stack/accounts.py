@@ -12,7 +12,7 @@ import structlog
 from infra.stack import process
 from infra.stack.errors import StackError
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 
 def user_exists(name: str) -> bool:

@@ -25,7 +25,7 @@ from infra.stack import accounts, packages, process
 from infra.stack.errors import StackError
 from infra.stack.service import LOOPBACK, Service
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 JVM_ROOT = Path("/usr/lib/jvm")

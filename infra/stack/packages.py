@@ -11,7 +11,7 @@ import structlog
 from infra.stack import process
 from infra.stack.errors import StackError
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 # Maven's default local repository; `dependency:get` leaves artifacts there.

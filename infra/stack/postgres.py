@@ -17,7 +17,7 @@ from infra.stack import accounts, packages, process
 from infra.stack.errors import StackError
 from infra.stack.service import LOOPBACK, Service
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 OS_USER = "postgres"

@@ -18,7 +18,7 @@ from infra.settings import Settings
 from infra.stack import process
 from infra.stack.errors import StackError
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 # Every server of the local stack binds here only.
 LOOPBACK = "127.0.0.1"

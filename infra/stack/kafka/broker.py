@@ -19,7 +19,7 @@ from infra.stack.errors import StackError
 from infra.stack.kafka.protocol import fetch_metadata
 from infra.stack.service import LOOPBACK, Service
 
-log = structlog.get_logger()
+log = structlog.get_logger(__name__)
 
 POM = Path(__file__).with_name("pom.xml")
 JAVA = "java"
