@@ -12,7 +12,7 @@ from api.errors import ApiError, dependency_unavailable
 from api.models import MAX_ID, CamelModel, IdPath
 from api.resources import Resources, ResourcesDep, resources_of
 from infra.cache import CachedDetail
-from infra.catalogue.seat_map import seat_map
+from infra.catalogue.seat_map import encode_seat_map, seat_map
 from infra.postgres.pools import UNREACHABLE_ERRORS
 
 router = APIRouter(tags=["programs"])
@@ -104,6 +104,8 @@ class PriceGroupOut(CamelModel):
 
 
 class SeatMapOut(CamelModel):
+    """Declared for the API schema; the body is built by infra.catalogue.seat_map.encode_seat_map."""
+
     program_id: str
     show_time_id: str
     price_groups: list[PriceGroupOut]
@@ -122,9 +124,10 @@ async def get_seat_map(
     program_id: IdPath,
     res: ResourcesDep,
     show_time_id: Annotated[int | None, Query(alias="showTimeId", ge=1, le=MAX_ID)] = None,
-) -> SeatMapOut:
+) -> Response:
     """The seats of one show time (the first, unless ``showTimeId`` names another), grouped by price,
-    each with its live state: ``available`` or ``unavailable`` (held or sold)."""
+    each with its state in the Redis inventory (at most ``seat_map_ttl_s`` old): ``available``, or
+    ``unavailable`` (held or sold)."""
     program = (await _visible_program(res, program_id)).detail
     if not program.seat_selectable:
         raise ApiError(
@@ -141,25 +144,10 @@ async def get_seat_map(
             "no such show time of this program",
             {"programId": str(program_id), "showTimeId": str(show_time_id)},
         )
-    groups = await seat_map(res.redis, program, show)
-    return SeatMapOut(
-        program_id=str(program_id),
-        show_time_id=str(show.id),
-        price_groups=[
-            PriceGroupOut(
-                price=f"{g.price:.2f}",
-                ticket_category_ids=[str(i) for i in g.ticket_category_ids],
-                seats=[
-                    SeatOut(
-                        id=str(s.id),
-                        ticket_category_id=str(s.ticket_category_id),
-                        row=s.row,
-                        column=s.column,
-                        state=s.state,
-                    )
-                    for s in g.seats
-                ],
-            )
-            for g in groups
-        ],
-    )
+    show_id = show.id
+
+    async def build() -> bytes:
+        return encode_seat_map(program_id, show_id, await seat_map(res.redis, program, show))
+
+    # Everyone in a sale looks at the same map: one build per show time per ``seat_map_ttl_s``.
+    return Response(await res.seat_maps.get((program_id, show_id), build), media_type="application/json")

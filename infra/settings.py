@@ -109,6 +109,12 @@ class ProgramCacheSettings(BaseModel):
     local_negative_ttl_s: float = Field(
         default=5.0, gt=0, description="How long a process remembers that a program id does not exist."
     )
+    seat_map_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a process reuses a show time's seat map for identical requests (0: build it for "
+        "every request; concurrent ones still share one build). A seat taken meanwhile is refused at purchase.",
+    )
     remaining_ttl_s: float = Field(
         default=1.0,
         ge=0,

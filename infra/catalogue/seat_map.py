@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
+import orjson
 from redis.asyncio import Redis
 
 from infra.catalogue.detail import ProgramDetail, ShowTimeDetail
@@ -19,12 +21,13 @@ from infra.redis_keys import available_seats, seat_facts
 AVAILABLE, UNAVAILABLE = "available", "unavailable"
 
 
-@dataclass(frozen=True)
-class SeatState:
-    id: int
-    ticket_category_id: int
+class SeatState(NamedTuple):
+    """A tuple (row and column first, so seats sort by position natively): a stadium has 50,000."""
+
     row: int
     column: int
+    id: int
+    ticket_category_id: int
     state: str
 
 
@@ -47,13 +50,43 @@ async def seat_map(redis: Redis, program: ProgramDetail, show: ShowTimeDetail) -
     for index, category in enumerate(show.ticket_categories):
         facts, available = replies[2 * index], set(replies[2 * index + 1])
         categories_by_price[category.price].append(category.id)
+        seats = seats_by_price[category.price]
         for seat_id, fact in facts.items():
             # "row:column" (inventories projected before prices moved to their own hash also
             # carry ":price", ignored here: the price is the category's).
-            row, column = fact.decode().split(":")[:2]
+            row, column, *_ = fact.split(b":")
             state = AVAILABLE if seat_id in available else UNAVAILABLE
-            seats_by_price[category.price].append(SeatState(int(seat_id), category.id, int(row), int(column), state))
+            seats.append(SeatState(int(row), int(column), int(seat_id), category.id, state))
     return [
-        PriceGroup(price, tuple(categories_by_price[price]), tuple(sorted(seats, key=lambda s: (s.row, s.column))))
+        PriceGroup(price, tuple(categories_by_price[price]), tuple(sorted(seats)))
         for price, seats in sorted(seats_by_price.items())
     ]
+
+
+def encode_seat_map(program_id: int, show_time_id: int, groups: list[PriceGroup]) -> bytes:
+    """The JSON of ``GET /api/v1/programs/{id}/seats`` (``api.programs.SeatMapOut``), built directly:
+    a stadium has 50,000 seats, and a model object per seat costs more than the map itself."""
+    category_ids = {i: str(i) for g in groups for i in g.ticket_category_ids}
+    return orjson.dumps(
+        {
+            "programId": str(program_id),
+            "showTimeId": str(show_time_id),
+            "priceGroups": [
+                {
+                    "price": f"{g.price:.2f}",
+                    "ticketCategoryIds": [category_ids[i] for i in g.ticket_category_ids],
+                    "seats": [
+                        {
+                            "id": str(seat_id),
+                            "ticketCategoryId": category_ids[category_id],
+                            "row": row,
+                            "column": column,
+                            "state": state,
+                        }
+                        for row, column, seat_id, category_id, state in g.seats
+                    ],
+                }
+                for g in groups
+            ],
+        }
+    )
