@@ -19,7 +19,11 @@ import structlog
 
 # Libraries whose INFO lines are per request or per message: at INFO they would double the
 # log volume of a busy process (elastic_transport writes a line for every Elasticsearch call).
-CHATTY_LIBRARIES = {"elastic_transport": logging.WARNING}
+CHATTY_LIBRARIES = {
+    "elastic_transport": logging.WARNING,
+    # Faust's timers note each late wake-up (a busy core) at INFO, several times a second.
+    "mode.timers": logging.WARNING,
+}
 
 
 class _NamedBytesLogger(structlog.BytesLogger):
