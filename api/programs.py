@@ -116,7 +116,7 @@ class SeatMapOut(CamelModel):
     response_model=SeatMapOut,
     response_model_by_alias=True,
     responses={
-        404: {"description": "PROGRAM_NOT_FOUND, SHOW_TIME_NOT_FOUND"},
+        404: {"description": "PROGRAM_NOT_FOUND, SHOW_TIME_NOT_FOUND, TICKET_CATEGORY_NOT_FOUND"},
         409: {"description": "SEATS_NOT_SELECTABLE: this program assigns seats itself"},
     },
 )
@@ -124,10 +124,12 @@ async def get_seat_map(
     program_id: IdPath,
     res: ResourcesDep,
     show_time_id: Annotated[int | None, Query(alias="showTimeId", ge=1, le=MAX_ID)] = None,
+    ticket_category_id: Annotated[int | None, Query(alias="ticketCategoryId", ge=1, le=MAX_ID)] = None,
 ) -> Response:
     """The seats of one show time (the first, unless ``showTimeId`` names another), grouped by price,
     each with its state in the Redis inventory (at most ``seat_map_ttl_s`` old): ``available``, or
-    ``unavailable`` (held or sold)."""
+    ``unavailable`` (held or sold). ``ticketCategoryId`` narrows the map to one ticket category: a
+    stadium's whole map is megabytes, one stand a fraction of it."""
     program = (await _visible_program(res, program_id)).detail
     if not program.seat_selectable:
         raise ApiError(
@@ -144,10 +146,19 @@ async def get_seat_map(
             "no such show time of this program",
             {"programId": str(program_id), "showTimeId": str(show_time_id)},
         )
+    categories = [c for c in show.ticket_categories if ticket_category_id in (None, c.id)]
+    if not categories:
+        raise ApiError(
+            404,
+            "TICKET_CATEGORY_NOT_FOUND",
+            "no such ticket category in this show time",
+            {"programId": str(program_id), "showTimeId": str(show.id), "ticketCategoryId": str(ticket_category_id)},
+        )
     show_id = show.id
 
     async def build() -> bytes:
-        return encode_seat_map(program_id, show_id, await seat_map(res.redis, program, show))
+        return encode_seat_map(program_id, show_id, await seat_map(res.redis, program.id, categories))
 
-    # Everyone in a sale looks at the same map: one build per show time per ``seat_map_ttl_s``.
-    return Response(await res.seat_maps.get((program_id, show_id), build), media_type="application/json")
+    # Everyone in a sale looks at the same map: one build per map per ``seat_map_ttl_s``.
+    key = (program_id, show_id, ticket_category_id)
+    return Response(await res.seat_maps.get(key, build), media_type="application/json")

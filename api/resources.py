@@ -43,7 +43,7 @@ class Resources:
     remaining: RemainingCounts
     search: ProgramSearch
     search_pages: MicroCache[Hashable, bytes]
-    seat_maps: MicroCache[tuple[int, int], bytes]
+    seat_maps: MicroCache[tuple[int, int, int | None], bytes]
     _exit: AsyncExitStack
 
     @classmethod
@@ -80,7 +80,7 @@ class Resources:
         search_pages: MicroCache[Hashable, bytes] = MicroCache(
             "search_pages", settings.api.search_cache_ttl_s, settings.api.search_cache_max_entries
         )
-        seat_maps: MicroCache[tuple[int, int], bytes] = MicroCache(
+        seat_maps: MicroCache[tuple[int, int, int | None], bytes] = MicroCache(
             "seat_maps", settings.program_cache.seat_map_ttl_s, settings.program_cache.local_max_entries
         )
         return cls(

@@ -8,6 +8,7 @@ and ``unavailable`` (locked or sold) otherwise.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -15,7 +16,7 @@ from typing import NamedTuple
 import orjson
 from redis.asyncio import Redis
 
-from infra.catalogue.detail import ProgramDetail, ShowTimeDetail
+from infra.catalogue.detail import TicketCategoryDetail
 from infra.redis_keys import available_seats, seat_facts
 
 AVAILABLE, UNAVAILABLE = "available", "unavailable"
@@ -38,16 +39,17 @@ class PriceGroup:
     seats: tuple[SeatState, ...]
 
 
-async def seat_map(redis: Redis, program: ProgramDetail, show: ShowTimeDetail) -> list[PriceGroup]:
-    """All seats of ``show``, by price (cheapest first), each in row and column order."""
+async def seat_map(redis: Redis, program_id: int, categories: Sequence[TicketCategoryDetail]) -> list[PriceGroup]:
+    """The seats of these ticket categories (one show time's), by price (cheapest first), each
+    group in row and column order."""
     async with redis.pipeline(transaction=False) as pipe:
-        for category in show.ticket_categories:
-            pipe.hgetall(seat_facts(program.id, category.id))
-            pipe.zrange(available_seats(program.id, category.id), 0, -1)
+        for category in categories:
+            pipe.hgetall(seat_facts(program_id, category.id))
+            pipe.zrange(available_seats(program_id, category.id), 0, -1)
         replies = await pipe.execute()
     seats_by_price: dict[Decimal, list[SeatState]] = defaultdict(list)
     categories_by_price: dict[Decimal, list[int]] = defaultdict(list)
-    for index, category in enumerate(show.ticket_categories):
+    for index, category in enumerate(categories):
         facts, available = replies[2 * index], set(replies[2 * index + 1])
         categories_by_price[category.price].append(category.id)
         seats = seats_by_price[category.price]

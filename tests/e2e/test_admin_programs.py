@@ -149,6 +149,30 @@ async def test_seat_map_groups_seats_by_price_with_their_live_state(system: Syst
     assert (first["ticketCategoryId"], first["row"], first["column"]) == (str(categories["VIP"]), 1, 1)
 
 
+async def test_seat_map_narrowed_to_one_ticket_category(system: System, catalogue, redis):
+    program_id = await _published(system, catalogue, program_body())
+    categories = {c.name: c.id for c in await programs.ticket_categories_of(catalogue, program_id)}
+
+    async def inventory_ready() -> bool:
+        return int(await redis.zcard(available_seats(program_id, categories["看台"]))) == 600
+
+    await eventually(inventory_ready, PROJECTED_S, "the Redis inventory")
+
+    stand = await system.http.get(
+        f"/api/v1/programs/{program_id}/seats", params={"ticketCategoryId": categories["看台"]}
+    )
+    unknown = await system.http.get(f"/api/v1/programs/{program_id}/seats", params={"ticketCategoryId": 42})
+
+    assert stand.status_code == 200, stand.text
+    [group] = stand.json()["priceGroups"]
+    assert (group["price"], group["ticketCategoryIds"], len(group["seats"])) == (
+        "380.00",
+        [str(categories["看台"])],
+        600,
+    )
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "TICKET_CATEGORY_NOT_FOUND")
+
+
 async def test_seat_map_of_a_program_without_seat_choice_is_refused(system: System, catalogue):
     body = program_body(
         seatSelectable=False,
