@@ -19,10 +19,12 @@ stack_app = typer.Typer(help="The local PostgreSQL, Redis, Kafka and Elasticsear
 db_app = typer.Typer(help="Shard databases: schema migrations.", no_args_is_help=True)
 seed_app = typer.Typer(help="Demo data, published through the commands.", no_args_is_help=True)
 cache_app = typer.Typer(help="The program detail cache: Bloom filter and invalidation.", no_args_is_help=True)
+verify_app = typer.Typer(help="Check that the stores agree with each other.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(cache_app, name="cache")
+app.add_typer(verify_app, name="verify")
 
 Services = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka, elasticsearch (default: all)")]
 
@@ -159,6 +161,45 @@ def cache_invalidate(program_id: Annotated[int, typer.Argument(help="Program id"
 
     asyncio.run(invalidate())
     typer.echo(f"program {program_id} invalidated")
+
+
+@verify_app.command("inventory")
+def verify_inventory(
+    program_id: Annotated[
+        int | None, typer.Option("--program", help="Only this program (default: all, a full route)")
+    ] = None,
+) -> None:
+    """Check each program's Redis seat inventory against its layout in Postgres; exit 1 on any disagreement."""
+    from infra.catalogue.verify import Disagreement, verify_all_inventories, verify_program_inventory
+    from infra.postgres.pools import ShardPools
+    from infra.postgres.routing import shard_layout
+    from infra.postgres.views.sharded import ShardedDatabase
+    from infra.redis import create_redis
+
+    settings = _settings()
+
+    async def verify() -> tuple[int, list[Disagreement]]:
+        pools, redis = ShardPools(settings.postgres), create_redis(settings.redis)
+        await pools.start()
+        try:
+            db = ShardedDatabase(pools, shard_layout(settings))
+            if program_id is not None:
+                return 1, await verify_program_inventory(db, redis, program_id)
+            checked, found = 0, []
+            async for _, disagreements in verify_all_inventories(db, redis):
+                checked += 1
+                found += disagreements
+            return checked, found
+        finally:
+            await redis.aclose()
+            await pools.stop()
+
+    checked, found = asyncio.run(verify())
+    for disagreement in found:
+        typer.echo(str(disagreement))
+    typer.echo(f"{checked} programs checked, {len(found)} disagreements")
+    if found:
+        raise typer.Exit(1)
 
 
 @seed_app.command("demo")
