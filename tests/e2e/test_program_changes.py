@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from elasticsearch import AsyncElasticsearch
 
+from infra.catalogue.verify import verify_program_inventory
 from infra.postgres.views import programs
 from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, program_keys_pattern, remaining_counts, ticket_category_prices
@@ -228,6 +229,7 @@ async def test_a_rebuilding_worker_replaying_the_log_changes_no_store(
 
     assert await _snapshot(catalogue, redis, es, system, program_id) == before
     assert '"projector.batch_failed"' not in worker.output()
+    assert await verify_program_inventory(catalogue, redis, program_id) == []  # the new price included
 
 
 async def _snapshot(
