@@ -112,6 +112,15 @@ async def test_program_commands_need_the_admin_credential(system: System):
     assert response.status_code == 401
 
 
+async def seats_projected(redis: Any, program_id: int, ticket_category_id: int, seats: int) -> None:
+    """Wait until the Redis inventory holds the category's seats, all available."""
+
+    async def there() -> bool:
+        return int(await redis.zcard(available_seats(program_id, ticket_category_id))) == seats
+
+    await eventually(there, PROJECTED_S, "the Redis inventory")
+
+
 async def _status_is(db: ShardedDatabase, program_id: int, status: str) -> bool:
     program = await programs.get_program(db, program_id)
     return program is not None and program.status == status
@@ -130,10 +139,7 @@ async def test_seat_map_groups_seats_by_price_with_their_live_state(system: Syst
     program_id = await _published(system, catalogue, program_body())
     categories = {c.name: c.id for c in await programs.ticket_categories_of(catalogue, program_id)}
 
-    async def inventory_ready() -> bool:
-        return int(await redis.zcard(available_seats(program_id, categories["VIP"]))) == 200
-
-    await eventually(inventory_ready, PROJECTED_S, "the Redis inventory")
+    await seats_projected(redis, program_id, categories["VIP"], 200)
     held = (await redis.zrange(available_seats(program_id, categories["VIP"]), 0, 0))[0].decode()
     await redis.zrem(available_seats(program_id, categories["VIP"]), held)  # as the allocator does
 
@@ -153,10 +159,7 @@ async def test_seat_map_narrowed_to_one_ticket_category(system: System, catalogu
     program_id = await _published(system, catalogue, program_body())
     categories = {c.name: c.id for c in await programs.ticket_categories_of(catalogue, program_id)}
 
-    async def inventory_ready() -> bool:
-        return int(await redis.zcard(available_seats(program_id, categories["看台"]))) == 600
-
-    await eventually(inventory_ready, PROJECTED_S, "the Redis inventory")
+    await seats_projected(redis, program_id, categories["看台"], 600)
 
     stand = await system.http.get(
         f"/api/v1/programs/{program_id}/seats", params={"ticketCategoryId": categories["看台"]}

@@ -19,7 +19,7 @@ from infra.redis_keys import available_seats, program_keys_pattern, remaining_co
 from infra.search import index_name
 from tests.consumer_groups import caught_up
 from tests.e2e.conftest import System
-from tests.e2e.test_admin_programs import PROJECTED_S, _published, program_body
+from tests.e2e.test_admin_programs import PROJECTED_S, _published, program_body, seats_projected
 from tests.processes import eventually, start_worker
 
 pytestmark = pytest.mark.slow
@@ -35,10 +35,7 @@ async def _on_sale_with_inventory(system: System, catalogue: ShardedDatabase, re
     [show] = await programs.show_times_of(catalogue, program_id)
     vip = next(c for c in await programs.ticket_categories_of(catalogue, program_id) if c.name == "VIP")
 
-    async def inventory_ready() -> bool:
-        return int(await redis.zcard(available_seats(program_id, vip.id))) == 200
-
-    await eventually(inventory_ready, PROJECTED_S, "the Redis inventory")
+    await seats_projected(redis, program_id, vip.id, 200)
     return program_id, show.id, vip.id
 
 
