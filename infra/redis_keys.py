@@ -35,6 +35,11 @@ def ticket_category_prices(program_id: int) -> str:
     return f"{program_tag(program_id)}:price"
 
 
+def ticket_category_price_versions(program_id: int) -> str:
+    """Hash: ticket category id → aggregate version of its price (the newest version wins)."""
+    return f"{program_tag(program_id)}:price-version"
+
+
 def available_seats(program_id: int, ticket_category_id: int) -> str:
     """Sorted set of available seat ids, scored row * SEAT_ROW_STRIDE + column."""
     return f"{program_tag(program_id)}:available:{ticket_category_id}"

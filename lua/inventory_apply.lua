@@ -8,11 +8,17 @@
 -- KEYS[3]  the program's prices (hash)              {p:<id>}:price             ticket category -> "1680.00"
 -- KEYS[4]  the category's available seats (zset)    {p:<id>}:available:<tc>    seat id, score row*C+column
 -- KEYS[5]  the category's seat facts (hash)         {p:<id>}:seat:<tc>         seat id -> "row:column"
+-- KEYS[6]  the versions of the prices (hash)        {p:<id>}:price-version     ticket category -> version
 -- ARGV[1]  the event id
 -- ARGV[2]  kind: "category", "seats" or "price"
 -- ARGV[3]  ticket category id
--- ARGV[4..] category: its total and price; seats: the row stride C (score = row * C + column),
---          then seat id, row, column for each seat; price: the new price
+-- ARGV[4..] category: its total, price and the event's aggregate version; seats: the row stride C
+--          (score = row * C + column), then seat id, row, column for each seat; price: the new
+--          price and the event's aggregate version
+--
+-- Prices follow the newest version, not the order of arrival: two admins changing one price at
+-- once may have their events appended in the other order, and Postgres and Elasticsearch keep
+-- the newest version too.
 --
 -- Returns  1 when applied, 0 when this event was already applied (nothing changed)
 -- Errors   "ERR_BAD_ARGUMENT" for a missing event id, an unknown kind or malformed arguments.
@@ -26,13 +32,21 @@ if redis.call("SISMEMBER", KEYS[1], event_id) == 1 then
 end
 
 local kind, category = ARGV[2], ARGV[3]
+local function set_price(price, version)
+  local current = tonumber(redis.call("HGET", KEYS[6], category) or "0")
+  if version > current then
+    redis.call("HSET", KEYS[3], category, price)
+    redis.call("HSET", KEYS[6], category, version)
+  end
+end
+
 if kind == "category" then
-  local total, price = tonumber(ARGV[4]), ARGV[5]
-  if not total or total < 0 or not tonumber(price) then
+  local total, price, version = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+  if not total or total < 0 or not tonumber(price) or not version then
     return redis.error_reply("ERR_BAD_ARGUMENT")
   end
   redis.call("HSET", KEYS[2], category, total)
-  redis.call("HSET", KEYS[3], category, price)
+  set_price(price, version)
 elseif kind == "seats" then
   local stride = tonumber(ARGV[4])
   if not stride or stride < 1 or (#ARGV - 4) % 3 ~= 0 then
@@ -50,10 +64,11 @@ elseif kind == "seats" then
     redis.call("HSET", KEYS[5], seat, row .. ":" .. column)
   end
 elseif kind == "price" then
-  if not tonumber(ARGV[4]) then
+  local version = tonumber(ARGV[5])
+  if not tonumber(ARGV[4]) or not version then
     return redis.error_reply("ERR_BAD_ARGUMENT")
   end
-  redis.call("HSET", KEYS[3], category, ARGV[4])
+  set_price(ARGV[4], version)
 else
   return redis.error_reply("ERR_BAD_ARGUMENT")
 end

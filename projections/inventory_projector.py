@@ -20,6 +20,7 @@ from infra.redis_keys import (
     inventory_applied,
     remaining_counts,
     seat_facts,
+    ticket_category_price_versions,
     ticket_category_prices,
 )
 from projections.projector import Batch
@@ -53,13 +54,14 @@ def _script_call(envelope: EventEnvelope) -> tuple[list[str], list[str | int]]:
         ticket_category_prices(p),
         available_seats(p, tc),
         seat_facts(p, tc),
+        ticket_category_price_versions(p),
     ]
     head: list[str | int] = [str(envelope.event_id)]
     match event:
         case TicketCategoryAdded():
-            return keys, [*head, "category", tc, event.total, f"{event.price:.2f}"]
+            return keys, [*head, "category", tc, event.total, f"{event.price:.2f}", envelope.aggregate_version]
         case TicketCategoryRepriced():
-            return keys, [*head, "price", tc, f"{event.price:.2f}"]
+            return keys, [*head, "price", tc, f"{event.price:.2f}", envelope.aggregate_version]
     seats: list[str | int] = []
     for s in event.seats:
         seats += [s.seat_id, s.row, s.column]

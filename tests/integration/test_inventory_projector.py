@@ -55,25 +55,37 @@ async def test_counts_and_available_seats_match_the_layout(redis, layout):
     assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1355.00"
 
 
+def _repriced(batch, inner: int, price: str, version: int) -> Positioned[EventEnvelope]:
+    event = TicketCategoryRepriced(
+        program_id=batch[0].item.payload["programId"],
+        show_time_id=batch[1].item.payload["showTimeId"],
+        ticket_category_id=inner,
+        price=Decimal(price),
+        previous_price=Decimal("1355.00"),
+    )
+    return Positioned(Delivered("t", 0, version - 1), EventEnvelope.wrap(event, aggregate_version=version))
+
+
 async def test_a_new_price_applies_once_and_a_replay_never_restores_the_old_one(redis, layout):
     program_id, inner, batch = layout
     projector = InventoryProjector("test.inventory", redis, LuaScripts(redis))
-    repriced = EventEnvelope.wrap(
-        TicketCategoryRepriced(
-            program_id=program_id,
-            show_time_id=batch[1].item.payload["showTimeId"],
-            ticket_category_id=inner,
-            price=Decimal("1580.00"),
-            previous_price=Decimal("1355.00"),
-        ),
-        aggregate_version=len(batch) + 1,
-    )
-    await projector.apply([*batch, Positioned(Delivered("t", 0, len(batch)), repriced)])
+    await projector.apply([*batch, _repriced(batch, inner, "1580.00", len(batch) + 1)])
 
     await projector.apply(batch)  # the whole log again, from the start
 
     assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1580.00"
     assert await redis.zcard(available_seats(program_id, inner)) == 2400
+
+
+async def test_of_two_new_prices_appended_out_of_order_the_newer_version_wins(redis, layout):
+    program_id, inner, batch = layout
+    n = len(batch)
+    newer, older = _repriced(batch, inner, "1880.00", n + 2), _repriced(batch, inner, "1580.00", n + 1)
+
+    # Two admins at once: versions n+1 and n+2 reserved in that order, appended the other way round.
+    await InventoryProjector("test.inventory", redis, LuaScripts(redis)).apply([*batch, newer, older])
+
+    assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1880.00"
 
 
 async def test_replaying_the_layout_never_resells_a_seat_or_resets_a_count(redis, layout):
