@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated
-from infra.postgres.offsets import Positioned, take_unapplied
+from infra.postgres.offsets import Delivered, Positioned, skip_offsets, take_unapplied
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS bench_projection (
@@ -19,6 +21,9 @@ class BenchProjector:
     def __init__(self, name: str, pool: asyncpg.Pool):
         self.name = name
         self._pool = pool
+
+    async def skip(self, positions: Sequence[Delivered]) -> None:
+        await skip_offsets([self._pool], self.name, positions)
 
     async def apply(self, batch: list[Positioned[EventEnvelope]]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

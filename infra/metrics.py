@@ -12,6 +12,11 @@ EVENTS_SKIPPED = Counter(
     "damai_events_skipped_total", "Redelivered events a projector had already applied", ["projector"]
 )
 DEAD_LETTERS = Counter("damai_dead_letters_total", "Messages sent to a dead-letter topic", ["consumer_group", "reason"])
+PROJECTOR_GAPS = Counter(
+    "damai_projector_gaps_total",
+    "Batches that began past the offset after the last one a projector applied: events it never saw",
+    ["projector"],
+)
 PROJECTOR_RETRIES = Counter(
     "damai_projector_retries_total", "Batches retried after a transient store error", ["projector"]
 )

@@ -8,11 +8,14 @@ seats are one range) and each seat's row and column. Each event is applied at mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
 
 from events.envelope import EventEnvelope
 from events.program import SeatsLaidOut, TicketCategoryAdded, TicketCategoryRepriced
 from events.serialization import payload_of
+from infra.postgres.offsets import Delivered
 from infra.redis import LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
@@ -33,6 +36,9 @@ class InventoryProjector:
         self.name = name
         self._redis = redis
         self._apply = scripts["inventory_apply"]
+
+    async def skip(self, positions: Sequence[Delivered]) -> None:
+        """Nothing to count: the inventory remembers event ids, not offsets."""
 
     async def apply(self, batch: Batch) -> None:
         """One pipeline per batch: a round trip for the lot, each script atomic on its own."""

@@ -8,7 +8,8 @@ is kept), and an event that cannot be applied at all goes to the dead-letter top
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Protocol
 
 import asyncpg
@@ -74,29 +75,39 @@ class Projector(Protocol):
 
     async def apply(self, batch: Batch) -> None: ...
 
+    async def skip(self, positions: Sequence[Delivered]) -> None:
+        """The events at these positions went to the dead-letter topic: count them as handled
+        (a projector that tracks offsets would otherwise see the next batch as a gap)."""
+        ...
+
 
 async def run_projector(
     stream: StreamT[bytes], projector: Projector, dead_letters: DeadLetters, settings: WorkerSettings
 ) -> None:
     assert isinstance(stream, Stream)  # take_events is on the concrete stream, not on StreamT
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-        batch = await _decode_or_dead_letter(events, dead_letters)
+        batch, undecodable = await _decode_or_dead_letter(events, dead_letters)
         await _apply_until_done(projector, batch, dead_letters, events, settings)
+        await _retrying(projector.name, partial(projector.skip, undecodable), settings)
 
 
 async def _decode_or_dead_letter(
     events: Sequence[EventT[bytes]], dead_letters: DeadLetters
-) -> list[Positioned[EventEnvelope]]:
+) -> tuple[list[Positioned[EventEnvelope]], list[Delivered]]:
+    """The decoded batch, and the positions of what could not be decoded (now dead-lettered)."""
     batch: list[Positioned[EventEnvelope]] = []
+    undecodable: list[Delivered] = []
     for event in events:
         message = event.message
+        position = Delivered(message.topic, message.partition, message.offset)
         try:
             envelope = decode(message.value)
         except UndecodableEvent as exc:
             await dead_letters.send(event, reason="undecodable", error=str(exc))
+            undecodable.append(position)
             continue
-        batch.append(Positioned(Delivered(message.topic, message.partition, message.offset), envelope))
-    return batch
+        batch.append(Positioned(position, envelope))
+    return batch, undecodable
 
 
 async def _apply_until_done(
@@ -129,20 +140,27 @@ async def _apply_one_by_one(
             p = record.position
             event = by_position[(p.topic, p.partition, p.offset)]
             await dead_letters.send(event, reason="unapplicable", error=repr(exc))
+            await _retrying(projector.name, partial(projector.skip, [p]), settings)
 
 
 async def _apply_retrying(projector: Projector, batch: Batch, settings: WorkerSettings) -> None:
     """Apply, waiting out store outages with capped exponential backoff."""
+    await _retrying(projector.name, partial(projector.apply, batch), settings)
+    EVENTS_PROJECTED.labels(projector=projector.name).inc(len(batch))
+
+
+async def _retrying(name: str, call: Callable[[], Awaitable[None]], settings: WorkerSettings) -> None:
+    """``call()`` until it succeeds, waiting out store outages with capped exponential backoff;
+    any other error is raised."""
     delay = settings.retry_initial_s
     while True:
         try:
-            await projector.apply(batch)
-            EVENTS_PROJECTED.labels(projector=projector.name).inc(len(batch))
+            await call()
             return
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            PROJECTOR_RETRIES.labels(projector=projector.name).inc()
-            log.warning("projector.store_unavailable", projector=projector.name, error=repr(exc), retry_in_s=delay)
+            PROJECTOR_RETRIES.labels(projector=name).inc()
+            log.warning("projector.store_unavailable", projector=name, error=repr(exc), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, settings.retry_max_s)

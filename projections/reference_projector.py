@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,7 @@ from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
-from infra.postgres.offsets import take_unapplied
+from infra.postgres.offsets import Delivered, skip_offsets, take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.search import bulk_index_versioned
 from projections.projector import Batch
@@ -64,6 +65,9 @@ class ReferenceProjector:
     async def apply(self, batch: Batch) -> None:
         await asyncio.gather(*(self._apply_to_database(pool, batch) for _, pool in self._pools))
         await self._apply_to_search(batch)
+
+    async def skip(self, positions: Sequence[Delivered]) -> None:
+        await skip_offsets([pool for _, pool in self._pools], self.name, positions)
 
     async def _apply_to_database(self, pool: asyncpg.Pool, batch: Batch) -> None:
         async with pool.acquire() as conn, conn.transaction():

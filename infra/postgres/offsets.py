@@ -6,11 +6,16 @@ beside its own rows can tell a redelivery from news, so replaying changes nothin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import asyncpg
+import structlog
+
+from infra.metrics import PROJECTOR_GAPS
+
+log = structlog.get_logger(__name__)
 
 NO_OFFSET = -1
 
@@ -47,9 +52,11 @@ async def take_unapplied(
     if not conn.is_in_transaction():
         raise RuntimeError("take_unapplied must run inside the projection's transaction")
     highest: dict[tuple[str, int], int] = {}
+    lowest: dict[tuple[str, int], int] = {}
     for r in records:
         key = (r.position.topic, r.position.partition)
         highest[key] = max(highest.get(key, NO_OFFSET), r.position.offset)
+        lowest[key] = min(lowest.get(key, r.position.offset), r.position.offset)
     topics = [k[0] for k in highest]
     partitions = [k[1] for k in highest]
     await conn.execute(
@@ -70,6 +77,7 @@ async def take_unapplied(
         partitions,
     )
     applied = {(r["topic"], r["partition"]): r["last_offset"] for r in rows}
+    _report_gaps(projector, applied, lowest)
     fresh = [r for r in records if r.position.offset > applied[(r.position.topic, r.position.partition)]]
     await conn.execute(
         "UPDATE projector_offset o SET last_offset = greatest(o.last_offset, x.o), updated_at = now()"
@@ -81,6 +89,37 @@ async def take_unapplied(
         list(highest.values()),
     )
     return fresh
+
+
+def _report_gaps(projector: str, applied: dict[tuple[str, int], int], lowest: dict[tuple[str, int], int]) -> None:
+    """Offsets are consecutive (no transactions, no compaction), so a batch that begins past the
+    offset after the last one applied means events this projector will never see: acked without
+    being applied (ADR 0003), or a projector added to a group that had already read them. Nothing
+    here can fetch them again; the projection has to be rebuilt by replay (docs/operations.md)."""
+    for (topic, partition), first in lowest.items():
+        last = applied[topic, partition]
+        if first > last + 1:
+            PROJECTOR_GAPS.labels(projector=projector).inc()
+            log.error(
+                "projector.gap",
+                projector=projector,
+                topic=topic,
+                partition=partition,
+                last_applied=last,
+                next_seen=first,
+                missed=first - last - 1,
+            )
+
+
+async def skip_offsets(pools: Iterable[asyncpg.Pool], projector: str, positions: Sequence[Delivered]) -> None:
+    """Count these positions as handled in each database (their events were dead-lettered), so
+    that the next batch does not look like a gap. Call it after the batch around them."""
+    if not positions:
+        return
+    records = [Positioned(p, None) for p in positions]
+    for pool in pools:
+        async with pool.acquire() as conn, conn.transaction():
+            await take_unapplied(conn, projector, records)
 
 
 async def applied_offsets(conn: asyncpg.Connection, projector: str) -> dict[tuple[str, int], int]:

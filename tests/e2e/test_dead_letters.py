@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
+from infra.postgres.offsets import NO_OFFSET, applied_offsets
+from infra.postgres.pools import ShardPools
+from infra.settings import Settings
 from tests.e2e.conftest import System
 from tests.integration.test_kafka_adapter import read_all
 from tests.processes import eventually
@@ -16,7 +20,16 @@ async def test_undecodable_message_is_dead_lettered_and_later_events_still_land(
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
     await producer.start()
     try:
-        poison = await producer.send_and_wait(settings.kafka.topic("reference"), b"\xff not an event", key=b"area-x")
+        # On another partition than the valid area's, so nothing but the dead-lettering itself
+        # can move that partition's stored offset past the poison.
+        partitions = list(range(settings.kafka.topics["reference"].partitions))
+        area_partition = DefaultPartitioner()(f"area-{area_code}".encode(), partitions, partitions)
+        poison = await producer.send_and_wait(
+            settings.kafka.topic("reference"),
+            b"\xff not an event",
+            key=b"area-x",
+            partition=(area_partition + 1) % len(partitions),
+        )
     finally:
         await producer.stop()
 
@@ -41,3 +54,25 @@ async def test_undecodable_message_is_dead_lettered_and_later_events_still_land(
         poison.partition,
         poison.offset,
     )
+
+    async def counted_as_handled() -> bool:
+        return all(
+            offset >= poison.offset for offset in await _stored_offsets(settings, poison.topic, poison.partition)
+        )
+
+    # Its offset counts as handled in every database, so the next batch is not taken for a gap.
+    await eventually(counted_as_handled, PROJECTED_S, "the poison's offset stored as handled")
+
+
+async def _stored_offsets(settings: Settings, topic: str, partition: int) -> list[int]:
+    pools = ShardPools(settings.postgres)
+    await pools.start()
+    try:
+        projector = f"{settings.worker.projector_group}.reference"
+        offsets = []
+        for _, pool in pools:
+            async with pool.acquire() as conn:
+                offsets.append((await applied_offsets(conn, projector)).get((topic, partition), NO_OFFSET))
+        return offsets
+    finally:
+        await pools.stop()

@@ -1,5 +1,7 @@
 import uuid
 
+from prometheus_client import REGISTRY
+
 from infra.postgres.migrations import migrate_all, verify_all
 from infra.postgres.offsets import Delivered, Positioned, applied_offsets, take_unapplied
 from infra.postgres.pools import ShardPools
@@ -108,3 +110,24 @@ async def test_offsets_roll_back_with_the_projection(pools: ShardPools, area_cod
             retaken = await take_unapplied(conn, projector, _records("t", 0, range(0, 3)))
 
     assert len(retaken) == 3
+
+
+async def test_a_batch_that_skips_offsets_is_reported_as_a_gap(pools: ShardPools, area_code: int):
+    projector = f"test-gap-{area_code}"
+    pool = pools[pools.databases[0]]
+
+    def gaps() -> float:
+        return REGISTRY.get_sample_value("damai_projector_gaps_total", {"projector": projector}) or 0.0
+
+    async with pool.acquire() as conn, conn.transaction():
+        await take_unapplied(conn, projector, _records("t", 0, range(0, 3)))
+    before = gaps()
+    async with pool.acquire() as conn, conn.transaction():
+        await take_unapplied(conn, projector, _records("t", 0, range(3, 5)))  # the next offsets: no gap
+    after_contiguous = gaps()
+    async with pool.acquire() as conn, conn.transaction():
+        taken = await take_unapplied(conn, projector, _records("t", 0, range(9, 11)))  # 5..8 never seen
+
+    assert after_contiguous == before
+    assert gaps() == before + 1
+    assert [r.item for r in taken] == ["event-9", "event-10"]  # still applied: nothing can refetch 5..8
