@@ -85,9 +85,15 @@ def create_elasticsearch(settings: ElasticsearchSettings) -> AsyncElasticsearch:
 
 
 async def apply_index_templates(es: AsyncElasticsearch, settings: ElasticsearchSettings) -> None:
-    """Put every template (an upsert, so safe at every start)."""
+    """Put every template (an upsert, so safe at every start), and bring indices that already exist
+    up to their template's mapping. Mappings here are strict, so a field a new release writes would
+    otherwise be refused by an index created before it. Elasticsearch accepts new fields in place;
+    a changed type is refused (that needs a new index, rebuilt by replay)."""
     for name, body in index_templates(settings).items():
         await es.indices.put_index_template(name=name, **body)
+        existing = await es.indices.get(index=body["index_patterns"], expand_wildcards="all", allow_no_indices=True)
+        if existing:
+            await es.indices.put_mapping(index=",".join(existing), **body["template"]["mappings"])
     log.info("elasticsearch.templates_applied", templates=list(index_templates(settings)))
 
 

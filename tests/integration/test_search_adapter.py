@@ -1,6 +1,6 @@
 from elasticsearch import AsyncElasticsearch, ConflictError
 
-from infra.search import index_name
+from infra.search import apply_index_templates, index_name, index_templates
 from infra.settings import Settings
 
 
@@ -37,3 +37,29 @@ async def test_an_older_external_version_never_overwrites_a_newer_one(es: AsyncE
 
     assert raised
     assert (await es.get(index=index, id="1"))["_source"]["name"] == "new"
+
+
+async def test_an_index_created_before_a_new_field_gets_it_at_the_next_start(
+    es: AsyncElasticsearch, isolated: Settings
+):
+    index = index_name(isolated.elasticsearch, "area")
+    body = index_templates(isolated.elasticsearch)[index]
+    older = {**body["template"]["mappings"], "properties": dict(body["template"]["mappings"]["properties"])}
+    del older["properties"]["createdAt"]  # as if the field came with a later release
+    await es.indices.put_index_template(
+        name=index, index_patterns=body["index_patterns"], template={**body["template"], "mappings": older}
+    )
+    await es.indices.create(index=index)
+    before = await es.indices.get_mapping(index=index)
+
+    await apply_index_templates(es, isolated.elasticsearch)
+    await es.index(
+        index=index,
+        id="1",
+        document={"id": 1, "name": "上海", "level": "city", "createdAt": "2026-11-27T00:00:00Z"},
+        refresh=True,
+    )
+
+    assert "createdAt" not in before[index]["mappings"]["properties"]
+    mapping = await es.indices.get_mapping(index=index)
+    assert mapping[index]["mappings"]["properties"]["createdAt"]["type"] == "date"
