@@ -2,6 +2,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from commands.errors import InvalidCommand
@@ -167,3 +169,42 @@ def test_rule_breaking_program_is_refused_with_its_code(changes, code):
 def test_malformed_program_fails_validation(changes):
     with pytest.raises(ValidationError):
         command(**changes)
+
+
+@st.composite
+def stacked_grids(draw: st.DrawFn) -> list[dict[str, object]]:
+    """Ticket categories as seat grids stacked row after row, so no two share a seat."""
+    categories: list[dict[str, object]] = []
+    first_row = 1
+    for index in range(draw(st.integers(min_value=1, max_value=4))):
+        rows, columns = draw(st.integers(1, 40)), draw(st.integers(1, 60))
+        price = f"{draw(st.integers(0, 5000))}.00"
+        grid = {"rows": rows, "columns": columns, "firstRow": first_row}
+        categories.append({"name": f"区{index}", "price": price, "seatGrid": grid})
+        first_row += rows
+    return categories
+
+
+@settings(max_examples=60, deadline=None)
+@given(categories=stacked_grids())
+def test_every_seat_of_a_layout_is_laid_out_once_in_small_events(categories):
+    cmd = command(showTimes=[{"startsAt": (NOW + timedelta(days=9)).isoformat(), "ticketCategories": categories}])
+
+    events = create_program(cmd, references(), ids(), NOW)
+
+    added = {e.ticket_category_id: e for e in events if isinstance(e, TicketCategoryAdded)}
+    chunks = [e for e in events if isinstance(e, SeatsLaidOut)]
+    assert all(0 < len(c.seats) <= SEATS_PER_EVENT for c in chunks)
+    for category_id, category in added.items():
+        seats = [s for c in chunks if c.ticket_category_id == category_id for s in c.seats]
+        assert len(seats) == category.total  # the count the inventory starts from
+        assert {s.price for s in seats} <= {category.price}
+    positions = [(s.row, s.column) for c in chunks for s in c.seats]
+    assert (
+        len(positions)
+        == len(set(positions))
+        == sum(g["seatGrid"]["rows"] * g["seatGrid"]["columns"] for g in categories)
+    )
+    ids_used = [e.show_time_id for e in events if isinstance(e, ShowTimeAdded)] + list(added)
+    ids_used += [s.seat_id for c in chunks for s in c.seats]
+    assert len(ids_used) == len(set(ids_used))
