@@ -17,7 +17,7 @@ from api.errors import ApiError
 from api.models import CamelModel
 from api.resources import Resources, ResourcesDep
 from infra.catalogue.search import Hit, ProgramQuery, SortOrder, TimeWindow
-from infra.postgres.views.reference import list_categories
+from infra.postgres.views.reference import existing_area_ids, list_categories
 
 router = APIRouter(tags=["programs"])
 
@@ -109,18 +109,24 @@ class HomeSectionOut(CamelModel):
 HOME_PAGE = TypeAdapter(list[HomeSectionOut])
 
 
-@router.get("/api/v1/home", response_model=list[HomeSectionOut], response_model_by_alias=True)
+@router.get(
+    "/api/v1/home",
+    response_model=list[HomeSectionOut],
+    response_model_by_alias=True,
+    responses={404: {"description": "AREA_NOT_FOUND: areaId names no area"}},
+)
 async def get_home(res: ResourcesDep, area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None) -> Response:
     """For each top-level category, the first programs on sale in the area (a default area when none is given)."""
     area = area_id or res.settings.api.home_default_area_id
     now = datetime.now(UTC)
-    body = await res.search_pages.get(
-        ("home", area, now.astimezone(res.search.zone).date()), lambda: _home(res, area, now)
-    )
+    key = ("home", area, area_id is not None, now.astimezone(res.search.zone).date())
+    body = await res.search_pages.get(key, lambda: _home(res, area, now, named=area_id is not None))
     return Response(body, media_type="application/json")
 
 
-async def _home(res: Resources, area_id: int, now: datetime) -> bytes:
+async def _home(res: Resources, area_id: int, now: datetime, *, named: bool) -> bytes:
+    if named and not await existing_area_ids(res.pools, [area_id]):
+        raise ApiError(404, "AREA_NOT_FOUND", f"no area {area_id}", {"areaId": area_id})
     parents = [c for c in await list_categories(res.pools) if c.parent_id is None]
     sections = await res.search.first_per_category(
         area_id, [c.id for c in parents], res.settings.api.home_programs_per_category, now

@@ -140,3 +140,9 @@ async def test_home_lists_each_top_level_categorys_first_programs_in_the_area(sy
     assert concerts["categoryName"] == "演唱会"
     assert [p["title"] for p in concerts["programs"]] == ["孙燕姿 就在日落以后", "话剧 茶馆", "周杰伦 嘉年华演唱会"]
     assert all(not s["programs"] for s in default_area)  # nothing on sale in the default area here
+
+
+async def test_home_of_an_unknown_area_is_not_found(system: System, programs_on_sale):
+    response = await system.http.get("/api/v1/home", params={"areaId": 999999})
+
+    assert (response.status_code, response.json()["code"]) == (404, "AREA_NOT_FOUND")
