@@ -8,7 +8,7 @@ import asyncpg
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated
-from infra.postgres.offsets import Delivered, Positioned, skip_offsets, take_unapplied
+from infra.postgres.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets, take_unapplied
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS bench_projection (
@@ -24,6 +24,9 @@ class BenchProjector:
 
     async def skip(self, positions: Sequence[Delivered]) -> None:
         await skip_offsets([self._pool], self.name, positions)
+
+    async def applied(self) -> dict[tuple[str, int], int]:
+        return await lowest_applied_offsets([self._pool], self.name)
 
     async def apply(self, batch: list[Positioned[EventEnvelope]]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

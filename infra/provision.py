@@ -17,7 +17,7 @@ from infra.postgres.routing import shard_layout
 from infra.postgres.views.programs import full_route_program_ids
 from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis import create_redis
-from infra.redis_keys import program_keys_pattern
+from infra.redis_keys import program_keys_pattern, projector_offsets
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
 
@@ -109,6 +109,8 @@ async def remove_namespace(settings: Settings) -> None:
         for _, pool in pools:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
         await _delete_matching(redis, ProgramCacheKeys(settings.program_cache).pattern())
+        for group in consumer_groups(settings):
+            await _delete_matching(redis, projector_offsets(f"{group}*"))
     finally:
         await redis.aclose()
         await pools.stop()

@@ -48,3 +48,8 @@ def available_seats(program_id: int, ticket_category_id: int) -> str:
 def seat_facts(program_id: int, ticket_category_id: int) -> str:
     """Hash: seat id → "row:column"."""
     return f"{program_tag(program_id)}:seat:{ticket_category_id}"
+
+
+def projector_offsets(projector: str) -> str:
+    """Hash: "topic:partition" → the last offset a Redis projector applied (for rewinds, ADR 0003)."""
+    return f"projector-offsets:{projector}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from events.envelope import EventEnvelope
 from events.program import SeatsLaidOut, TicketCategoryAdded, TicketCategoryRepriced
@@ -21,6 +22,7 @@ from infra.redis_keys import (
     SEAT_ROW_STRIDE,
     available_seats,
     inventory_applied,
+    projector_offsets,
     remaining_counts,
     seat_facts,
     ticket_category_price_versions,
@@ -36,18 +38,44 @@ class InventoryProjector:
         self.name = name
         self._redis = redis
         self._apply = scripts["inventory_apply"]
+        self._offsets_advance = scripts["offsets_advance"]
 
     async def skip(self, positions: Sequence[Delivered]) -> None:
-        """Nothing to count: the inventory remembers event ids, not offsets."""
+        await self._advance(positions, self._redis)
+
+    async def applied(self) -> dict[tuple[str, int], int]:
+        raw = await self._redis.hgetall(projector_offsets(self.name))
+        return {_tp(_text(field)): int(offset) for field, offset in raw.items()}
 
     async def apply(self, batch: Batch) -> None:
-        """One pipeline per batch: a round trip for the lot, each script atomic on its own."""
+        """One pipeline per batch: a round trip for the lot, each script atomic on its own. The
+        offsets it reached are recorded after the events (the events are idempotent by id), for
+        the rewind after an assignment (ADR 0003)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for record in batch:
                 if record.item.type in INVENTORY_TYPES:
                     keys, args = _script_call(record.item)
                     await self._apply(keys=keys, args=args, client=pipe)
+            await self._advance([r.position for r in batch], pipe)
             await pipe.execute()
+
+    async def _advance(self, positions: Sequence[Delivered], client: Redis | Pipeline) -> None:
+        highest: dict[str, int] = {}
+        for p in positions:
+            field = f"{p.topic}:{p.partition}"
+            highest[field] = max(highest.get(field, p.offset), p.offset)
+        if highest:
+            args: list[str | int] = [x for field, offset in highest.items() for x in (field, offset)]
+            await self._offsets_advance(keys=[projector_offsets(self.name)], args=args, client=client)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _tp(field: str) -> tuple[str, int]:
+    topic, partition = field.rsplit(":", 1)
+    return topic, int(partition)
 
 
 def _script_call(envelope: EventEnvelope) -> tuple[list[str], list[str | int]]:

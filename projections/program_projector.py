@@ -27,7 +27,7 @@ from events.serialization import payload_of
 from infra.cache import add_program_to_bloom, invalidate_program
 from infra.catalogue.detail import load_program_detail
 from infra.catalogue.search_document import program_search_document
-from infra.postgres.offsets import Delivered, skip_offsets, take_unapplied
+from infra.postgres.offsets import Delivered, lowest_applied_offsets, skip_offsets, take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
 from infra.postgres.views.sharded import ShardedDatabase
@@ -212,6 +212,9 @@ class ProgramProjector:
 
     async def skip(self, positions: Sequence[Delivered]) -> None:
         await skip_offsets([pool for _, pool in self._pools], self.name, positions)
+
+    async def applied(self) -> dict[tuple[str, int], int]:
+        return await lowest_applied_offsets([pool for _, pool in self._pools], self.name)
 
     async def _index(self, batch: Batch) -> None:
         """(Re)index each published program of the batch from the committed read model; the

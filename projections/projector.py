@@ -80,6 +80,10 @@ class Projector(Protocol):
         (a projector that tracks offsets would otherwise see the next batch as a gap)."""
         ...
 
+    async def applied(self) -> dict[tuple[str, int], int]:
+        """Per (topic, partition), the last offset this projector has applied for sure."""
+        ...
+
 
 async def run_projector(
     stream: StreamT[bytes], projector: Projector, dead_letters: DeadLetters, settings: WorkerSettings

@@ -13,7 +13,7 @@ from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
-from infra.postgres.offsets import Delivered, skip_offsets, take_unapplied
+from infra.postgres.offsets import Delivered, lowest_applied_offsets, skip_offsets, take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.search import bulk_index_versioned
 from projections.projector import Batch
@@ -68,6 +68,9 @@ class ReferenceProjector:
 
     async def skip(self, positions: Sequence[Delivered]) -> None:
         await skip_offsets([pool for _, pool in self._pools], self.name, positions)
+
+    async def applied(self) -> dict[tuple[str, int], int]:
+        return await lowest_applied_offsets([pool for _, pool in self._pools], self.name)
 
     async def _apply_to_database(self, pool: asyncpg.Pool, batch: Batch) -> None:
         async with pool.acquire() as conn, conn.transaction():

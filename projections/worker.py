@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
+import structlog
 from faust.types import StreamT
 
 from infra.search import index_name
@@ -11,10 +14,13 @@ from projections.app import create_app
 from projections.dead_letter import DeadLetters
 from projections.inventory_projector import InventoryProjector
 from projections.program_projector import ProgramProjector
-from projections.projector import run_projector
+from projections.projector import Projector, run_projector
 from projections.reference_projector import ReferenceProjector
+from projections.rewind import rewind_to_applied
 from projections.stores import Stores
 from projections.topics import declare_topics
+
+log = structlog.get_logger(__name__)
 
 
 def build_projector_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
@@ -23,32 +29,40 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     stores = Stores(settings)
     app.add_dependency(stores)
     dead_letters = DeadLetters(topics.dead_letter, app.conf.id)
+    reference = ReferenceProjector(
+        f"{app.conf.id}.reference", stores.pools, stores.es, index_name(settings.elasticsearch, "area")
+    )
+    program = ProgramProjector(f"{app.conf.id}.program", stores.pools, stores.layout, stores.redis, settings, stores.es)
+    # A second agent on the program topic: the inventory advances independently of Postgres.
+    inventory = InventoryProjector(f"{app.conf.id}.inventory", stores.redis, stores.scripts)
 
     @app.agent(topics.reference, name="reference-projector")
     async def project_reference(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
-        projector = ReferenceProjector(
-            f"{app.conf.id}.reference",
-            stores.pools,
-            stores.es,
-            index_name(settings.elasticsearch, "area"),
-        )
-        await run_projector(stream, projector, dead_letters, settings.worker)
+        await run_projector(stream, reference, dead_letters, settings.worker)
 
     @app.agent(topics.program, name="program-projector")
     async def project_programs(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
-        projector = ProgramProjector(
-            f"{app.conf.id}.program", stores.pools, stores.layout, stores.redis, settings, stores.es
-        )
-        await run_projector(stream, projector, dead_letters, settings.worker)
+        await run_projector(stream, program, dead_letters, settings.worker)
 
-    # A second agent on the same topic: the inventory advances independently of Postgres.
     @app.agent(topics.program, name="inventory-projector")
     async def project_inventory(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
-        projector = InventoryProjector(f"{app.conf.id}.inventory", stores.redis, stores.scripts)
-        await run_projector(stream, projector, dead_letters, settings.worker)
+        await run_projector(stream, inventory, dead_letters, settings.worker)
+
+    projectors_by_topic: dict[str, list[Projector]] = {
+        settings.kafka.topic("reference"): [reference],
+        settings.kafka.topic("program"): [program, inventory],
+    }
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the signal loosely
+    async def rewind(sender: faust.App, **_: Any) -> None:
+        await stores.wait_ready()
+        try:
+            await rewind_to_applied(sender, projectors_by_topic, settings.kafka.bootstrap)
+        except Exception as exc:  # noqa: BLE001 — a rewind that fails must not fail the rebalance
+            log.error("projector.rewind_failed", error=repr(exc))
 
     return app
 

@@ -10,12 +10,22 @@ from infra.settings import Settings
 
 async def rewind_group(settings: Settings, group: str, topic: str, partitions: int) -> None:
     """Commit offset 0 for every partition: the group will read the whole topic again."""
+    await _commit(settings, group, topic, partitions, to_end=False)
+
+
+async def advance_group_to_end(settings: Settings, group: str, topic: str, partitions: int) -> None:
+    """Commit every partition's end offset, as if the group had processed everything."""
+    await _commit(settings, group, topic, partitions, to_end=True)
+
+
+async def _commit(settings: Settings, group: str, topic: str, partitions: int, *, to_end: bool) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
-        await consumer.commit({tp: 0 for tp in tps})
+        offsets = await consumer.end_offsets(tps) if to_end else dict.fromkeys(tps, 0)
+        await consumer.commit(offsets)
     finally:
         await consumer.stop()
 

@@ -122,6 +122,17 @@ async def skip_offsets(pools: Iterable[asyncpg.Pool], projector: str, positions:
             await take_unapplied(conn, projector, records)
 
 
+async def lowest_applied_offsets(pools: Iterable[asyncpg.Pool], projector: str) -> dict[tuple[str, int], int]:
+    """Per (topic, partition), the last offset this projector applied in *every* database (the
+    lowest of them); a partition some database has no offset for is left out (unknown)."""
+    lowest: dict[tuple[str, int], int] | None = None
+    for pool in pools:
+        async with pool.acquire() as conn:
+            here = await applied_offsets(conn, projector)
+        lowest = here if lowest is None else {tp: min(o, here[tp]) for tp, o in lowest.items() if tp in here}
+    return {tp: o for tp, o in (lowest or {}).items() if o != NO_OFFSET}
+
+
 async def applied_offsets(conn: asyncpg.Connection, projector: str) -> dict[tuple[str, int], int]:
     rows = await conn.fetch(
         "SELECT topic, partition, last_offset FROM projector_offset WHERE projector = $1", projector

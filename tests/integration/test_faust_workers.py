@@ -13,7 +13,7 @@ from events.envelope import EventEnvelope
 from events.reference import AreaCreated, AreaLevel
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
-from tests.consumer_groups import caught_up, rewind_group
+from tests.consumer_groups import advance_group_to_end, caught_up, rewind_group
 from tests.integration.faust_probe import probe_key
 from tests.processes import Child, eventually, start_worker, wait_until
 
@@ -180,3 +180,30 @@ async def _waiting_for_a_lock(pool) -> bool:
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%projector_offset%'"
     )
     return bool(waiting)
+
+
+async def test_a_worker_reads_again_what_was_committed_but_never_applied(
+    isolated, publisher, pools, tmp_path, area_code
+):
+    """The committed offsets ran past what the projectors applied (an agent cancelled with a batch
+    in hand, ADR 0003): on assignment the worker commits the applied offsets back and reads on."""
+    topic, group = isolated.kafka.topic("reference"), isolated.worker.projector_group
+    partitions = isolated.kafka.topics["reference"].partitions
+    ids = list(range(area_code * 10, area_code * 10 + 20))
+    first = start_worker(isolated, tmp_path / "first.log")
+    try:
+        await publisher.publish_many(_areas(ids[0], 10))
+        await eventually(lambda: _all_there(pools, ids[:10]), PROJECTED_S, "the first ten areas")
+    finally:
+        first.stop()
+    await publisher.publish_many(_areas(ids[10], 10))
+    await advance_group_to_end(isolated, group, topic, partitions)  # acked and committed, never applied
+
+    again = start_worker(isolated, tmp_path / "again.log")
+    try:
+        await eventually(lambda: _all_there(pools, ids), PROJECTED_S, "the areas committed but never applied")
+    finally:
+        again.stop()
+
+    assert '"projector.rewound"' in again.output()
+    assert '"projector.gap"' not in again.output()

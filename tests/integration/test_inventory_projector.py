@@ -15,6 +15,7 @@ from infra.redis_keys import (
     SEAT_ROW_STRIDE,
     available_seats,
     program_tag,
+    projector_offsets,
     remaining_counts,
     seat_facts,
     ticket_category_prices,
@@ -36,6 +37,15 @@ async def layout(redis, area_code) -> AsyncIterator[tuple[int, int, list[Positio
     keys = [k async for k in redis.scan_iter(match=f"{program_tag(program_id)}*")]
     if keys:
         await redis.delete(*keys)
+    await redis.delete(
+        *(
+            projector_offsets(name)
+            for name in (
+                "test.inventory",
+                "a-rebuilding-projector",
+            )
+        )
+    )
 
 
 async def test_counts_and_available_seats_match_the_layout(redis, layout):

@@ -15,6 +15,7 @@ from infra.redis import LuaScripts
 from infra.redis_keys import (
     available_seats,
     program_keys_pattern,
+    projector_offsets,
     remaining_counts,
     seat_facts,
     ticket_category_prices,
@@ -39,6 +40,7 @@ async def projected(isolated, pools, redis, es, area_code) -> AsyncIterator[tupl
     keys = [k async for k in redis.scan_iter(match=program_keys_pattern(program_id))]
     if keys:
         await redis.delete(*keys)
+    await redis.delete(*(projector_offsets(name) for name in ("test.inventory",)))
 
 
 async def test_a_freshly_projected_inventory_agrees(projected, redis):
