@@ -2,7 +2,8 @@
 
 During an on-sale thousands of buyers ask for the same search and home pages within a second;
 one query answers all of them. Concurrent identical requests always share one load; with a TTL
-the answer is also reused for that long. A failed load is not kept.
+the answer is also reused for that long. A failed load, or one that answers None ("cannot say
+now"), is not kept.
 """
 
 from __future__ import annotations
@@ -37,6 +38,6 @@ class MicroCache(Generic[K, V]):
 
     async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         value = await load()
-        if self._ttl_s > 0:
+        if value is not None and self._ttl_s > 0:
             self._local.put(key, value, self._ttl_s)
         return value

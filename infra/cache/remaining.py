@@ -14,9 +14,7 @@ from collections.abc import Mapping
 from redis.asyncio import Redis
 
 from infra.cache.breaker import RedisBreaker
-from infra.cache.local import LocalCache
-from infra.cache.single_flight import SingleFlight
-from infra.metrics import CACHE_HITS, CACHE_MISSES
+from infra.cache.micro import MicroCache
 from infra.redis import REDIS_ERRORS, create_redis
 from infra.redis_keys import remaining_counts
 from infra.settings import Settings
@@ -31,13 +29,11 @@ class RemainingCounts:
     def __init__(self, redis: Redis, settings: Settings):
         config = settings.program_cache
         self._redis = redis
-        self._ttl_s = config.remaining_ttl_s
-        self._local: LocalCache[int, RemainingByCategory] = LocalCache(config.local_max_entries)
-        self._flight: SingleFlight[int, RemainingByCategory | None] = SingleFlight()
+        self._counts: MicroCache[int, RemainingByCategory | None] = MicroCache(
+            CACHE, config.remaining_ttl_s, config.local_max_entries
+        )
         self._breaker = RedisBreaker(CACHE, config.redis_retry_after_s)
         self._owns_redis = False
-        self._hits = CACHE_HITS.labels(CACHE, "local", "found")
-        self._misses = CACHE_MISSES.labels(CACHE, "local")
 
     @classmethod
     def open(cls, settings: Settings) -> RemainingCounts:
@@ -52,12 +48,7 @@ class RemainingCounts:
 
     async def get(self, program_id: int) -> RemainingByCategory | None:
         """The program's counts, at most ``remaining_ttl_s`` old; None when Redis cannot say."""
-        held = self._local.get(program_id)
-        if held is not None:
-            self._hits.inc()
-            return held
-        self._misses.inc()
-        return await self._flight.do(program_id, lambda: self._read(program_id))
+        return await self._counts.get(program_id, lambda: self._read(program_id))
 
     async def _read(self, program_id: int) -> RemainingByCategory | None:
         if not self._breaker.allows():
@@ -67,7 +58,4 @@ class RemainingCounts:
         except REDIS_ERRORS as exc:
             self._breaker.trip(exc)
             return None
-        counts = {int(category): int(count) for category, count in raw.items()}
-        if self._ttl_s > 0:
-            self._local.put(program_id, counts, self._ttl_s)
-        return counts
+        return {int(category): int(count) for category, count in raw.items()}

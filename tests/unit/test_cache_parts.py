@@ -185,3 +185,14 @@ async def test_micro_cache_does_not_keep_a_failed_load():
         await cache.get("q", failing)
 
     assert await cache.get("q", working) == 7
+
+
+async def test_micro_cache_does_not_keep_a_load_that_cannot_say():
+    cache: MicroCache[str, int | None] = MicroCache("test_pages", ttl_s=10, max_entries=10)
+    answers = iter([None, 7])
+
+    async def load() -> int | None:
+        return next(answers)
+
+    assert await cache.get("q", load) is None
+    assert await cache.get("q", load) == 7
