@@ -6,6 +6,8 @@ deletes them again and refuses to touch the default namespace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
@@ -17,7 +19,7 @@ from infra.postgres.routing import shard_layout
 from infra.postgres.views.programs import full_route_program_ids
 from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis import create_redis
-from infra.redis_keys import program_keys_pattern, projector_offsets
+from infra.redis_keys import program_keys_pattern, program_of_key, projector_offsets
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
 
@@ -102,10 +104,13 @@ async def remove_namespace(settings: Settings) -> None:
     await pools.start()
     redis = create_redis(settings.redis)
     try:
-        # Program keys carry the program's id, not the namespace: find the namespace's programs first.
+        # Program keys carry the program's id, not the namespace: find the namespace's programs
+        # first, then their keys in one pass over the program keys.
+        ours: set[int] = set()
         async for program_ids in full_route_program_ids(ShardedDatabase(pools, shard_layout(settings))):
-            for program_id in program_ids:
-                await _delete_matching(redis, program_keys_pattern(program_id))
+            ours.update(program_ids)
+        if ours:
+            await _delete_matching(redis, program_keys_pattern(), lambda key: program_of_key(key) in ours)
         for _, pool in pools:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
         await _delete_matching(redis, ProgramCacheKeys(settings.program_cache).pattern())
@@ -116,7 +121,8 @@ async def remove_namespace(settings: Settings) -> None:
         await pools.stop()
 
 
-async def _delete_matching(redis: Redis, pattern: str) -> None:
-    keys = [key async for key in redis.scan_iter(match=pattern, count=1_000)]
+async def _delete_matching(redis: Redis, pattern: str, where: Callable[[bytes], bool] = lambda _: True) -> None:
+    """Unlink the keys matching ``pattern`` (and ``where``)."""
+    keys = [key async for key in redis.scan_iter(match=pattern, count=1_000) if where(key)]
     if keys:
         await redis.unlink(*keys)

@@ -11,9 +11,14 @@ def program_tag(program_id: int) -> str:
     return f"{{p:{program_id}}}"
 
 
-def program_keys_pattern(program_id: int) -> str:
-    """A SCAN pattern for every key of one program (for removing a test namespace's programs)."""
-    return f"{program_tag(program_id)}*"
+def program_keys_pattern(program_id: int | None = None) -> str:
+    """A SCAN pattern for every key of one program, or of every program."""
+    return f"{program_tag(program_id)}*" if program_id is not None else "{p:*"
+
+
+def program_of_key(key: bytes) -> int:
+    """The program id in a key that ``program_keys_pattern()`` matched."""
+    return int(key[3 : key.index(b"}")])
 
 
 def program_version_counter(program_id: int) -> str:
