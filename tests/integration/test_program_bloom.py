@@ -6,23 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-import pytest_asyncio
 from redis.asyncio import Redis
 
 from infra.cache import add_program_to_bloom, rebuild_program_bloom
 from infra.cache.bloom import Membership
 from infra.cache.program_bloom import program_bloom, program_member
-from infra.postgres.pools import ShardPools
-from infra.postgres.routing import shard_layout
 from infra.postgres.views.programs import full_route_program_ids
-from infra.postgres.views.sharded import ShardedDatabase
 from infra.settings import Settings
 from tests.program_rows import insert_program, next_id
-
-
-class Queries(list[tuple[str, str]]):
-    def __call__(self, database: str, query: str) -> None:
-        self.append((database, query))
 
 
 @pytest.fixture
@@ -30,15 +21,6 @@ def cache_settings(isolated: Settings) -> Settings:
     return isolated.model_copy(
         update={"program_cache": isolated.program_cache.model_copy(update={"bloom_bits": 1 << 16})}
     )
-
-
-@pytest_asyncio.fixture
-async def db(isolated: Settings) -> AsyncIterator[tuple[ShardedDatabase, Queries]]:
-    queries = Queries()
-    pools = ShardPools(isolated.postgres, observer=queries)
-    await pools.start()
-    yield ShardedDatabase(pools, shard_layout(isolated)), queries
-    await pools.stop()
 
 
 async def _membership(redis: Redis, settings: Settings, program_id: int) -> Membership:

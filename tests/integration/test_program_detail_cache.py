@@ -12,9 +12,6 @@ from redis.asyncio import Redis
 
 from infra.cache import ProgramDetailCache, invalidate_program, rebuild_program_bloom
 from infra.cache.keys import ProgramCacheKeys
-from infra.postgres.pools import ShardPools
-from infra.postgres.routing import shard_layout
-from infra.postgres.views.sharded import ShardedDatabase
 from infra.redis import lua_script
 from infra.settings import Settings
 from tests.processes import eventually, free_port
@@ -23,27 +20,11 @@ from tests.program_rows import STARTS, insert_program, next_id, rename_program
 INVALIDATION_BOUND_S = 1.0
 
 
-class Queries(list[str]):
-    """Every query the pools ran, in order."""
-
-    def __call__(self, database: str, query: str) -> None:
-        self.append(query)
-
-
 @pytest.fixture
 def cache_settings(isolated: Settings) -> Settings:
     # A small filter (8 KiB) and no build at start: tests build it when they mean to.
     cache = isolated.program_cache.model_copy(update={"bloom_bits": 1 << 16, "bloom_build_at_start": False})
     return isolated.model_copy(update={"program_cache": cache})
-
-
-@pytest_asyncio.fixture
-async def db(isolated: Settings) -> AsyncIterator[tuple[ShardedDatabase, Queries]]:
-    queries = Queries()
-    pools = ShardPools(isolated.postgres, observer=queries)
-    await pools.start()
-    yield ShardedDatabase(pools, shard_layout(isolated)), queries
-    await pools.stop()
 
 
 NewCache = Callable[..., Awaitable[ProgramDetailCache]]
