@@ -9,7 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from elasticsearch import ApiError as SearchApiError
 from elasticsearch import AsyncElasticsearch
+from elasticsearch import ConnectionError as SearchConnectionError
+from elasticsearch import ConnectionTimeout as SearchTimeout
 from elasticsearch.helpers import async_bulk
 
 from infra.settings import ElasticsearchSettings
@@ -101,6 +104,23 @@ class SearchBusy(Exception):
     """Elasticsearch turned bulk writes away for now (429 rejected, 5xx): retry, do not drop them."""
 
 
+# Every error the client raises for a request; search_unavailable() tells an outage from a bug.
+SEARCH_ERRORS: tuple[type[Exception], ...] = (SearchConnectionError, SearchTimeout, SearchApiError, SearchBusy)
+
+
+def _busy(status: int) -> bool:
+    return status == TOO_MANY_REQUESTS or status >= SERVER_ERROR
+
+
+def search_unavailable(exc: BaseException) -> bool:
+    """Elasticsearch cannot answer now, and will later: unreachable, too slow, or a 5xx / 429 of
+    its own (a new index whose shards are not allocated yet answers 503). Other errors are bugs
+    or bad data."""
+    if isinstance(exc, SearchConnectionError | SearchTimeout | SearchBusy):
+        return True
+    return isinstance(exc, SearchApiError) and _busy(exc.meta.status)
+
+
 async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, Any]]) -> None:
     """Bulk-write externally versioned documents; a version conflict means a newer document is
     already there (a redelivery or replay), which is success. Anything else raises."""
@@ -110,7 +130,7 @@ async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, A
     assert isinstance(errors, list)  # with raise_on_error=False the errors come back as a list
     statuses = [int(next(iter(e.values())).get("status", 0)) for e in errors]
     real = [(e, status) for e, status in zip(errors, statuses, strict=True) if status != VERSION_CONFLICT]
-    if real and all(status == TOO_MANY_REQUESTS or status >= SERVER_ERROR for _, status in real):
+    if real and all(_busy(status) for _, status in real):
         raise SearchBusy(f"search indexing turned away: {[e for e, _ in real[:3]]}")
     if real:
         raise RuntimeError(f"search indexing failed: {[e for e, _ in real[:3]]}")

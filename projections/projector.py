@@ -14,9 +14,6 @@ from typing import Protocol
 
 import asyncpg
 import structlog
-from elasticsearch import ApiError as SearchApiError
-from elasticsearch import ConnectionError as SearchConnectionError
-from elasticsearch import ConnectionTimeout as SearchTimeout
 from faust import Stream
 from faust.types import EventT, StreamT
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,7 +25,7 @@ from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode
 from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
 from infra.postgres.offsets import Delivered, Positioned
-from infra.search import SearchBusy
+from infra.search import search_unavailable
 from infra.settings import WorkerSettings
 from projections.dead_letter import DeadLetters
 
@@ -51,18 +48,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
     RedisOutOfMemoryError,
     RedisReadOnlyError,
-    SearchConnectionError,
-    SearchTimeout,
-    SearchBusy,
 )
 
 
 def is_transient(exc: BaseException) -> bool:
     """A store outage (retry), as opposed to an event the stores cannot take (dead-letter)."""
-    if isinstance(exc, TRANSIENT_ERRORS):
-        return True
-    # Elasticsearch overloaded (429) or without the shards it needs (5xx): it will answer later.
-    return isinstance(exc, SearchApiError) and (exc.meta.status == 429 or exc.meta.status >= 500)
+    return isinstance(exc, TRANSIENT_ERRORS) or search_unavailable(exc)
 
 
 Batch = Sequence[Positioned[EventEnvelope]]

@@ -12,22 +12,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from elasticsearch import ApiError as SearchApiError
 from elasticsearch import AsyncElasticsearch
-from elasticsearch import ConnectionError as SearchConnectionError
-from elasticsearch import ConnectionTimeout as SearchTimeout
 
 from infra.metrics import SEARCH_FALLBACKS
 from infra.postgres.views.program_search import full_route_search_programs
 from infra.postgres.views.sharded import ShardedDatabase
+from infra.search import SEARCH_ERRORS, search_unavailable
 
 log = structlog.get_logger(__name__)
 
 ON_SALE = "on_sale"
-# What "Elasticsearch cannot be reached" looks like to the client: answer from Postgres instead.
-SEARCH_DOWN: tuple[type[Exception], ...] = (SearchConnectionError, SearchTimeout)
-# Every error the client raises for a request; search_unavailable() tells an outage from a bug.
-SEARCH_ERRORS: tuple[type[Exception], ...] = (*SEARCH_DOWN, SearchApiError)
 HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
 
 
@@ -217,14 +211,6 @@ class ProgramSearch:
             raise exc
         log.warning("search.fallback_to_postgres", error=type(exc).__name__, retry_after_s=self._retry_after_s)
         self._down_until = time.monotonic() + self._retry_after_s
-
-
-def search_unavailable(exc: BaseException) -> bool:
-    """Elasticsearch cannot answer now: unreachable, too slow, or a 5xx / 429 of its own (e.g. a
-    new index whose shards are not allocated yet answers 503)."""
-    if isinstance(exc, SEARCH_DOWN):
-        return True
-    return isinstance(exc, SearchApiError) and (exc.meta.status >= 500 or exc.meta.status == 429)
 
 
 async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo) -> SearchPage:
