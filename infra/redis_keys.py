@@ -51,8 +51,15 @@ def available_seats(program_id: int, ticket_category_id: int) -> str:
 
 
 def seat_facts(program_id: int, ticket_category_id: int) -> str:
-    """Hash: seat id → "row:column"."""
+    """Hash: seat id → "row:column" (read with ``seat_position``)."""
     return f"{program_tag(program_id)}:seat:{ticket_category_id}"
+
+
+def seat_position(fact: bytes) -> tuple[int, int]:
+    """(row, column) of a seat fact. Inventories projected before prices had their own hash also
+    carry ":price" (the category's price), ignored here."""
+    row, column, *_ = fact.split(b":")
+    return int(row), int(column)
 
 
 def projector_offsets(projector: str) -> str:

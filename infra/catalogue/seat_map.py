@@ -17,7 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from infra.catalogue.detail import TicketCategoryDetail
-from infra.redis_keys import available_seats, seat_facts
+from infra.redis_keys import available_seats, seat_facts, seat_position
 
 AVAILABLE, UNAVAILABLE = "available", "unavailable"
 
@@ -54,11 +54,9 @@ async def seat_map(redis: Redis, program_id: int, categories: Sequence[TicketCat
         categories_by_price[category.price].append(category.id)
         seats = seats_by_price[category.price]
         for seat_id, fact in facts.items():
-            # "row:column" (inventories projected before prices moved to their own hash also
-            # carry ":price", ignored here: the price is the category's).
-            row, column, *_ = fact.split(b":")
+            row, column = seat_position(fact)
             state = AVAILABLE if seat_id in available else UNAVAILABLE
-            seats.append(SeatState(int(row), int(column), int(seat_id), category.id, state))
+            seats.append(SeatState(row, column, int(seat_id), category.id, state))
     return [
         PriceGroup(price, tuple(categories_by_price[price]), tuple(sorted(seats)))
         for price, seats in sorted(seats_by_price.items())

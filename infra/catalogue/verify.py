@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from infra.postgres.views import programs
 from infra.postgres.views.sharded import ShardedDatabase
-from infra.redis_keys import available_seats, remaining_counts, seat_facts, ticket_category_prices
+from infra.redis_keys import available_seats, remaining_counts, seat_facts, seat_position, ticket_category_prices
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ async def verify_program_inventory(db: ShardedDatabase, redis: Redis, program_id
         if prices.get(c.id) != c.price:
             differs(f"price {prices.get(c.id)} in Redis, {c.price} in Postgres")
         expected = {s.id: (s.row_number, s.column_number) for s in seats if s.ticket_category_id == c.id}
-        held = {int(seat): _position(fact) for seat, fact in facts.items()}
+        held = {int(seat): seat_position(fact) for seat, fact in facts.items()}
         if missing := expected.keys() - held.keys():
             differs(f"{len(missing)} seats of Postgres missing in Redis, e.g. {min(missing)}")
         if unknown := held.keys() - expected.keys():
@@ -88,8 +88,3 @@ async def verify_all_inventories(db: ShardedDatabase, redis: Redis) -> AsyncIter
     async for program_ids in programs.full_route_program_ids(db):
         for program_id in program_ids:
             yield program_id, await verify_program_inventory(db, redis, program_id)
-
-
-def _position(fact: bytes) -> tuple[int, int]:
-    row, column, *_ = fact.split(b":")  # "row:column" (older inventories add ":price")
-    return int(row), int(column)
