@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
 
 from infra.settings import Settings
+from projections.rewind import committed_offsets
 
 
 async def rewind_group(settings: Settings, group: str, topic: str, partitions: int) -> None:
@@ -33,15 +34,11 @@ async def _commit(settings: Settings, group: str, topic: str, partitions: int, *
 async def caught_up(settings: Settings, group: str, topic: str, partitions: int) -> bool:
     """The group has committed every partition up to its end: everything was processed."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     await consumer.start()
-    await admin.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        end = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-        # An empty partition has nothing to process (and gets no committed offset).
-        return all(end[tp] == 0 or (tp in committed and committed[tp].offset >= end[tp]) for tp in tps)
+        end = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
     finally:
         await consumer.stop()
-        await admin.close()
+    committed = await committed_offsets(settings.kafka.bootstrap, group, {TP(topic, p) for p in range(partitions)})
+    # An empty partition has nothing to process (and gets no committed offset).
+    return all(offset == 0 or committed.get(TP(tp.topic, tp.partition), -1) >= offset for tp, offset in end.items())
