@@ -263,9 +263,11 @@ class ProgramProjector:
                 table = self._layout.program_family(family, e.program_id).table
                 await conn.execute(statement.format(table=table), *args)
             newest[e.program_id] = max(newest.get(e.program_id, 0), env.aggregate_version)
+        versions_by_table: dict[str, Rows] = defaultdict(list)
         for program_id, version in newest.items():
-            table = self._layout.program_family("program", program_id).table
-            await conn.execute(ADVANCE_PROGRAM_VERSION.format(table=table), program_id, version)
+            versions_by_table[self._layout.program_family("program", program_id).table].append((program_id, version))
+        for table, rows in versions_by_table.items():
+            await conn.executemany(ADVANCE_PROGRAM_VERSION.format(table=table), rows)
 
 
 def _program_event(envelope: EventEnvelope) -> ProgramEvent | None:
