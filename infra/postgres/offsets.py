@@ -124,7 +124,8 @@ async def skip_offsets(pools: Iterable[asyncpg.Pool], projector: str, positions:
 
 async def lowest_applied_offsets(pools: Iterable[asyncpg.Pool], projector: str) -> dict[tuple[str, int], int]:
     """Per (topic, partition), the last offset this projector applied in *every* database (the
-    lowest of them); a partition some database has no offset for is left out (unknown)."""
+    lowest of them); a partition some database has no offset for is left out: nothing of it was
+    applied there."""
     lowest: dict[tuple[str, int], int] | None = None
     for pool in pools:
         async with pool.acquire() as conn:

@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, AreaLevel
@@ -23,10 +24,13 @@ PROJECTED_S = 60
 
 
 def _areas(first: int, count: int) -> list[EventEnvelope]:
-    return [
-        EventEnvelope.wrap(AreaCreated(area_id=first + i, name=f"区域{i}", level=AreaLevel.CITY), aggregate_version=1)
-        for i in range(count)
-    ]
+    return [_area(first + i) for i in range(count)]
+
+
+def _area(area_id: int) -> EventEnvelope:
+    return EventEnvelope.wrap(
+        AreaCreated(area_id=area_id, name=f"区域{area_id % 100}", level=AreaLevel.CITY), aggregate_version=1
+    )
 
 
 def _assigned_partitions(worker: Child, topic: str) -> set[int] | None:
@@ -186,24 +190,49 @@ async def test_a_worker_reads_again_what_was_committed_but_never_applied(
     isolated, publisher, pools, tmp_path, area_code
 ):
     """The committed offsets ran past what the projectors applied (an agent cancelled with a batch
-    in hand, ADR 0003): on assignment the worker commits the applied offsets back and reads on."""
+    in hand, ADR 0003): on assignment the worker commits the applied offsets back and reads on.
+    The last partition had nothing applied before, so it is read from its beginning."""
     topic, group = isolated.kafka.topic("reference"), isolated.worker.projector_group
-    partitions = isolated.kafka.topics["reference"].partitions
-    ids = list(range(area_code * 10, area_code * 10 + 20))
+    partitions = list(range(isolated.kafka.topics["reference"].partitions))
+    before = _area_ids_on(partitions[:-1], partitions, 10, first=area_code * 10)
+    after = _area_ids_on(partitions, partitions, 10, first=max(before) + 1)
     first = start_worker(isolated, tmp_path / "first.log")
     try:
-        await publisher.publish_many(_areas(ids[0], 10))
-        await eventually(lambda: _all_there(pools, ids[:10]), PROJECTED_S, "the first ten areas")
+        await publisher.publish_many([_area(i) for i in before])
+        await eventually(lambda: _all_there(pools, before), PROJECTED_S, "the first ten areas")
     finally:
         first.stop()
-    await publisher.publish_many(_areas(ids[10], 10))
-    await advance_group_to_end(isolated, group, topic, partitions)  # acked and committed, never applied
+    await publisher.publish_many([_area(i) for i in after])
+    await advance_group_to_end(isolated, group, topic, len(partitions))  # acked and committed, never applied
 
     again = start_worker(isolated, tmp_path / "again.log")
     try:
-        await eventually(lambda: _all_there(pools, ids), PROJECTED_S, "the areas committed but never applied")
+        await eventually(
+            lambda: _all_there(pools, before + after), PROJECTED_S, "the areas committed but never applied"
+        )
     finally:
         again.stop()
 
-    assert '"projector.rewound"' in again.output()
+    rewound = [json.loads(line) for line in again.output().splitlines() if '"projector.rewound"' in line]
+    assert rewound, "the worker never rewound"
+    assert rewound[0]["partitions"][f"{topic}:{partitions[-1]}"][1] == 0
     assert '"projector.gap"' not in again.output()
+
+
+def _area_ids_on(wanted: list[int], partitions: list[int], count: int, first: int) -> list[int]:
+    """``count`` area ids from ``first`` on whose events land on the ``wanted`` partitions in
+    turn (the publisher keys by aggregate with the default partitioner)."""
+    partition_of = DefaultPartitioner()
+    ids: list[int] = []
+    candidate = first
+    while len(ids) < count:
+        while _partition(partition_of, candidate, partitions) != wanted[len(ids) % len(wanted)]:
+            candidate += 1
+        ids.append(candidate)
+        candidate += 1
+    return ids
+
+
+def _partition(partition_of: DefaultPartitioner, area_id: int, partitions: list[int]) -> int:
+    key = _area(area_id).aggregate_id.encode()
+    return int(partition_of(key, partitions, partitions))
