@@ -81,28 +81,29 @@ async def run_projector(
 ) -> None:
     assert isinstance(stream, Stream)  # take_events is on the concrete stream, not on StreamT
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-        batch, undecodable = await _decode_or_dead_letter(events, dead_letters)
-        await _apply_until_done(projector, batch, dead_letters, events, settings)
-        await _retrying(projector.name, partial(projector.skip, undecodable), settings)
+        await _project_in_order(projector, events, dead_letters, settings)
 
 
-async def _decode_or_dead_letter(
-    events: Sequence[EventT[bytes]], dead_letters: DeadLetters
-) -> tuple[list[Positioned[EventEnvelope]], list[Delivered]]:
-    """The decoded batch, and the positions of what could not be decoded (now dead-lettered)."""
-    batch: list[Positioned[EventEnvelope]] = []
-    undecodable: list[Delivered] = []
+async def _project_in_order(
+    projector: Projector, events: Sequence[EventT[bytes]], dead_letters: DeadLetters, settings: WorkerSettings
+) -> None:
+    """Apply the batch; a message that cannot be decoded is dead-lettered and counted as handled
+    in its place, after what came before it and before what follows, so the stored offsets only
+    ever move forward without a hole: nothing after it is skipped or taken for a gap."""
+    decoded: list[Positioned[EventEnvelope]] = []
     for event in events:
         message = event.message
         position = Delivered(message.topic, message.partition, message.offset)
         try:
             envelope = decode(message.value)
         except UndecodableEvent as exc:
+            await _apply_until_done(projector, decoded, dead_letters, events, settings)
+            decoded = []
             await dead_letters.send(event, reason="undecodable", error=str(exc))
-            undecodable.append(position)
+            await _retrying(projector.name, partial(projector.skip, [position]), settings)
             continue
-        batch.append(Positioned(position, envelope))
-    return batch, undecodable
+        decoded.append(Positioned(position, envelope))
+    await _apply_until_done(projector, decoded, dead_letters, events, settings)
 
 
 async def _apply_until_done(
@@ -112,6 +113,8 @@ async def _apply_until_done(
     events: Sequence[EventT[bytes]],
     settings: WorkerSettings,
 ) -> None:
+    if not batch:
+        return
     try:
         await _apply_retrying(projector, batch, settings)
     except Exception as exc:  # noqa: BLE001 — what is not a store outage is about the data

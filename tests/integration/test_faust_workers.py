@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from events.envelope import EventEnvelope
@@ -236,3 +237,29 @@ def _area_ids_on(wanted: list[int], partitions: list[int], count: int, first: in
 def _partition(partition_of: DefaultPartitioner, area_id: int, partitions: list[int]) -> int:
     key = _area(area_id).aggregate_id.encode()
     return int(partition_of(key, partitions, partitions))
+
+
+async def test_a_message_that_cannot_be_decoded_first_in_a_batch_leaves_no_gap(
+    isolated, publisher, pools, tmp_path, area_code
+):
+    """The poison heads its partition, the areas after it follow in the same batch: it is
+    dead-lettered and counted as handled in its place, and the areas land without a gap."""
+    topic = isolated.kafka.topic("reference")
+    partitions = list(range(isolated.kafka.topics["reference"].partitions))
+    ids = _area_ids_on(partitions[:1], partitions, 3, first=area_code * 10)
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        poison = await producer.send_and_wait(topic, b"\xff not an event", key=b"area-x", partition=partitions[0])
+    finally:
+        await producer.stop()
+    await publisher.publish_many([_area(i) for i in ids])  # on the poison's partition, before any worker reads
+
+    worker = start_worker(isolated, tmp_path / "worker.log")
+    try:
+        await eventually(lambda: _all_there(pools, ids), PROJECTED_S, "the areas after the poison")
+    finally:
+        worker.stop()
+
+    assert poison.offset == 0
+    assert '"projector.gap"' not in worker.output()
