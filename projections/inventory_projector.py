@@ -9,14 +9,14 @@ seats are one range) and each seat's row and column. Each event is applied at mo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from events.envelope import EventEnvelope
 from events.program import SeatsLaidOut, TicketCategoryAdded, TicketCategoryRepriced
 from events.serialization import payload_of
-from infra.postgres.offsets import Delivered
+from infra.postgres.offsets import Delivered, report_gap
 from infra.redis import LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
@@ -38,10 +38,11 @@ class InventoryProjector:
         self.name = name
         self._redis = redis
         self._apply = scripts["inventory_apply"]
-        self._offsets_advance = scripts["offsets_advance"]
+        self._advance = scripts["offsets_advance"]
 
     async def skip(self, positions: Sequence[Delivered]) -> None:
-        await self._advance(positions, self._redis)
+        if positions:
+            self._report_gaps(await self._advance(keys=[projector_offsets(self.name)], args=_advance_args(positions)))
 
     async def applied(self) -> dict[tuple[str, int], int]:
         raw = await self._redis.hgetall(projector_offsets(self.name))
@@ -51,22 +52,35 @@ class InventoryProjector:
         """One pipeline per batch: a round trip for the lot, each script atomic on its own. The
         offsets it reached are recorded after the events (the events are idempotent by id), for
         the rewind after an assignment (ADR 0003)."""
+        if not batch:
+            return
         async with self._redis.pipeline(transaction=False) as pipe:
             for record in batch:
                 if record.item.type in INVENTORY_TYPES:
                     keys, args = _script_call(record.item)
                     await self._apply(keys=keys, args=args, client=pipe)
-            await self._advance([r.position for r in batch], pipe)
-            await pipe.execute()
+            await self._advance(
+                keys=[projector_offsets(self.name)], args=_advance_args([r.position for r in batch]), client=pipe
+            )
+            *_, gaps = await pipe.execute()
+        self._report_gaps(gaps)
 
-    async def _advance(self, positions: Sequence[Delivered], client: Redis | Pipeline) -> None:
-        highest: dict[str, int] = {}
-        for p in positions:
-            field = f"{p.topic}:{p.partition}"
-            highest[field] = max(highest.get(field, p.offset), p.offset)
-        if highest:
-            args: list[str | int] = [x for field, offset in highest.items() for x in (field, offset)]
-            await self._offsets_advance(keys=[projector_offsets(self.name)], args=args, client=client)
+    def _report_gaps(self, gaps: Sequence[Any]) -> None:
+        """``gaps`` as ``lua/offsets_advance.lua`` returns them: field, last applied, lowest seen."""
+        for field, last_applied, next_seen in zip(gaps[::3], gaps[1::3], gaps[2::3], strict=True):
+            topic, partition = _tp(_text(field))
+            report_gap(self.name, topic, partition, int(last_applied), int(next_seen))
+
+
+def _advance_args(positions: Sequence[Delivered]) -> list[str | int]:
+    """Per partition: its field, and the lowest and highest offsets among ``positions``."""
+    lowest: dict[str, int] = {}
+    highest: dict[str, int] = {}
+    for p in positions:
+        field = f"{p.topic}:{p.partition}"
+        lowest[field] = min(lowest.get(field, p.offset), p.offset)
+        highest[field] = max(highest.get(field, p.offset), p.offset)
+    return [x for field in lowest for x in (field, lowest[field], highest[field])]
 
 
 def _text(value: bytes | str) -> str:

@@ -92,23 +92,28 @@ async def take_unapplied(
 
 
 def _report_gaps(projector: str, applied: dict[tuple[str, int], int], lowest: dict[tuple[str, int], int]) -> None:
-    """Offsets are consecutive (no transactions, no compaction), so a batch that begins past the
-    offset after the last one applied means events this projector will never see: acked without
-    being applied (ADR 0003), or a projector added to a group that had already read them. Nothing
-    here can fetch them again; the projection has to be rebuilt by replay (docs/operations.md)."""
     for (topic, partition), first in lowest.items():
         last = applied[topic, partition]
         if first > last + 1:
-            PROJECTOR_GAPS.labels(projector=projector).inc()
-            log.error(
-                "projector.gap",
-                projector=projector,
-                topic=topic,
-                partition=partition,
-                last_applied=last,
-                next_seen=first,
-                missed=first - last - 1,
-            )
+            report_gap(projector, topic, partition, last, first)
+
+
+def report_gap(projector: str, topic: str, partition: int, last_applied: int, next_seen: int) -> None:
+    """A batch began past the offset after the last one this projector applied. Offsets are
+    consecutive (no transactions, no compaction), so the events in between were never seen here:
+    acked without being applied and committed past (ADR 0003), or removed by retention before
+    a rewind could read them. Nothing here can fetch them again; the projection has to be
+    rebuilt by replay (docs/operations.md)."""
+    PROJECTOR_GAPS.labels(projector=projector).inc()
+    log.error(
+        "projector.gap",
+        projector=projector,
+        topic=topic,
+        partition=partition,
+        last_applied=last_applied,
+        next_seen=next_seen,
+        missed=next_seen - last_applied - 1,
+    )
 
 
 async def skip_offsets(pools: Iterable[asyncpg.Pool], projector: str, positions: Sequence[Delivered]) -> None:

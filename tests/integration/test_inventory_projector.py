@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from events.envelope import EventEnvelope
 from events.program import TicketCategoryAdded, TicketCategoryRepriced
@@ -125,3 +126,22 @@ async def test_every_key_of_a_program_shares_its_hash_tag(layout):
     ]
 
     assert all(k.startswith(f"{{p:{program_id}}}") for k in keys)
+
+
+async def test_a_batch_that_skips_offsets_is_reported_as_a_gap(redis, layout):
+    program_id, inner, batch = layout
+    projector = InventoryProjector("test.inventory", redis, LuaScripts(redis))
+
+    def gaps() -> float:
+        return REGISTRY.get_sample_value("damai_projector_gaps_total", {"projector": "test.inventory"}) or 0.0
+
+    before = gaps()
+    await projector.apply(batch)  # from offset 0, the first the projector sees: no gap
+    await projector.apply([_repriced(batch, inner, "1580.00", len(batch) + 1)])  # the next offset: no gap
+    after_contiguous = gaps()
+    await projector.apply([_repriced(batch, inner, "1880.00", len(batch) + 6)])  # four offsets never seen
+
+    assert after_contiguous == before
+    assert gaps() == before + 1
+    assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1880.00"
+    assert await projector.applied() == {("t", 0): len(batch) + 5}
