@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -27,13 +28,13 @@ from events.serialization import payload_of
 from infra.cache import add_program_to_bloom, invalidate_program
 from infra.catalogue.detail import load_program_detail
 from infra.catalogue.search_document import program_search_document
-from infra.postgres.offsets import Delivered, lowest_applied_offsets, skip_offsets, take_unapplied
+from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
 from infra.postgres.views.sharded import ShardedDatabase
 from infra.search import bulk_index_versioned, index_name
 from infra.settings import Settings
-from projections.projector import Batch
+from projections.projector import Batch, OffsetsInEveryShard
 
 INSERT_PROGRAM = """
 INSERT INTO {table} (id, title, actor, venue, area_id, parent_category_id, category_id, detail, notices,
@@ -82,6 +83,8 @@ WHERE id = $1 AND aggregate_version < $2
 """
 
 Rows = list[tuple[Any, ...]]
+Typed = list[tuple[EventEnvelope, ProgramEvent]]
+"""Events of a batch with their validated payloads."""
 
 
 def _program_rows(env: EventEnvelope, e: ProgramCreated) -> Rows:
@@ -176,7 +179,7 @@ def _updates(env: EventEnvelope, e: ProgramEvent) -> list[Update]:
     return []
 
 
-class ProgramProjector:
+class ProgramProjector(OffsetsInEveryShard):
     """Each database applies the batch's events of the programs it holds, in one transaction;
     then the detail caches learn of new programs (Bloom filter) and drop changed ones."""
 
@@ -197,59 +200,50 @@ class ProgramProjector:
         self._es = es
 
     async def apply(self, batch: Batch) -> None:
+        # Each payload is validated once, here, whatever the number of databases.
+        typed = {r.position: (r.item, e) for r in batch if (e := _program_event(r.item)) is not None}
         for database, pool in self._pools:
             async with pool.acquire() as conn, conn.transaction():
-                fresh = await take_unapplied(conn, self.name, batch)
-                mine = [
-                    (r.item, e)
-                    for r in fresh
-                    if (e := _program_event(r.item)) is not None
-                    and self._layout.program_family("program", e.program_id).database == database
-                ]
+                fresh = [typed[r.position] for r in await take_unapplied(conn, self.name, batch) if r.position in typed]
+                mine = [(env, e) for env, e in fresh if self._database_of(e.program_id) == database]
                 await self._apply(conn, mine)
-        await self._tell_caches(batch)
-        await self._index(batch)
+        events = list(typed.values())
+        await self._tell_caches(events)
+        await self._index(events)
 
-    async def skip(self, positions: Sequence[Delivered]) -> None:
-        await skip_offsets([pool for _, pool in self._pools], self.name, positions)
+    def _database_of(self, program_id: int) -> str:
+        return self._layout.program_family("program", program_id).database
 
-    async def applied(self) -> dict[tuple[str, int], int]:
-        return await lowest_applied_offsets([pool for _, pool in self._pools], self.name)
-
-    async def _index(self, batch: Batch) -> None:
+    async def _index(self, events: Typed) -> None:
         """(Re)index each published program of the batch from the committed read model; the
         document's external version is the newest event version seen, so an older write loses."""
-        versions: dict[int, int] = {}
-        for record in batch:
-            event = _program_event(record.item)
-            if event is not None:
-                versions[event.program_id] = max(versions.get(event.program_id, 0), record.item.aggregate_version)
+        versions = _newest_versions(events)
         db = ShardedDatabase(self._pools, self._layout)
-        actions: list[dict[str, Any]] = []
-        for program_id, version in versions.items():
-            detail = await load_program_detail(db, program_id)
-            if detail is not None:  # drafts are not searchable
-                actions.append(
-                    {
-                        "_op_type": "index",
-                        "_index": index_name(self._settings.elasticsearch, "program"),
-                        "_id": str(program_id),
-                        "version": version,
-                        "version_type": "external_gte",
-                        "_source": program_search_document(detail),
-                    }
-                )
-        await bulk_index_versioned(self._es, actions)
+        details = await asyncio.gather(*(load_program_detail(db, program_id) for program_id in versions))
+        await bulk_index_versioned(
+            self._es,
+            [
+                {
+                    "_op_type": "index",
+                    "_index": index_name(self._settings.elasticsearch, "program"),
+                    "_id": str(detail.id),
+                    "version": versions[detail.id],
+                    "version_type": "external_gte",
+                    "_source": program_search_document(detail),
+                }
+                for detail in details
+                if detail is not None  # drafts are not searchable
+            ],
+        )
 
-    async def _tell_caches(self, batch: Batch) -> None:
+    async def _tell_caches(self, events: Typed) -> None:
         """After commit, for every program in the batch (a redelivery repeats this harmlessly)."""
-        events = [e for r in batch if (e := _program_event(r.item)) is not None]
-        for program_id in {e.program_id for e in events if isinstance(e, ProgramCreated)}:
+        for program_id in {e.program_id for _, e in events if isinstance(e, ProgramCreated)}:
             await add_program_to_bloom(self._redis, self._settings, program_id)
-        for program_id in {e.program_id for e in events}:
+        for program_id in {e.program_id for _, e in events}:
             await invalidate_program(self._redis, self._settings, program_id)
 
-    async def _apply(self, conn: asyncpg.Connection, events: list[tuple[EventEnvelope, ProgramEvent]]) -> None:
+    async def _apply(self, conn: asyncpg.Connection, events: Typed) -> None:
         for kind, family, statement, to_rows in INSERTS:
             by_table: dict[str, Rows] = defaultdict(list)
             for env, e in events:
@@ -257,14 +251,12 @@ class ProgramProjector:
                     by_table[self._layout.program_family(family, e.program_id).table] += to_rows(env, e)
             for table, rows in by_table.items():
                 await conn.executemany(statement.format(table=table), rows)
-        newest: dict[int, int] = {}
         for env, e in events:
             for family, statement, args in _updates(env, e):
                 table = self._layout.program_family(family, e.program_id).table
                 await conn.execute(statement.format(table=table), *args)
-            newest[e.program_id] = max(newest.get(e.program_id, 0), env.aggregate_version)
         versions_by_table: dict[str, Rows] = defaultdict(list)
-        for program_id, version in newest.items():
+        for program_id, version in _newest_versions(events).items():
             versions_by_table[self._layout.program_family("program", program_id).table].append((program_id, version))
         for table, rows in versions_by_table.items():
             await conn.executemany(ADVANCE_PROGRAM_VERSION.format(table=table), rows)
@@ -273,3 +265,11 @@ class ProgramProjector:
 def _program_event(envelope: EventEnvelope) -> ProgramEvent | None:
     event: DomainEvent = payload_of(envelope)
     return event if isinstance(event, ProgramEvent) else None
+
+
+def _newest_versions(events: Typed) -> dict[int, int]:
+    """Per program of ``events``, the newest aggregate version among them."""
+    newest: dict[int, int] = {}
+    for env, e in events:
+        newest[e.program_id] = max(newest.get(e.program_id, 0), env.aggregate_version)
+    return newest

@@ -24,7 +24,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode
 from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
-from infra.postgres.offsets import Delivered, Positioned
+from infra.postgres.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets
+from infra.postgres.pools import ShardPools
 from infra.search import search_unavailable
 from infra.settings import WorkerSettings
 from projections.dead_letter import DeadLetters
@@ -74,6 +75,20 @@ class Projector(Protocol):
     async def applied(self) -> dict[tuple[str, int], int]:
         """Per (topic, partition), the last offset this projector has applied for sure."""
         ...
+
+
+class OffsetsInEveryShard:
+    """``skip`` and ``applied`` of a projector that stores its offsets beside its rows in every
+    shard database (``infra/postgres/offsets.py``)."""
+
+    name: str
+    _pools: ShardPools
+
+    async def skip(self, positions: Sequence[Delivered]) -> None:
+        await skip_offsets([pool for _, pool in self._pools], self.name, positions)
+
+    async def applied(self) -> dict[tuple[str, int], int]:
+        return await lowest_applied_offsets([pool for _, pool in self._pools], self.name)
 
 
 async def run_projector(

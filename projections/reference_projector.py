@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -13,10 +12,10 @@ from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
-from infra.postgres.offsets import Delivered, lowest_applied_offsets, skip_offsets, take_unapplied
+from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.search import bulk_index_versioned
-from projections.projector import Batch
+from projections.projector import Batch, OffsetsInEveryShard
 
 UPSERT_AREA = """
 INSERT INTO area (id, name, level, parent_id, aggregate_version, created_at)
@@ -53,7 +52,7 @@ def _category_row(env: EventEnvelope, e: CategoryCreated) -> tuple[Any, ...]:
     return (e.category_id, e.name, e.parent_id, e.sort_order, env.aggregate_version, env.occurred_at)
 
 
-class ReferenceProjector:
+class ReferenceProjector(OffsetsInEveryShard):
     """Reference data is small and read everywhere, so every shard database holds a full copy."""
 
     def __init__(self, name: str, pools: ShardPools, es: AsyncElasticsearch, area_index: str):
@@ -65,12 +64,6 @@ class ReferenceProjector:
     async def apply(self, batch: Batch) -> None:
         await asyncio.gather(*(self._apply_to_database(pool, batch) for _, pool in self._pools))
         await self._apply_to_search(batch)
-
-    async def skip(self, positions: Sequence[Delivered]) -> None:
-        await skip_offsets([pool for _, pool in self._pools], self.name, positions)
-
-    async def applied(self) -> dict[tuple[str, int], int]:
-        return await lowest_applied_offsets([pool for _, pool in self._pools], self.name)
 
     async def _apply_to_database(self, pool: asyncpg.Pool, batch: Batch) -> None:
         async with pool.acquire() as conn, conn.transaction():
