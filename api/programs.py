@@ -34,8 +34,8 @@ class ShowTimeOut(CamelModel):
     ticket_categories: list[TicketCategoryOut]
 
 
-class ProgramDetailOut(CamelModel):
-    """The document the cache holds (infra.catalogue.detail); declared here for the API schema."""
+class ProgramHeadOut(CamelModel):
+    """What every view of a program begins with: the detail, a search hit, a home page entry."""
 
     id: str
     title: str
@@ -44,6 +44,11 @@ class ProgramDetailOut(CamelModel):
     area_id: int
     parent_category_id: int
     category_id: int
+
+
+class ProgramDetailOut(ProgramHeadOut):
+    """The document the cache holds (infra.catalogue.detail); declared here for the API schema."""
+
     detail: str
     notices: Any
     per_order_limit: int

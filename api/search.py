@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from api.errors import ApiError
 from api.models import CamelModel
+from api.programs import ProgramHeadOut
 from api.resources import Resources, ResourcesDep
 from infra.catalogue.search import Hit, ProgramQuery, SortOrder, TimeWindow
 from infra.postgres.views.reference import existing_area_ids, list_categories
@@ -22,14 +23,7 @@ from infra.postgres.views.reference import existing_area_ids, list_categories
 router = APIRouter(tags=["programs"])
 
 
-class ProgramHitOut(CamelModel):
-    id: str
-    title: str
-    actor: str | None
-    venue: str
-    area_id: int
-    parent_category_id: int
-    category_id: int
+class ProgramHitOut(ProgramHeadOut):
     first_show_at: datetime | None
     min_price: str | None
     max_price: str | None
