@@ -3,6 +3,7 @@ windows in the platform's time zone, four sort orders, and paging with a total."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -53,6 +54,11 @@ class ProgramQuery:
     sort: SortOrder = SortOrder.RELEVANCE
     page: int = 1
     size: int = 10
+
+    @property
+    def offset(self) -> int:
+        """Hits before this page."""
+        return (self.page - 1) * self.size
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any
     return {
         "query": {"bool": {"filter": filters, "must": must}},
         "sort": _sort(q.sort),
-        "from": (q.page - 1) * q.size,
+        "from": q.offset,
         "size": q.size,
         "track_total_hits": True,
         "highlight": {
@@ -199,7 +205,7 @@ class ProgramSearch:
             except SEARCH_ERRORS as exc:
                 self._fell_over(exc)
         SEARCH_FALLBACKS.inc()
-        pages = [await _search_postgres(self._db, q, now, self.zone) for q in queries]
+        pages = await asyncio.gather(*(_search_postgres(self._db, q, now, self.zone) for q in queries))
         return {p: page.hits for p, page in zip(parent_category_ids, pages, strict=True)}
 
     def _available(self) -> bool:
@@ -222,7 +228,7 @@ async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, 
         category_id=q.category_id,
         window=window_bounds(q, now, zone),
         sort=q.sort.value,
-        offset=(q.page - 1) * q.size,
+        offset=q.offset,
         size=q.size,
     )
     return SearchPage(total, [Hit(source, highlight) for source, highlight in hits])
