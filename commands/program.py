@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Annotated, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -36,6 +36,8 @@ SEATS_PER_EVENT = 1000
 # Yuan; well inside the read model's numeric(10,2).
 MAX_PRICE = Decimal("1000000.00")
 Price = Decimal
+PriceIn = Annotated[Price, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
+"""A price as a command gives it: yuan, two decimal places at most, up to ``MAX_PRICE``."""
 
 
 class Command(BaseModel):
@@ -53,12 +55,12 @@ class SeatGrid(Command):
 class SeatPosition(Command):
     row: int = Field(ge=1)
     column: int = Field(ge=1)
-    price: Price = Field(ge=0, le=MAX_PRICE, decimal_places=2)
+    price: PriceIn
 
 
 class TicketCategorySpec(Command):
     name: str = Field(min_length=1, max_length=32)
-    price: Price = Field(ge=0, le=MAX_PRICE, decimal_places=2)
+    price: PriceIn
     total: int | None = Field(default=None, ge=1)
     seat_grid: SeatGrid | None = None
     seats: list[SeatPosition] | None = None
@@ -288,7 +290,7 @@ class RescheduleShowTime(Command):
 
 
 class RepriceTicketCategory(Command):
-    price: Price = Field(ge=0, le=MAX_PRICE, decimal_places=2)
+    price: PriceIn
 
 
 def reschedule_show_time(
