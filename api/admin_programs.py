@@ -28,10 +28,10 @@ from commands.program import (
     take_off_sale,
 )
 from events.program import ProgramEvent
-from infra.postgres.views import programs
-from infra.postgres.views.reference import category_parents, existing_area_ids
 from infra.redis_keys import program_version_counter
 from infra.versions import reserve_versions
+from queries.views import programs
+from queries.views.reference import category_parents, existing_area_ids
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 

@@ -11,9 +11,9 @@ from fastapi.responses import Response
 from api.errors import ApiError, dependency_unavailable
 from api.models import MAX_ID, CamelModel, IdPath
 from api.resources import Resources, ResourcesDep, resources_of
-from infra.cache import CachedDetail
-from infra.catalogue.seat_map import encode_seat_map, seat_map
 from infra.postgres.pools import UNREACHABLE_ERRORS
+from queries.cache import CachedDetail
+from queries.seat_map import encode_seat_map, seat_map
 
 router = APIRouter(tags=["programs"])
 
@@ -47,7 +47,7 @@ class ProgramHeadOut(CamelModel):
 
 
 class ProgramDetailOut(ProgramHeadOut):
-    """The document the cache holds (infra.catalogue.detail); declared here for the API schema."""
+    """The document the cache holds (queries.detail); declared here for the API schema."""
 
     detail: str
     notices: Any
@@ -109,7 +109,7 @@ class PriceGroupOut(CamelModel):
 
 
 class SeatMapOut(CamelModel):
-    """Declared for the API schema; the body is built by infra.catalogue.seat_map.encode_seat_map."""
+    """Declared for the API schema; the body is built by queries.seat_map.encode_seat_map."""
 
     program_id: str
     show_time_id: str

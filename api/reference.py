@@ -14,7 +14,7 @@ from api.errors import ApiError
 from api.models import CamelModel
 from api.resources import ResourcesDep
 from commands.reference import CreateArea, CreateCategory, KnownAreas, KnownCategories, create_area, create_category
-from infra.postgres.views.reference import (
+from queries.views.reference import (
     AreaView,
     CategoryView,
     category_parents,

@@ -14,17 +14,17 @@ from elasticsearch import ConnectionError as SearchConnectionError
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
-from infra.cache import ProgramDetailCache, RemainingCounts
-from infra.cache.micro import MicroCache
-from infra.catalogue.search import ProgramSearch
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts, create_redis
 from infra.search import apply_index_templates, create_elasticsearch, index_name
 from infra.settings import Settings
+from queries.cache import ProgramDetailCache, RemainingCounts
+from queries.cache.micro import MicroCache
+from queries.search import ProgramSearch
 
 log = structlog.get_logger(__name__)
 

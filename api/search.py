@@ -1,7 +1,7 @@
 """Program list and search (GET /api/v1/programs) and the home page (GET /api/v1/home).
 
 Both answer identical requests from a short-lived cache of encoded pages (``search_cache_ttl_s``,
-infra/cache/micro.py): during an on-sale most buyers ask the same few questions.
+queries/cache/micro.py): during an on-sale most buyers ask the same few questions.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from api.errors import ApiError
 from api.models import CamelModel
 from api.programs import ProgramHeadOut
 from api.resources import Resources, ResourcesDep
-from infra.catalogue.search import Hit, ProgramQuery, SortOrder, TimeWindow
-from infra.postgres.views.reference import existing_area_ids, list_categories
+from queries.search import Hit, ProgramQuery, SortOrder, TimeWindow
+from queries.views.reference import existing_area_ids, list_categories
 
 router = APIRouter(tags=["programs"])
 

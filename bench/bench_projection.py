@@ -8,7 +8,7 @@ import asyncpg
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated
-from infra.postgres.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets, take_unapplied
+from projections.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets, take_unapplied
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS bench_projection (

@@ -35,13 +35,13 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
-from infra.cache import add_program_to_bloom, invalidate_program
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.provision import provision_namespace, remove_namespace
 from infra.redis import create_redis
 from infra.settings import REPO_ROOT, Settings, get_settings
+from queries.cache import add_program_to_bloom, invalidate_program
 from tests.processes import free_port
 from tests.program_rows import insert_program
 
@@ -156,11 +156,11 @@ def measure(settings: Settings, program_id: int, args: argparse.Namespace, log_d
     try:
         local_port, redis_port, bare_port = free_port(), free_port(), free_port()
         servers.append(
-            start("API, local cache", ["infra.cli", "serve", "--port", str(local_port)], env, local_port, log_dir)
+            start("API, local cache", ["cli.main", "serve", "--port", str(local_port)], env, local_port, log_dir)
         )
         no_local = {**env, "DAMAI_PROGRAM_CACHE__LOCAL_ENABLED": "false"}
         servers.append(
-            start("API, Redis only", ["infra.cli", "serve", "--port", str(redis_port)], no_local, redis_port, log_dir)
+            start("API, Redis only", ["cli.main", "serve", "--port", str(redis_port)], no_local, redis_port, log_dir)
         )
         path = f"/api/v1/programs/{program_id}"
         warm = httpx.get(servers[0].url + path, timeout=5)

@@ -27,10 +27,10 @@ from events.envelope import EventEnvelope
 from events.reference import AreaCreated
 from events.serialization import decode
 from infra.kafka import EventPublisher
-from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.pools import ShardPools
 from infra.provision import provision_namespace, remove_namespace
 from infra.settings import REPO_ROOT, Settings, get_settings
+from projections.offsets import Delivered, Positioned
 
 PRODUCE_CHUNK = 5000
 POLL_S = 0.2

@@ -42,12 +42,12 @@ import httpx
 import orjson
 
 from bench.program_detail import WARM_UP_S, Figures, Server, median_of, run_wrk, start
-from infra.catalogue.search import ProgramQuery, SortOrder, TimeWindow, search_body
-from infra.demo.programs import demo_program_commands
-from infra.demo.seed import seed_demo
+from cli.demo.programs import demo_program_commands
+from cli.demo.seed import seed_demo
 from infra.provision import provision_namespace, remove_namespace
 from infra.search import index_name
 from infra.settings import REPO_ROOT, Settings, get_settings
+from queries.search import ProgramQuery, SortOrder, TimeWindow, search_body
 from tests.processes import eventually, free_port, start_worker
 
 SEED = 7  # the searches below are picked from this catalogue
@@ -191,7 +191,7 @@ def _page(response: httpx.Response, path: str, q: ProgramQuery) -> dict[str, Any
 def start_api(name: str, settings: Settings, log_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
     env = {k: v for k, v in settings.namespace_env().items() if k != "DAMAI_API__PORT"}
     port = free_port()
-    return start(name, ["infra.cli", "serve", "--port", str(port)], {**env, **(extra_env or {})}, port, log_dir)
+    return start(name, ["cli.main", "serve", "--port", str(port)], {**env, **(extra_env or {})}, port, log_dir)
 
 
 def measure(settings: Settings, args: argparse.Namespace, log_dir: Path) -> dict[str, list[Figures]]:

@@ -11,17 +11,17 @@ from collections.abc import Callable
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
-from infra.cache.keys import ProgramCacheKeys
 from infra.kafka import ensure_topics
 from infra.postgres.migrations import VerifyReport, migrate_all, verify_all
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views.programs import full_route_program_ids
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis import create_redis
 from infra.redis_keys import program_keys_pattern, program_of_key, projector_offsets
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
+from queries.cache.keys import ProgramCacheKeys
+from queries.views.programs import full_route_program_ids
 
 
 def consumer_groups(settings: Settings) -> list[str]:

@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 from events.envelope import EventEnvelope
 from events.program import SeatsLaidOut, TicketCategoryAdded, TicketCategoryRepriced
 from events.serialization import payload_of
-from infra.postgres.offsets import Delivered, report_gap
 from infra.redis import LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
@@ -28,6 +27,7 @@ from infra.redis_keys import (
     ticket_category_price_versions,
     ticket_category_prices,
 )
+from projections.offsets import Delivered, report_gap
 from projections.projector import Batch
 
 INVENTORY_TYPES = {TicketCategoryAdded.event_type, SeatsLaidOut.event_type, TicketCategoryRepriced.event_type}

@@ -25,16 +25,16 @@ from events.program import (
     TicketCategoryRepriced,
 )
 from events.serialization import payload_of
-from infra.cache import add_program_to_bloom, invalidate_program
-from infra.catalogue.detail import load_program_detail
-from infra.catalogue.search_document import program_search_document
-from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.search import bulk_index_versioned, index_name
 from infra.settings import Settings
+from projections.offsets import take_unapplied
 from projections.projector import Batch, OffsetsInEveryShard
+from queries.cache import add_program_to_bloom, invalidate_program
+from queries.detail import load_program_detail
+from queries.search_document import program_search_document
 
 INSERT_PROGRAM = """
 INSERT INTO {table} (id, title, actor, venue, area_id, parent_category_id, category_id, detail, notices,

@@ -24,11 +24,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode
 from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
-from infra.postgres.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets
 from infra.postgres.pools import ShardPools
 from infra.search import search_unavailable
 from infra.settings import WorkerSettings
 from projections.dead_letter import DeadLetters
+from projections.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +79,7 @@ class Projector(Protocol):
 
 class OffsetsInEveryShard:
     """``skip`` and ``applied`` of a projector that stores its offsets beside its rows in every
-    shard database (``infra/postgres/offsets.py``)."""
+    shard database (``projections/offsets.py``)."""
 
     name: str
     _pools: ShardPools

@@ -12,9 +12,9 @@ from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
-from infra.postgres.offsets import take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.search import bulk_index_versioned
+from projections.offsets import take_unapplied
 from projections.projector import Batch, OffsetsInEveryShard
 
 UPSERT_AREA = """

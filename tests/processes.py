@@ -73,7 +73,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, wha
 
 
 def start_api(settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None) -> tuple[Child, str]:
-    child = Child(["infra.cli", "serve"], settings, log_path, extra_env)
+    child = Child(["cli.main", "serve"], settings, log_path, extra_env)
     base = f"http://{settings.api.host}:{settings.api.port}"
 
     def alive() -> bool:
@@ -89,4 +89,4 @@ def start_api(settings: Settings, log_path: Path, extra_env: dict[str, str] | No
 
 
 def start_worker(settings: Settings, log_path: Path) -> Child:
-    return Child(["infra.cli", "worker"], settings, log_path)
+    return Child(["cli.main", "worker"], settings, log_path)

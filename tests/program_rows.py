@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 
 CREATED = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 STARTS = datetime(2026, 12, 24, 19, 30, tzinfo=UTC)

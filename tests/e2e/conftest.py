@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.provision import provision_namespace, remove_namespace
 from infra.settings import Settings
 from tests.conftest import isolated_copy

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infra.postgres.views import programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, remaining_counts
+from queries.views import programs
 from tests.e2e.conftest import AREA, CHILD, PARENT, System, is_ok
 from tests.processes import eventually
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from infra.postgres.offsets import NO_OFFSET, applied_offsets
 from infra.postgres.pools import ShardPools
 from infra.settings import Settings
+from projections.offsets import NO_OFFSET, applied_offsets
 from tests.e2e.conftest import System
 from tests.integration.test_kafka_adapter import read_all
 from tests.processes import eventually

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from infra.demo.areas import DEMO_AREAS
-from infra.demo.categories import DEMO_CATEGORIES
-from infra.demo.programs import demo_program_commands
-from infra.demo.seed import Seeded, seed_demo
+from cli.demo.areas import DEMO_AREAS
+from cli.demo.categories import DEMO_CATEGORIES
+from cli.demo.programs import demo_program_commands
+from cli.demo.seed import Seeded, seed_demo
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views import programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
+from queries.views import programs
 from tests.e2e.conftest import System
 from tests.processes import eventually
 

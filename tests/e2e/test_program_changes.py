@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from elasticsearch import AsyncElasticsearch
 
-from infra.catalogue.verify import verify_program_inventory
-from infra.postgres.views import programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, program_keys_pattern, remaining_counts, ticket_category_prices
 from infra.search import index_name
+from projections.verify import verify_program_inventory
+from queries.views import programs
 from tests.consumer_groups import caught_up
 from tests.e2e.conftest import System
 from tests.e2e.test_admin_programs import PROJECTED_S, _published, program_body, seats_projected

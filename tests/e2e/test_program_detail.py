@@ -9,10 +9,10 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from infra.cache import add_program_to_bloom, invalidate_program
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
+from queries.cache import add_program_to_bloom, invalidate_program
 from tests.e2e.conftest import System
 from tests.processes import eventually, free_port, start_api
 from tests.program_rows import insert_program, next_id, rename_program

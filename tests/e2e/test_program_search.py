@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from infra.postgres.views import programs
+from queries.views import programs
 from tests.e2e.conftest import AREA, CHILD, PARENT, System
 from tests.processes import eventually
 

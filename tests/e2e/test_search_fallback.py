@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from infra import stack
-from infra.postgres.views import programs
+from queries.views import programs
 from tests.e2e.conftest import AREA, CHILD, PARENT, System
 from tests.processes import eventually
 

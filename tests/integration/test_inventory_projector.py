@@ -10,7 +10,6 @@ from prometheus_client import REGISTRY
 
 from events.envelope import EventEnvelope
 from events.program import TicketCategoryAdded, TicketCategoryRepriced
-from infra.postgres.offsets import Delivered, Positioned
 from infra.redis import LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
@@ -22,6 +21,7 @@ from infra.redis_keys import (
     ticket_category_prices,
 )
 from projections.inventory_projector import InventoryProjector
+from projections.offsets import Delivered, Positioned
 from tests.integration.test_program_projector import _events
 
 

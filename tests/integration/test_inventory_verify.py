@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest_asyncio
 
-from infra.catalogue.verify import verify_program_inventory
 from infra.postgres.routing import shard_layout
-from infra.postgres.views import programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts
 from infra.redis_keys import (
     available_seats,
@@ -22,6 +20,8 @@ from infra.redis_keys import (
 )
 from projections.inventory_projector import InventoryProjector
 from projections.program_projector import ProgramProjector
+from projections.verify import verify_program_inventory
+from queries.views import programs
 from tests.integration.test_program_projector import _batch, _events
 
 

@@ -3,9 +3,9 @@ import uuid
 from prometheus_client import REGISTRY
 
 from infra.postgres.migrations import migrate_all, verify_all
-from infra.postgres.offsets import Delivered, Positioned, applied_offsets, take_unapplied
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
+from projections.offsets import Delivered, Positioned, applied_offsets, take_unapplied
 
 
 async def test_every_shard_database_answers(pools: ShardPools, settings):

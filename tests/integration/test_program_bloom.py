@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from redis.asyncio import Redis
 
-from infra.cache import add_program_to_bloom, rebuild_program_bloom
-from infra.cache.bloom import Membership
-from infra.cache.program_bloom import program_bloom, program_member
-from infra.postgres.views.programs import full_route_program_ids
 from infra.settings import Settings
+from queries.cache import add_program_to_bloom, rebuild_program_bloom
+from queries.cache.bloom import Membership
+from queries.cache.program_bloom import program_bloom, program_member
+from queries.views.programs import full_route_program_ids
 from tests.program_rows import insert_program, next_id
 
 

@@ -10,10 +10,10 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from infra.cache import ProgramDetailCache, invalidate_program, rebuild_program_bloom
-from infra.cache.keys import ProgramCacheKeys
 from infra.redis import lua_script
 from infra.settings import Settings
+from queries.cache import ProgramDetailCache, invalidate_program, rebuild_program_bloom
+from queries.cache.keys import ProgramCacheKeys
 from tests.processes import eventually, free_port
 from tests.program_rows import STARTS, insert_program, next_id, rename_program
 

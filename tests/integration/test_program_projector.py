@@ -16,11 +16,11 @@ from events.program import (
     TicketCategoryAdded,
     TicketCategoryRepriced,
 )
-from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.routing import shard_layout
-from infra.postgres.views import programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
+from projections.offsets import Delivered, Positioned
 from projections.program_projector import ProgramProjector
+from queries.views import programs
 from tests.id_sources import CountingIds
 
 NOW = datetime.now(UTC)

@@ -4,10 +4,10 @@ from elasticsearch import AsyncElasticsearch
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, AreaLevel, CategoryCreated
-from infra.postgres.offsets import Delivered, Positioned
 from infra.postgres.pools import ShardPools
 from infra.search import index_name
 from infra.settings import Settings
+from projections.offsets import Delivered, Positioned
 from projections.reference_projector import ReferenceProjector
 
 

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.cache.bloom import BloomShape
-from infra.cache.local import LocalCache
-from infra.cache.micro import MicroCache
-from infra.cache.program_detail import detail_ttl_ms
-from infra.cache.single_flight import SingleFlight
 from infra.settings import ProgramCacheSettings
+from queries.cache.bloom import BloomShape
+from queries.cache.local import LocalCache
+from queries.cache.micro import MicroCache
+from queries.cache.program_detail import detail_ttl_ms
+from queries.cache.single_flight import SingleFlight
 
 
 def test_least_recently_used_entry_goes_first_when_the_local_cache_is_full():

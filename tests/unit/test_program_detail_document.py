@@ -8,8 +8,8 @@ from decimal import Decimal
 import orjson
 
 from api.programs import ProgramDetailOut
-from infra.cache import CachedDetail
-from infra.catalogue.detail import (
+from queries.cache import CachedDetail
+from queries.detail import (
     ProgramDetail,
     ShowTimeDetail,
     TicketCategoryDetail,

@@ -7,7 +7,7 @@ from decimal import Decimal
 import orjson
 
 from api.programs import SeatMapOut
-from infra.catalogue.seat_map import AVAILABLE, UNAVAILABLE, PriceGroup, SeatState, encode_seat_map
+from queries.seat_map import AVAILABLE, UNAVAILABLE, PriceGroup, SeatState, encode_seat_map
 
 BIG = 1 << 62
 

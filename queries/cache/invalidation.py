@@ -14,9 +14,9 @@ from typing import Any, cast
 import structlog
 from redis.asyncio import Redis
 
-from infra.cache.keys import ProgramCacheKeys
 from infra.redis import REDIS_ERRORS, blocking_client
 from infra.settings import Settings
+from queries.cache.keys import ProgramCacheKeys
 
 log = structlog.get_logger(__name__)
 

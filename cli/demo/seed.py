@@ -7,24 +7,24 @@ from datetime import UTC, datetime
 
 import structlog
 
+from cli.demo.areas import demo_area_commands
+from cli.demo.categories import demo_category_commands
+from cli.demo.programs import demo_program_commands
 from commands.program import KnownReferences, create_program, publish_program
 from commands.reference import KnownAreas, KnownCategories, create_area, create_category
 from events.envelope import EventEnvelope
 from events.program import ProgramEvent
-from infra.demo.areas import demo_area_commands
-from infra.demo.categories import demo_category_commands
-from infra.demo.programs import demo_program_commands
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from infra.postgres.views.programs import full_route_program_ids_by_title
-from infra.postgres.views.reference import category_parents, existing_area_ids
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts, create_redis
 from infra.redis_keys import program_version_counter
 from infra.settings import Settings
 from infra.versions import reserve_versions
+from queries.views.programs import full_route_program_ids_by_title
+from queries.views.reference import category_parents, existing_area_ids
 
 log = structlog.get_logger(__name__)
 

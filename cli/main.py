@@ -120,11 +120,11 @@ def db_verify() -> None:
 def cache_bloom_rebuild() -> None:
     """Add every program in Postgres to the Bloom filter of program ids (a full route); exit 1 if
     another process is building it now."""
-    from infra.cache import rebuild_program_bloom
     from infra.postgres.pools import ShardPools
     from infra.postgres.routing import shard_layout
-    from infra.postgres.views.sharded import ShardedDatabase
+    from infra.postgres.sharded import ShardedDatabase
     from infra.redis import create_redis
+    from queries.cache import rebuild_program_bloom
 
     settings = _settings()
 
@@ -147,8 +147,8 @@ def cache_bloom_rebuild() -> None:
 @cache_app.command("invalidate")
 def cache_invalidate(program_id: Annotated[int, typer.Argument(help="Program id")]) -> None:
     """Drop one program's cached detail from Redis and from every API process's memory."""
-    from infra.cache import invalidate_program
     from infra.redis import create_redis
+    from queries.cache import invalidate_program
 
     settings = _settings()
 
@@ -170,11 +170,11 @@ def verify_inventory(
     ] = None,
 ) -> None:
     """Check each program's Redis seat inventory against its layout in Postgres; exit 1 on any disagreement."""
-    from infra.catalogue.verify import Disagreement, verify_all_inventories, verify_program_inventory
     from infra.postgres.pools import ShardPools
     from infra.postgres.routing import shard_layout
-    from infra.postgres.views.sharded import ShardedDatabase
+    from infra.postgres.sharded import ShardedDatabase
     from infra.redis import create_redis
+    from projections.verify import Disagreement, verify_all_inventories, verify_program_inventory
 
     settings = _settings()
 
@@ -208,7 +208,7 @@ def seed_demo(
     programs: Annotated[bool, typer.Option(help="Also the demo programs, not only the reference data")] = True,
 ) -> None:
     """Publish the demo data through the commands: areas, categories, ~70 programs (idempotent)."""
-    from infra.demo.seed import seed_demo
+    from cli.demo.seed import seed_demo
 
     seeded = asyncio.run(seed_demo(_settings(), seed=seed if programs else None))
     typer.echo(f"published: {seeded.areas} areas, {seeded.categories} categories, {seeded.programs} programs")
@@ -263,8 +263,8 @@ def run(seed: Annotated[bool, typer.Option(help="Publish the demo data first")] 
     stack_up(None)
     db_migrate()
     children = [
-        subprocess.Popen([sys.executable, "-m", "infra.cli", "worker"]),
-        subprocess.Popen([sys.executable, "-m", "infra.cli", "serve"]),
+        subprocess.Popen([sys.executable, "-m", "cli.main", "worker"]),
+        subprocess.Popen([sys.executable, "-m", "cli.main", "serve"]),
     ]
     if seed:
         seed_demo()

@@ -22,9 +22,9 @@ from decimal import Decimal
 
 from redis.asyncio import Redis
 
-from infra.postgres.views import programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, remaining_counts, seat_facts, seat_position, ticket_category_prices
+from queries.views import programs
 
 
 @dataclass(frozen=True)

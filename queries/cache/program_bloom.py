@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import structlog
 from redis.asyncio import Redis
 
-from infra.cache.bloom import BloomFilter, BloomKeys, BloomShape
-from infra.cache.keys import ProgramCacheKeys
-from infra.postgres.views.programs import full_route_program_ids
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.settings import ProgramCacheSettings, Settings
+from queries.cache.bloom import BloomFilter, BloomKeys, BloomShape
+from queries.cache.keys import ProgramCacheKeys
+from queries.views.programs import full_route_program_ids
 
 log = structlog.get_logger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from infra.cache.local import LocalCache
-from infra.cache.single_flight import SingleFlight
 from infra.metrics import CACHE_HITS, CACHE_MISSES
+from queries.cache.local import LocalCache
+from queries.cache.single_flight import SingleFlight
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

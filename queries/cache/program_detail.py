@@ -24,24 +24,24 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 
-from infra.cache.bloom import BloomFilter, Membership
-from infra.cache.breaker import RedisBreaker
-from infra.cache.invalidation import InvalidationListener
-from infra.cache.keys import ProgramCacheKeys
-from infra.cache.local import LocalCache
-from infra.cache.program_bloom import ensure_program_bloom, program_bloom, program_member
-from infra.cache.single_flight import SingleFlight
-from infra.catalogue.detail import (
+from infra.metrics import CACHE_HITS, CACHE_INVALIDATIONS, CACHE_LOAD_SECONDS, CACHE_LOADS, CACHE_MISSES
+from infra.postgres.sharded import ShardedDatabase
+from infra.redis import REDIS_ERRORS, create_redis, lua_script
+from infra.settings import ProgramCacheSettings, Settings
+from queries.cache.bloom import BloomFilter, Membership
+from queries.cache.breaker import RedisBreaker
+from queries.cache.invalidation import InvalidationListener
+from queries.cache.keys import ProgramCacheKeys
+from queries.cache.local import LocalCache
+from queries.cache.program_bloom import ensure_program_bloom, program_bloom, program_member
+from queries.cache.single_flight import SingleFlight
+from queries.detail import (
     ProgramDetail,
     decode_detail,
     encode_detail,
     load_program_detail,
     overlay_remaining,
 )
-from infra.metrics import CACHE_HITS, CACHE_INVALIDATIONS, CACHE_LOAD_SECONDS, CACHE_LOADS, CACHE_MISSES
-from infra.postgres.views.sharded import ShardedDatabase
-from infra.redis import REDIS_ERRORS, create_redis, lua_script
-from infra.settings import ProgramCacheSettings, Settings
 
 log = structlog.get_logger(__name__)
 

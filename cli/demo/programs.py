@@ -7,10 +7,10 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
+from cli.demo.areas import DEMO_AREAS
+from cli.demo.categories import DEMO_CATEGORIES
 from commands.program import CreateProgram
 from events.reference import AreaLevel
-from infra.demo.areas import DEMO_AREAS
-from infra.demo.categories import DEMO_CATEGORIES
 
 PROGRAMS_PER_CITY = 5
 SHOW_WINDOW_DAYS = 56

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.catalogue.detail import ProgramDetail
+from queries.detail import ProgramDetail
 
 
 def program_search_document(detail: ProgramDetail) -> dict[str, Any]:

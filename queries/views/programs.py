@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from infra.postgres.views.sharded import ShardedDatabase, row, rows
+from infra.postgres.sharded import ShardedDatabase, row, rows
 
 
 @dataclass(frozen=True)

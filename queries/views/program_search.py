@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 
 SEARCH_SQL = """
 SELECT p.id, p.title, p.actor, p.venue, p.area_id, p.parent_category_id, p.category_id, p.high_heat, p.issue_time,

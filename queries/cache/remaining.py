@@ -13,11 +13,11 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
-from infra.cache.breaker import RedisBreaker
-from infra.cache.micro import MicroCache
 from infra.redis import REDIS_ERRORS, create_redis
 from infra.redis_keys import remaining_counts
 from infra.settings import Settings
+from queries.cache.breaker import RedisBreaker
+from queries.cache.micro import MicroCache
 
 CACHE = "remaining_counts"
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from infra.postgres.views.programs import (
+from infra.postgres.sharded import ShardedDatabase
+from queries.views.programs import (
     ProgramRow,
     ShowTimeRow,
     TicketCategoryRow,
@@ -24,7 +25,6 @@ from infra.postgres.views.programs import (
     show_times_of,
     ticket_categories_of,
 )
-from infra.postgres.views.sharded import ShardedDatabase
 
 HIDDEN_STATUSES = frozenset({"draft"})
 CENTS = Decimal("0.01")

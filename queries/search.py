@@ -16,9 +16,9 @@ import structlog
 from elasticsearch import AsyncElasticsearch
 
 from infra.metrics import SEARCH_FALLBACKS
-from infra.postgres.views.program_search import full_route_search_programs
-from infra.postgres.views.sharded import ShardedDatabase
+from infra.postgres.sharded import ShardedDatabase
 from infra.search import SEARCH_ERRORS, search_unavailable
+from queries.views.program_search import full_route_search_programs
 
 log = structlog.get_logger(__name__)
 

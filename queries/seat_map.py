@@ -16,8 +16,8 @@ from typing import NamedTuple
 import orjson
 from redis.asyncio import Redis
 
-from infra.catalogue.detail import TicketCategoryDetail
 from infra.redis_keys import available_seats, seat_facts, seat_position
+from queries.detail import TicketCategoryDetail
 
 AVAILABLE, UNAVAILABLE = "available", "unavailable"
 

@@ -4,10 +4,10 @@ What the write side calls when it projects a program: ``add_program_to_bloom`` (
 ``invalidate_program`` (any change), both after its Postgres transaction has committed.
 """
 
-from infra.cache.invalidation import InvalidationListener, invalidate_program
-from infra.cache.program_bloom import add_program_to_bloom, ensure_program_bloom, rebuild_program_bloom
-from infra.cache.program_detail import CachedDetail, ProgramDetailCache
-from infra.cache.remaining import RemainingCounts
+from queries.cache.invalidation import InvalidationListener, invalidate_program
+from queries.cache.program_bloom import add_program_to_bloom, ensure_program_bloom, rebuild_program_bloom
+from queries.cache.program_detail import CachedDetail, ProgramDetailCache
+from queries.cache.remaining import RemainingCounts
 
 __all__ = [
     "CachedDetail",
