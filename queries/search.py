@@ -4,7 +4,6 @@ windows in the platform's time zone, four sort orders, and paging with a total."
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as time_of_day
@@ -12,15 +11,13 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import structlog
 from elasticsearch import AsyncElasticsearch
 
 from infra.metrics import SEARCH_FALLBACKS
 from infra.postgres.sharded import ShardedDatabase
 from infra.search import SEARCH_ERRORS, search_unavailable
+from queries.breaker import Breaker
 from queries.views.program_search import full_route_search_programs
-
-log = structlog.get_logger(__name__)
 
 ON_SALE = "on_sale"
 HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
@@ -162,18 +159,17 @@ async def search_programs(
 class ProgramSearch:
     """Search and home pages: Elasticsearch first, the same queries on Postgres when it cannot
     answer (full route, slower). After a failure Elasticsearch is left alone for
-    ``retry_after_s``, so an outage costs one failed call per interval, not one per request."""
+    ``retry_after_s`` (queries/breaker.py)."""
 
     def __init__(self, es: AsyncElasticsearch, index: str, db: ShardedDatabase, zone: ZoneInfo, retry_after_s: float):
         self._es = es
         self._index = index
         self._db = db
         self.zone = zone
-        self._retry_after_s = retry_after_s
-        self._down_until = 0.0
+        self._breaker = Breaker("elasticsearch", retry_after_s)
 
     async def page(self, q: ProgramQuery, now: datetime) -> SearchPage:
-        if self._available():
+        if self._breaker.allows():
             try:
                 return await search_programs(self._es, self._index, q, now, self.zone)
             except SEARCH_ERRORS as exc:
@@ -192,7 +188,7 @@ class ProgramSearch:
         ]
         if not queries:
             return {}
-        if self._available():
+        if self._breaker.allows():
             searches: list[dict[str, Any]] = []
             for query in queries:
                 searches += [{"index": self._index, "ignore_unavailable": True}, search_body(query, now, self.zone)]
@@ -208,15 +204,11 @@ class ProgramSearch:
         pages = await asyncio.gather(*(_search_postgres(self._db, q, now, self.zone) for q in queries))
         return {p: page.hits for p, page in zip(parent_category_ids, pages, strict=True)}
 
-    def _available(self) -> bool:
-        return time.monotonic() >= self._down_until
-
     def _fell_over(self, exc: Exception) -> None:
         """Record an outage, or re-raise what is not one (a bad query is a bug, not an outage)."""
         if not search_unavailable(exc):
             raise exc
-        log.warning("search.fallback_to_postgres", error=type(exc).__name__, retry_after_s=self._retry_after_s)
-        self._down_until = time.monotonic() + self._retry_after_s
+        self._breaker.trip(exc)
 
 
 async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo) -> SearchPage:

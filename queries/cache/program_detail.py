@@ -24,12 +24,19 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 
-from infra.metrics import CACHE_HITS, CACHE_INVALIDATIONS, CACHE_LOAD_SECONDS, CACHE_LOADS, CACHE_MISSES
+from infra.metrics import (
+    CACHE_HITS,
+    CACHE_INVALIDATIONS,
+    CACHE_LOAD_SECONDS,
+    CACHE_LOADS,
+    CACHE_MISSES,
+    CACHE_REDIS_ERRORS,
+)
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import REDIS_ERRORS, create_redis, lua_script
 from infra.settings import ProgramCacheSettings, Settings
+from queries.breaker import Breaker
 from queries.cache.bloom import BloomFilter, Membership
-from queries.cache.breaker import RedisBreaker
 from queries.cache.invalidation import InvalidationListener
 from queries.cache.keys import ProgramCacheKeys
 from queries.cache.local import LocalCache
@@ -100,7 +107,9 @@ class ProgramDetailCache:
         self._flight: SingleFlight[int, CachedDetail | None] = SingleFlight()
         # The fetch whose result may still be kept in memory, per program; an invalidation revokes it.
         self._tickets: dict[int, object] = {}
-        self._breaker = RedisBreaker(CACHE, self._config.redis_retry_after_s)
+        self._breaker = Breaker(
+            f"redis ({CACHE})", self._config.redis_retry_after_s, CACHE_REDIS_ERRORS.labels(CACHE)
+        )
         self._bloom: BloomFilter = program_bloom(redis, self._config)
         self._fill = lua_script(redis, "cache_fill")
         self._listener: InvalidationListener | None = None

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis
 
+from infra.metrics import CACHE_REDIS_ERRORS
 from infra.redis import REDIS_ERRORS, create_redis
 from infra.redis_keys import remaining_counts
 from infra.settings import Settings
-from queries.cache.breaker import RedisBreaker
+from queries.breaker import Breaker
 from queries.cache.micro import MicroCache
 
 CACHE = "remaining_counts"
@@ -32,7 +33,7 @@ class RemainingCounts:
         self._counts: MicroCache[int, RemainingByCategory | None] = MicroCache(
             CACHE, config.remaining_ttl_s, config.local_max_entries
         )
-        self._breaker = RedisBreaker(CACHE, config.redis_retry_after_s)
+        self._breaker = Breaker(f"redis ({CACHE})", config.redis_retry_after_s, CACHE_REDIS_ERRORS.labels(CACHE))
         self._owns_redis = False
 
     @classmethod
