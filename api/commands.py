@@ -1,21 +1,19 @@
-"""Appending a decided event from the API: correlation ids, and the wait for Kafka's acknowledgement."""
+"""What every command route shares: the caller's correlation id, and turning a handler's
+``LogUnavailable`` into 503 (the client may retry)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
-from aiokafka.errors import KafkaError
 from fastapi import Depends, Request
 
 from api.errors import ApiError, dependency_unavailable
-from api.resources import Resources
-from events.base import DomainEvent
-from events.envelope import EventEnvelope
+from commands.ports import LogUnavailable
 
 CORRELATION_HEADER = "x-correlation-id"
+T = TypeVar("T")
 
 
 async def correlation_id(request: Request) -> uuid.UUID | None:
@@ -32,26 +30,11 @@ async def correlation_id(request: Request) -> uuid.UUID | None:
 CorrelationDep = Annotated[uuid.UUID | None, Depends(correlation_id)]
 
 
-async def append(
-    res: Resources, event: DomainEvent, *, aggregate_version: int, correlation: uuid.UUID | None
-) -> EventEnvelope:
-    """Append one event and return once Kafka holds it; 503 if that cannot be confirmed in time."""
-    [envelope] = await append_all(res, [event], first_version=aggregate_version, correlation=correlation)
-    return envelope
-
-
-async def append_all(
-    res: Resources, events: Sequence[DomainEvent], *, first_version: int, correlation: uuid.UUID | None
-) -> list[EventEnvelope]:
-    """Append the events of one aggregate in order, versions from ``first_version``; 503 if unconfirmed."""
-    envelopes = [
-        EventEnvelope.wrap(e, aggregate_version=first_version + i, correlation_id=correlation)
-        for i, e in enumerate(events)
-    ]
+async def handled(call: Awaitable[T]) -> T:
+    """Await a command handler; 503 ``EVENT_LOG_UNAVAILABLE`` when Kafka did not acknowledge."""
     try:
-        await asyncio.wait_for(res.publisher.publish_many(envelopes), res.settings.api.command_ack_timeout_s)
-    except (KafkaError, TimeoutError) as exc:
+        return await call
+    except LogUnavailable as exc:
         raise dependency_unavailable(
             "EVENT_LOG_UNAVAILABLE", "the event log did not acknowledge the command; retry", exc
         ) from exc
-    return envelopes

@@ -29,17 +29,17 @@ def _checks(res: Resources) -> dict[str, Check]:
 
     async def search() -> None:
         # The Maven Central build answers GET/HEAD / with 405, so ping() cannot be used.
-        health = await res.es.cluster.health(timeout=f"{int(timeout * 1000)}ms")
+        health = await res.adapters.es.cluster.health(timeout=f"{int(timeout * 1000)}ms")
         if health["status"] not in ("yellow", "green"):
             raise ConnectionError(f"elasticsearch cluster is {health['status']}")
 
     checks: dict[str, Check] = {
-        "kafka": res.publisher.check_reachable,
+        "kafka": res.commands.publisher.check_reachable,
         "redis": res.redis.ping,
         "elasticsearch": search,
     }
-    for database in res.pools.databases:
-        checks[f"postgres:{database}"] = partial(res.pools.check_reachable, database, timeout)
+    for database in res.db.pools.databases:
+        checks[f"postgres:{database}"] = partial(res.db.pools.check_reachable, database, timeout)
     return checks
 
 

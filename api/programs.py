@@ -78,13 +78,13 @@ async def get_program_detail(
     cached = await _visible_program(res, program_id)
     # The cached document is the response body already, with the live remaining counts laid
     # over it (made once per change of the counts, not per request).
-    return Response(cached.with_remaining(await res.remaining.get(program_id)), media_type="application/json")
+    return Response(cached.with_remaining(await res.reads.remaining.get(program_id)), media_type="application/json")
 
 
 async def _visible_program(res: Resources, program_id: int) -> CachedDetail:
     """The cached detail of a published program; 404 for an unknown or draft one, 503 if unreadable."""
     try:
-        cached = await res.program_details.get(program_id)
+        cached = await res.reads.program_details.get(program_id)
     except UNREACHABLE_ERRORS as exc:
         raise dependency_unavailable(
             "CATALOGUE_UNAVAILABLE", "the program catalogue cannot be read now; retry", exc
@@ -166,4 +166,4 @@ async def get_seat_map(
 
     # Everyone in a sale looks at the same map: one build per map per ``seat_map_ttl_s``.
     key = (program_id, show_id, ticket_category_id)
-    return Response(await res.seat_maps.get(key, build), media_type="application/json")
+    return Response(await res.reads.seat_maps.get(key, build), media_type="application/json")

@@ -9,20 +9,12 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
 from api.auth import require_admin
-from api.commands import CorrelationDep, append
+from api.commands import CorrelationDep, handled
 from api.errors import ApiError
 from api.models import CamelModel
 from api.resources import ResourcesDep
-from commands.reference import CreateArea, CreateCategory, KnownAreas, KnownCategories, create_area, create_category
-from queries.views.reference import (
-    AreaView,
-    CategoryView,
-    category_parents,
-    existing_area_ids,
-    get_area,
-    list_areas,
-    list_categories,
-)
+from commands.reference import CreateArea, CreateCategory, add_area, add_category
+from queries.views.reference import AreaView, CategoryView, get_area, list_areas, list_categories
 
 router = APIRouter(tags=["reference"])
 admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
@@ -50,24 +42,21 @@ async def post_area(
     cmd: CreateArea, response: Response, res: ResourcesDep, correlation: CorrelationDep
 ) -> AreaAccepted:
     """Create an area; it appears in queries once projected (202 + Location)."""
-    wanted = [cmd.area_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
-    known = KnownAreas(await existing_area_ids(res.pools, wanted))
-    event = create_area(cmd, known)
-    envelope = await append(res, event, aggregate_version=1, correlation=correlation)
+    event_id = await handled(add_area(cmd, res.commands.reference, correlation))
     response.headers["Location"] = f"/api/v1/areas/{cmd.area_id}"
-    return AreaAccepted(area_id=cmd.area_id, event_id=str(envelope.event_id))
+    return AreaAccepted(area_id=cmd.area_id, event_id=str(event_id))
 
 
 @router.get("/api/v1/areas", response_model=list[AreaOut], response_model_by_alias=True)
 async def get_areas(
     res: ResourcesDep, parent_id: Annotated[int | None, Query(alias="parentId")] = None
 ) -> list[AreaOut]:
-    return [AreaOut.of(a) for a in await list_areas(res.pools, parent_id=parent_id)]
+    return [AreaOut.of(a) for a in await list_areas(res.db, parent_id=parent_id)]
 
 
 @router.get("/api/v1/areas/{area_id}", response_model=AreaOut, response_model_by_alias=True)
 async def get_one_area(area_id: int, res: ResourcesDep) -> AreaOut:
-    area = await get_area(res.pools, area_id)
+    area = await get_area(res.db, area_id)
     if area is None:
         raise ApiError(404, "AREA_NOT_FOUND", f"no area {area_id}", {"areaId": area_id})
     return AreaOut.of(area)
@@ -96,18 +85,15 @@ async def post_category(
     cmd: CreateCategory, response: Response, res: ResourcesDep, correlation: CorrelationDep
 ) -> CategoryAccepted:
     """Create a top-level category, or a child under one; it appears in queries once projected."""
-    wanted = [cmd.category_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
-    known = KnownCategories(await category_parents(res.pools, wanted))
-    event = create_category(cmd, known)
-    envelope = await append(res, event, aggregate_version=1, correlation=correlation)
+    event_id = await handled(add_category(cmd, res.commands.reference, correlation))
     response.headers["Location"] = "/api/v1/categories"
-    return CategoryAccepted(category_id=cmd.category_id, event_id=str(envelope.event_id))
+    return CategoryAccepted(category_id=cmd.category_id, event_id=str(event_id))
 
 
 @router.get("/api/v1/categories", response_model=list[CategoryOut], response_model_by_alias=True)
 async def get_categories(res: ResourcesDep) -> list[CategoryOut]:
     """Top-level categories in display order, each with its children."""
-    views = await list_categories(res.pools)
+    views = await list_categories(res.db)
     children: dict[int, list[CategoryOut]] = {}
     for view in views:
         if view.parent_id is not None:

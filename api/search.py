@@ -62,13 +62,13 @@ async def get_programs(
     )
     now = datetime.now(UTC)
     # Calendar windows ("today", "this week") depend on the day: it is part of the key.
-    key = (query, now.astimezone(res.search.zone).date())
-    body = await res.search_pages.get(key, lambda: _search_page(res, query, now))
+    key = (query, now.astimezone(res.reads.search.zone).date())
+    body = await res.reads.search_pages.get(key, lambda: _search_page(res, query, now))
     return Response(body, media_type="application/json")
 
 
 async def _search_page(res: Resources, query: ProgramQuery, now: datetime) -> bytes:
-    found = await res.search.page(query, now)
+    found = await res.reads.search.page(query, now)
     page = ProgramPageOut(total=found.total, page=query.page, size=query.size, items=[_hit(h) for h in found.hits])
     return page.model_dump_json(by_alias=True).encode()
 
@@ -113,16 +113,16 @@ async def get_home(res: ResourcesDep, area_id: Annotated[int | None, Query(alias
     """For each top-level category, the first programs on sale in the area (a default area when none is given)."""
     area = area_id or res.settings.api.home_default_area_id
     now = datetime.now(UTC)
-    key = ("home", area, area_id is not None, now.astimezone(res.search.zone).date())
-    body = await res.search_pages.get(key, lambda: _home(res, area, now, named=area_id is not None))
+    key = ("home", area, area_id is not None, now.astimezone(res.reads.search.zone).date())
+    body = await res.reads.search_pages.get(key, lambda: _home(res, area, now, named=area_id is not None))
     return Response(body, media_type="application/json")
 
 
 async def _home(res: Resources, area_id: int, now: datetime, *, named: bool) -> bytes:
-    if named and not await existing_area_ids(res.pools, [area_id]):
+    if named and not await existing_area_ids(res.db, [area_id]):
         raise ApiError(404, "AREA_NOT_FOUND", f"no area {area_id}", {"areaId": area_id})
-    parents = [c for c in await list_categories(res.pools) if c.parent_id is None]
-    sections = await res.search.first_per_category(
+    parents = [c for c in await list_categories(res.db) if c.parent_id is None]
+    sections = await res.reads.search.first_per_category(
         area_id, [c.id for c in parents], res.settings.api.home_programs_per_category, now
     )
     return HOME_PAGE.dump_json(

@@ -120,22 +120,17 @@ def db_verify() -> None:
 def cache_bloom_rebuild() -> None:
     """Add every program in Postgres to the Bloom filter of program ids (a full route); exit 1 if
     another process is building it now."""
-    from infra.postgres.pools import ShardPools
-    from infra.postgres.routing import shard_layout
-    from infra.postgres.sharded import ShardedDatabase
-    from infra.redis import create_redis
+    from bootstrap import Adapters
     from queries.cache import rebuild_program_bloom
 
     settings = _settings()
 
     async def rebuild() -> int | None:
-        pools, redis = ShardPools(settings.postgres), create_redis(settings.redis)
-        await pools.start()
+        adapters = await Adapters.open(settings, index_templates=False)
         try:
-            return await rebuild_program_bloom(redis, settings, ShardedDatabase(pools, shard_layout(settings)))
+            return await rebuild_program_bloom(adapters.redis, settings, adapters.db)
         finally:
-            await redis.aclose()
-            await pools.stop()
+            await adapters.close()
 
     added = asyncio.run(rebuild())
     if added is None:
@@ -170,19 +165,15 @@ def verify_inventory(
     ] = None,
 ) -> None:
     """Check each program's Redis seat inventory against its layout in Postgres; exit 1 on any disagreement."""
-    from infra.postgres.pools import ShardPools
-    from infra.postgres.routing import shard_layout
-    from infra.postgres.sharded import ShardedDatabase
-    from infra.redis import create_redis
+    from bootstrap import Adapters
     from projections.verify import Disagreement, verify_all_inventories, verify_program_inventory
 
     settings = _settings()
 
     async def verify() -> tuple[int, list[Disagreement]]:
-        pools, redis = ShardPools(settings.postgres), create_redis(settings.redis)
-        await pools.start()
+        adapters = await Adapters.open(settings, index_templates=False)
+        db, redis = adapters.db, adapters.redis
         try:
-            db = ShardedDatabase(pools, shard_layout(settings))
             if program_id is not None:
                 return 1, await verify_program_inventory(db, redis, program_id)
             checked, found = 0, []
@@ -191,8 +182,7 @@ def verify_inventory(
                 found += disagreements
             return checked, found
         finally:
-            await redis.aclose()
-            await pools.stop()
+            await adapters.close()
 
     checked, found = asyncio.run(verify())
     for disagreement in found:

@@ -1,43 +1,58 @@
-"""Creating a program: its show times, ticket categories and seat layout, decided in one go."""
+"""Program catalogue commands: the requests an admin sends, and one handler for each.
+
+A handler loads the Program aggregate as the log has it, lets it decide, and appends what it
+decided (``commands.ports.change``); the routes, the demo seed and the CLI all call these.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Protocol
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from commands.errors import Conflict, InvalidCommand, NotFound
-from events.program import (
-    ProgramCreated,
-    ProgramEvent,
-    ProgramPublished,
-    ProgramTakenOffSale,
-    RefundPolicy,
-    SeatsLaidOut,
-    SeatSpec,
-    ShowTimeAdded,
-    ShowTimeRescheduled,
-    TicketCategoryAdded,
-    TicketCategoryRepriced,
-)
+from aggregates.program import CatalogueReferences, Program, program_not_found
+from commands.errors import InvalidCommand
+from commands.ports import AggregateStore, Clock, IdSource, change
+from commands.reference import ReferenceReads
+from events.program import RefundPolicy, SeatSpec, program_key
 
-DEFAULT_PER_ORDER_LIMIT = 6
-DEFAULT_PER_ACCOUNT_LIMIT = 6
-DEFAULT_PAYMENT_MINUTES = 15
+# Bounds of what the read models and the wire hold; they are the OpenAPI contract, not tunables.
 MAX_SHOW_TIMES = 50
 MAX_TICKET_CATEGORIES = 20
 MAX_GRID_SIDE = 500
-# Seats per SeatsLaidOut event: keeps each Kafka message far below the broker's 1 MB default.
-SEATS_PER_EVENT = 1000
 # Yuan; well inside the read model's numeric(10,2).
 MAX_PRICE = Decimal("1000000.00")
 Price = Decimal
 PriceIn = Annotated[Price, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
 """A price as a command gives it: yuan, two decimal places at most, up to ``MAX_PRICE``."""
+
+
+class CatalogueLimits(BaseModel):
+    """The catalogue's tunable numbers (settings: ``DAMAI_CATALOGUE__*``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default_per_order_limit: int = Field(
+        default=6, ge=1, le=20, description="Tickets per order when a new program does not say."
+    )
+    default_per_account_limit: int = Field(
+        default=6, ge=1, le=100, description="Tickets per buyer account and program when a new program does not say."
+    )
+    default_payment_minutes: int = Field(
+        default=15, ge=1, le=120, description="Minutes an order waits for payment when a new program does not say."
+    )
+    seats_per_event: int = Field(
+        default=1000,
+        ge=1,
+        le=5000,
+        description="Seats per SeatsLaidOut event: keeps each Kafka message far below the broker's 1 MB.",
+    )
 
 
 class Command(BaseModel):
@@ -100,31 +115,43 @@ class CreateProgram(Command):
     category_id: int = Field(gt=0)
     detail: str = Field(default="", max_length=20000)
     notices: list[str] = Field(default_factory=list, max_length=20)
-    per_order_limit: int = Field(default=DEFAULT_PER_ORDER_LIMIT, ge=1, le=20)
-    per_account_limit: int = Field(default=DEFAULT_PER_ACCOUNT_LIMIT, ge=1, le=100)
+    per_order_limit: int | None = Field(default=None, ge=1, le=20)
+    """Default: ``CatalogueLimits.default_per_order_limit``."""
+    per_account_limit: int | None = Field(default=None, ge=1, le=100)
+    """Default: ``CatalogueLimits.default_per_account_limit``."""
     seat_selectable: bool
     real_name_required: bool = False
     refund_policy: RefundPolicy = Field(default_factory=RefundPolicy)
     high_heat: bool = False
     issue_time: AwareDatetime | None = None
-    payment_minutes: int = Field(default=DEFAULT_PAYMENT_MINUTES, ge=1, le=120)
+    payment_minutes: int | None = Field(default=None, ge=1, le=120)
+    """Default: ``CatalogueLimits.default_payment_minutes``."""
     show_times: list[ShowTimeSpec] = Field(min_length=1, max_length=MAX_SHOW_TIMES)
 
 
-class IdSource(Protocol):
-    def next_entity_id(self) -> int: ...
 
 
-class CatalogueReferences(Protocol):
-    """What the decision needs to know about reference data (answered by the read side)."""
+class TakeOffSale(Command):
+    reason: str = Field(default="", max_length=200)
 
-    def area_exists(self, area_id: int) -> bool: ...
 
-    def category_exists(self, category_id: int) -> bool: ...
+class RescheduleShowTime(Command):
+    starts_at: AwareDatetime
 
-    def parent_of(self, category_id: int) -> int | None:
-        """The parent of a child category; None for a top-level (or unknown) one."""
-        ...
+
+class RepriceTicketCategory(Command):
+    price: PriceIn
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the catalogue handlers work with."""
+
+    store: AggregateStore
+    references: ReferenceReads
+    ids: IdSource
+    clock: Clock
+    limits: CatalogueLimits
 
 
 class KnownReferences:
@@ -144,103 +171,54 @@ class KnownReferences:
         return self._parents.get(category_id)
 
 
-def create_program(cmd: CreateProgram, refs: CatalogueReferences, ids: IdSource, now: datetime) -> list[ProgramEvent]:
-    """Decide a new program; return its events in order (versions 1..n)."""
-    _check_references(cmd, refs)
-    _check_limits(cmd)
-    program_id = ids.next_entity_id()
-    events: list[ProgramEvent] = [
-        ProgramCreated(
-            program_id=program_id,
-            title=cmd.title.strip(),
-            actor=cmd.actor,
-            venue=cmd.venue.strip(),
-            area_id=cmd.area_id,
-            parent_category_id=cmd.parent_category_id,
-            category_id=cmd.category_id,
-            detail=cmd.detail,
-            notices=cmd.notices,
-            per_order_limit=cmd.per_order_limit,
-            per_account_limit=cmd.per_account_limit,
-            seat_selectable=cmd.seat_selectable,
-            real_name_required=cmd.real_name_required,
-            refund_policy=cmd.refund_policy,
-            high_heat=cmd.high_heat,
-            issue_time=cmd.issue_time,
-            payment_minutes=cmd.payment_minutes,
-        )
-    ]
+def new_program(
+    cmd: CreateProgram,
+    refs: CatalogueReferences,
+    ids: IdSource,
+    now: datetime,
+    limits: CatalogueLimits | None = None,
+) -> Program:
+    """Decide a new program with its show times, ticket categories and seats (nothing stored)."""
+    limits = limits or CatalogueLimits()
+    program = Program.create(
+        refs,
+        program_id=ids.next_entity_id(),
+        title=cmd.title.strip(),
+        actor=cmd.actor,
+        venue=cmd.venue.strip(),
+        area_id=cmd.area_id,
+        parent_category_id=cmd.parent_category_id,
+        category_id=cmd.category_id,
+        detail=cmd.detail,
+        notices=cmd.notices,
+        per_order_limit=cmd.per_order_limit or limits.default_per_order_limit,
+        per_account_limit=cmd.per_account_limit or limits.default_per_account_limit,
+        seat_selectable=cmd.seat_selectable,
+        real_name_required=cmd.real_name_required,
+        refund_policy=cmd.refund_policy,
+        high_heat=cmd.high_heat,
+        issue_time=cmd.issue_time,
+        payment_minutes=cmd.payment_minutes or limits.default_payment_minutes,
+    )
     for show in cmd.show_times:
-        if show.starts_at <= now:
-            raise InvalidCommand(
-                "a show time must be in the future",
-                code="SHOW_TIME_IN_PAST",
-                details={"startsAt": show.starts_at.isoformat()},
+        show_time_id = ids.next_entity_id()
+        program.add_show_time(show_time_id, show.starts_at, now)
+        taken: set[tuple[int, int]] = set()
+        for category in show.ticket_categories:
+            program.add_ticket_category(
+                show_time_id,
+                ids.next_entity_id(),
+                category.name.strip(),
+                category.price,
+                total=category.total,
+                seats=_seats(category, taken, ids) if category.has_seats else None,
+                seats_per_event=limits.seats_per_event,
             )
-        events += _show_time_events(cmd, program_id, show, ids)
-    return events
-
-
-def _check_references(cmd: CreateProgram, refs: CatalogueReferences) -> None:
-    if not refs.area_exists(cmd.area_id):
-        raise InvalidCommand(f"area {cmd.area_id} does not exist", code="AREA_UNKNOWN", details={"areaId": cmd.area_id})
-    if not refs.category_exists(cmd.parent_category_id) or refs.parent_of(cmd.parent_category_id) is not None:
-        raise InvalidCommand(
-            f"{cmd.parent_category_id} is not a top-level category",
-            code="PARENT_CATEGORY_UNKNOWN",
-            details={"parentCategoryId": cmd.parent_category_id},
-        )
-    if not refs.category_exists(cmd.category_id) or refs.parent_of(cmd.category_id) != cmd.parent_category_id:
-        raise InvalidCommand(
-            f"category {cmd.category_id} is not a child of {cmd.parent_category_id}",
-            code="CATEGORY_MISMATCH",
-            details={"categoryId": cmd.category_id, "parentCategoryId": cmd.parent_category_id},
-        )
-
-
-def _check_limits(cmd: CreateProgram) -> None:
-    if cmd.per_order_limit > cmd.per_account_limit:
-        raise InvalidCommand("the per-order limit cannot exceed the per-account limit", code="LIMITS_INCONSISTENT")
-
-
-def _show_time_events(cmd: CreateProgram, program_id: int, show: ShowTimeSpec, ids: IdSource) -> list[ProgramEvent]:
-    show_time_id = ids.next_entity_id()
-    events: list[ProgramEvent] = [
-        ShowTimeAdded(program_id=program_id, show_time_id=show_time_id, starts_at=show.starts_at)
-    ]
-    taken: set[tuple[int, int]] = set()
-    for category in show.ticket_categories:
-        if category.has_seats != cmd.seat_selectable:
-            raise InvalidCommand(
-                "ticket categories need a seat layout exactly when seats can be chosen",
-                code="SEAT_LAYOUT_MISMATCH",
-                details={"ticketCategory": category.name},
-            )
-        ticket_category_id = ids.next_entity_id()
-        seats = _seats(category, taken, ids)
-        events.append(
-            TicketCategoryAdded(
-                program_id=program_id,
-                show_time_id=show_time_id,
-                ticket_category_id=ticket_category_id,
-                name=category.name.strip(),
-                price=category.price,
-                total=len(seats) if category.has_seats else category.total or 0,
-            )
-        )
-        events += [
-            SeatsLaidOut(
-                program_id=program_id,
-                show_time_id=show_time_id,
-                ticket_category_id=ticket_category_id,
-                seats=seats[i : i + SEATS_PER_EVENT],
-            )
-            for i in range(0, len(seats), SEATS_PER_EVENT)
-        ]
-    return events
+    return program
 
 
 def _seats(category: TicketCategorySpec, taken: set[tuple[int, int]], ids: IdSource) -> list[SeatSpec]:
+    """The category's seats with new ids; a position is laid out once per show time."""
     seats = []
     for row, column, price in category.seat_positions():
         if (row, column) in taken:
@@ -249,110 +227,94 @@ def _seats(category: TicketCategorySpec, taken: set[tuple[int, int]], ids: IdSou
                 code="SEAT_DUPLICATE",
                 details={"row": row, "column": column},
             )
-        if price != category.price:
-            # A seat is sold at its category's price; the allocator checks the same equality.
-            raise InvalidCommand(
-                "a seat's price must equal its ticket category's price",
-                code="SEAT_PRICE_MISMATCH",
-                details={"row": row, "column": column, "price": str(price)},
-            )
         taken.add((row, column))
         seats.append(SeatSpec(seat_id=ids.next_entity_id(), row=row, column=column, price=price))
     return seats
 
 
-class TakeOffSale(Command):
-    reason: str = Field(default="", max_length=200)
+def _existing(program_id: int, program: Program | None) -> Program:
+    if program is None:
+        raise program_not_found(program_id)
+    return program
 
 
-def _require_known(program_id: int, status: str | None) -> str:
-    if status is None:
-        raise NotFound(f"no program {program_id}", code="PROGRAM_NOT_FOUND", details={"programId": program_id})
-    return status
+# -- handlers ----------------------------------------------------------------------------------
 
 
-def publish_program(program_id: int, status: str | None) -> ProgramPublished:
-    """A draft or off-sale program goes on sale."""
-    if _require_known(program_id, status) == "on_sale":
-        raise Conflict("the program is already on sale", code="PROGRAM_ALREADY_ON_SALE")
-    return ProgramPublished(program_id=program_id)
+@dataclass(frozen=True)
+class Accepted:
+    program_id: int
+    events: int
+    """Events appended; 0 when the command asked for what already is."""
 
 
-def take_off_sale(program_id: int, status: str | None, cmd: TakeOffSale) -> ProgramTakenOffSale:
-    """Only a program on sale can be taken off sale."""
-    if _require_known(program_id, status) != "on_sale":
-        raise Conflict("the program is not on sale", code="PROGRAM_NOT_ON_SALE")
-    return ProgramTakenOffSale(program_id=program_id, reason=cmd.reason.strip())
+async def create_program(cmd: CreateProgram, catalogue: Catalogue, correlation_id: uuid.UUID | None) -> Accepted:
+    """Create a draft program with its show times, ticket categories and seat layout."""
+    refs = KnownReferences(
+        await catalogue.references.existing_area_ids([cmd.area_id]),
+        await catalogue.references.category_parents([cmd.parent_category_id, cmd.category_id]),
+    )
+    program = new_program(cmd, refs, catalogue.ids, catalogue.clock(), catalogue.limits)
+    return Accepted(program.program_id, await catalogue.store.save(program, correlation_id))
 
 
-class RescheduleShowTime(Command):
-    starts_at: AwareDatetime
+async def publish_program(program_id: int, catalogue: Catalogue, correlation_id: uuid.UUID | None) -> Accepted:
+    """Put a draft (or off-sale) program on sale."""
+
+    def decide(program: Program | None) -> Program:
+        program = _existing(program_id, program)
+        program.publish()
+        return program
+
+    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
+    return Accepted(program_id, appended)
 
 
-class RepriceTicketCategory(Command):
-    price: PriceIn
+async def take_off_sale(
+    program_id: int, cmd: TakeOffSale, catalogue: Catalogue, correlation_id: uuid.UUID | None
+) -> Accepted:
+    """Take a program off sale: it stays visible to its buyers but can no longer be bought."""
+
+    def decide(program: Program | None) -> Program:
+        program = _existing(program_id, program)
+        program.take_off_sale(cmd.reason.strip())
+        return program
+
+    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
+    return Accepted(program_id, appended)
 
 
-def reschedule_show_time(
+async def reschedule_show_time(
     program_id: int,
-    program_status: str | None,
     show_time_id: int,
-    current_starts_at: datetime | None,
     cmd: RescheduleShowTime,
-    now: datetime,
-) -> list[ShowTimeRescheduled]:
-    """Move a show time that has not started to a time in the future; nothing when it is already there."""
-    _require_known(program_id, program_status)
-    if current_starts_at is None:
-        raise NotFound(
-            f"program {program_id} has no show time {show_time_id}",
-            code="SHOW_TIME_NOT_FOUND",
-            details={"programId": program_id, "showTimeId": show_time_id},
-        )
-    if current_starts_at <= now:
-        raise Conflict("the show time has already started", code="SHOW_TIME_STARTED")
-    if cmd.starts_at <= now:
-        raise InvalidCommand(
-            "a show time must be in the future",
-            code="SHOW_TIME_IN_PAST",
-            details={"startsAt": cmd.starts_at.isoformat()},
-        )
-    if cmd.starts_at == current_starts_at:
-        return []
-    return [
-        ShowTimeRescheduled(
-            program_id=program_id,
-            show_time_id=show_time_id,
-            starts_at=cmd.starts_at,
-            previous_starts_at=current_starts_at,
-        )
-    ]
+    catalogue: Catalogue,
+    correlation_id: uuid.UUID | None,
+) -> Accepted:
+    """Move a show time that has not started yet; its ticket categories, seats and orders go with it."""
+
+    def decide(program: Program | None) -> Program:
+        program = _existing(program_id, program)
+        program.reschedule_show_time(show_time_id, cmd.starts_at, catalogue.clock())
+        return program
+
+    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
+    return Accepted(program_id, appended)
 
 
-def reprice_ticket_category(
+async def reprice_ticket_category(
     program_id: int,
-    program_status: str | None,
     ticket_category_id: int,
-    current: tuple[int, Price] | None,
     cmd: RepriceTicketCategory,
-) -> list[TicketCategoryRepriced]:
-    """Give a ticket category (show time id and price in ``current``) a new price; nothing when unchanged."""
-    _require_known(program_id, program_status)
-    if current is None:
-        raise NotFound(
-            f"program {program_id} has no ticket category {ticket_category_id}",
-            code="TICKET_CATEGORY_NOT_FOUND",
-            details={"programId": program_id, "ticketCategoryId": ticket_category_id},
-        )
-    show_time_id, price = current
-    if cmd.price == price:
-        return []
-    return [
-        TicketCategoryRepriced(
-            program_id=program_id,
-            show_time_id=show_time_id,
-            ticket_category_id=ticket_category_id,
-            price=cmd.price,
-            previous_price=price,
-        )
-    ]
+    catalogue: Catalogue,
+    correlation_id: uuid.UUID | None,
+) -> Accepted:
+    """Change a ticket category's price (and its seats'): orders decided from now on pay it."""
+
+    def decide(program: Program | None) -> Program:
+        program = _existing(program_id, program)
+        program.reprice_ticket_category(ticket_category_id, cmd.price)
+        return program
+
+    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
+    return Accepted(program_id, appended)

@@ -1,11 +1,20 @@
-"""Commands on reference data: creating areas and program categories."""
+"""Commands on reference data: creating areas and program categories, and their handlers.
+
+Reference data is created once and never changed, so there is no aggregate to load: a handler
+decides against the reference read model and appends the one event, at version 1.
+"""
 
 from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from commands.errors import Conflict, InvalidCommand
+from commands.ports import EventLog
 from events.reference import AreaCreated, AreaLevel, CategoryCreated
 
 # Administrative division codes are six digits (e.g. 310000 Shanghai).
@@ -97,3 +106,37 @@ def create_category(cmd: CreateCategory, known: KnownCategories) -> CategoryCrea
             details={"parentId": cmd.parent_id},
         )
     return CategoryCreated(category_id=cmd.category_id, name=name, parent_id=cmd.parent_id, sort_order=cmd.sort_order)
+
+
+class ReferenceReads(Protocol):
+    """What the reference read model answers to the command side."""
+
+    async def existing_area_ids(self, area_ids: list[int]) -> set[int]: ...
+
+    async def category_parents(self, category_ids: list[int]) -> dict[int, int | None]:
+        """The parent of each category that exists (None for a top-level one)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the reference data handlers work with."""
+
+    reads: ReferenceReads
+    log: EventLog
+
+
+async def add_area(cmd: CreateArea, reference: Reference, correlation_id: uuid.UUID | None) -> uuid.UUID:
+    """Create an area; return its event's id."""
+    wanted = [cmd.area_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
+    event = create_area(cmd, KnownAreas(await reference.reads.existing_area_ids(wanted)))
+    [event_id] = await reference.log.append([(event, 1)], correlation_id)
+    return event_id
+
+
+async def add_category(cmd: CreateCategory, reference: Reference, correlation_id: uuid.UUID | None) -> uuid.UUID:
+    """Create a top-level category, or a child under one; return its event's id."""
+    wanted = [cmd.category_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
+    event = create_category(cmd, KnownCategories(await reference.reads.category_parents(wanted)))
+    [event_id] = await reference.log.append([(event, 1)], correlation_id)
+    return event_id

@@ -10,13 +10,16 @@ import asyncio
 from dataclasses import dataclass
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.structs import RecordMetadata
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import RecordMetadata, TopicPartition
 
+from commands.ports import LogUnavailable
 from events.envelope import EventEnvelope
 from events.registry import event_class
-from events.serialization import encode
+from events.serialization import decode, encode
 from infra.metrics import EVENTS_PUBLISHED
 from infra.settings import KafkaSettings
 
@@ -63,6 +66,17 @@ class EventPublisher:
         deliveries = [await self._enqueue(e) for e in envelopes]
         return list(await asyncio.gather(*(self._delivered(e, d) for e, d in zip(envelopes, deliveries, strict=True))))
 
+    async def append(self, envelopes: list[EventEnvelope], timeout_s: float) -> None:
+        """``publish_many`` for a command: ``LogUnavailable`` unless Kafka acknowledges within ``timeout_s``.
+
+        After a timeout the producer may still deliver the events (it retries until its request
+        timeout): a caller must treat them as perhaps appended (ADR 0006).
+        """
+        try:
+            await asyncio.wait_for(self.publish_many(envelopes), timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            raise LogUnavailable("the event log did not acknowledge the command; retry") from exc
+
     async def _enqueue(self, envelope: EventEnvelope) -> asyncio.Future[RecordMetadata]:
         delivery: asyncio.Future[RecordMetadata] = await self._producer.send(
             self.topic_for(envelope),
@@ -80,9 +94,52 @@ class EventPublisher:
         EVENTS_PUBLISHED.labels(topic=metadata.topic, type=envelope.type).inc()
         return metadata
 
+    async def partition_of(self, topic: str, aggregate_id: str) -> TopicPartition:
+        """The partition that holds an aggregate's events: where its key is published (the
+        producer's default partitioner, murmur2 as in Kafka's own clients)."""
+        partitions = sorted(await self._producer.partitions_for(topic))
+        key = aggregate_id.encode()
+        return TopicPartition(topic, DefaultPartitioner()(key, partitions, partitions))
+
     async def check_reachable(self) -> None:
         """Raise if the brokers cannot answer a metadata request now."""
         await self._producer.client.fetch_all_metadata()
+
+
+# Records per fetch while reading one aggregate's events back from its partition.
+LOG_READ_BATCH = 2000
+
+
+async def read_aggregate_events(
+    settings: KafkaSettings, partition: TopicPartition, aggregate_id: str
+) -> list[EventEnvelope]:
+    """Every event of one aggregate, in log order: its partition (``EventPublisher.partition_of``)
+    read from the start, keeping its key.
+
+    Reading a whole partition is the slow path of a load: it runs only when the command side
+    holds no snapshot of the aggregate (ADR 0006).
+    """
+    key = aggregate_id.encode()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        request_timeout_ms=settings.request_timeout_ms,
+        client_id="damai-aggregate-reader",
+    )
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        end = (await consumer.end_offsets([partition]))[partition]
+        await consumer.seek_to_beginning(partition)
+        envelopes = []
+        while await consumer.position(partition) < end:
+            fetched = await consumer.getmany(
+                partition, timeout_ms=settings.request_timeout_ms, max_records=LOG_READ_BATCH
+            )
+            envelopes += [decode(m.value) for m in fetched.get(partition, []) if m.key == key]
+        return envelopes
+    finally:
+        await consumer.stop()
 
 
 @dataclass(frozen=True)

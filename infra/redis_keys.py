@@ -21,8 +21,15 @@ def program_of_key(key: bytes) -> int:
     return int(key[3 : key.index(b"}")])
 
 
-def program_version_counter(program_id: int) -> str:
-    return f"{program_tag(program_id)}:version"
+def aggregate_snapshot(aggregate_id: str) -> str:
+    """Hash: the command side's snapshot of one aggregate (lua/aggregate_claim.lua states its fields).
+
+    ``program-<id>`` keeps the program's hash tag, so it lives in the slot of the program's other
+    keys; ``remove namespace`` and the key scans of one program find it with them.
+    """
+    kind, _, key = aggregate_id.partition("-")
+    tag = program_tag(int(key)) if kind == "program" else f"{{{kind}:{key}}}"
+    return f"{tag}:aggregate"
 
 
 def inventory_applied(program_id: int) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from commands.program import CatalogueLimits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -367,6 +369,7 @@ class Settings(BaseSettings):
     ids: IdSettings = Field(default_factory=IdSettings)
     program_cache: ProgramCacheSettings = Field(default_factory=ProgramCacheSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     def namespaced(self, tag: str) -> Settings:
         """The same stack under other topic names, consumer group and index prefix.

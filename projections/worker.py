@@ -28,13 +28,12 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     topics = declare_topics(app, settings)
     stores = Stores(settings)
     app.add_dependency(stores)
+    db, redis, es = stores.adapters.db, stores.adapters.redis, stores.adapters.es
     dead_letters = DeadLetters(topics.dead_letter, app.conf.id)
-    reference = ReferenceProjector(
-        f"{app.conf.id}.reference", stores.pools, stores.es, index_name(settings.elasticsearch, "area")
-    )
-    program = ProgramProjector(f"{app.conf.id}.program", stores.pools, stores.layout, stores.redis, settings, stores.es)
+    reference = ReferenceProjector(f"{app.conf.id}.reference", db.pools, es, index_name(settings.elasticsearch, "area"))
+    program = ProgramProjector(f"{app.conf.id}.program", db.pools, db.layout, redis, settings, es)
     # A second agent on the program topic: the inventory advances independently of Postgres.
-    inventory = InventoryProjector(f"{app.conf.id}.inventory", stores.redis, stores.scripts)
+    inventory = InventoryProjector(f"{app.conf.id}.inventory", redis, stores.adapters.scripts)
 
     @app.agent(topics.reference, name="reference-projector")
     async def project_reference(stream: StreamT[bytes]) -> None:

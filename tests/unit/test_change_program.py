@@ -1,4 +1,4 @@
-"""Moving a show time and changing a price: the rules, decided without any store."""
+"""Moving a show time and changing a price: the rules, decided on the Program aggregate without any store."""
 
 from __future__ import annotations
 
@@ -8,27 +8,71 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from aggregates.program import Program, ProgramStatus, program_not_found
 from commands.errors import Conflict, InvalidCommand, NotFound
-from commands.program import (
-    RepriceTicketCategory,
-    RescheduleShowTime,
-    reprice_ticket_category,
-    reschedule_show_time,
-)
-from events.program import ShowTimeRescheduled, TicketCategoryRepriced
+from commands.program import RepriceTicketCategory, RescheduleShowTime
+from events.program import RefundPolicy, ShowTimeRescheduled, TicketCategoryRepriced
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 PROGRAM, SHOW_TIME, CATEGORY = 11, 22, 33
 STARTS = NOW + timedelta(days=10)
 
 
-def reschedule(to: datetime, *, status: str | None = "on_sale", starts: datetime | None = STARTS):
-    return reschedule_show_time(PROGRAM, status, SHOW_TIME, starts, RescheduleShowTime(starts_at=to), NOW)
+def a_program(
+    status: ProgramStatus | None, starts: datetime | None, current: tuple[int, Decimal] | None
+) -> Program | None:
+    """A program as its history left it: on sale (or ``status``), with one show time and category."""
+    if status is None:
+        return None
+    program = Program(
+        program_id=PROGRAM,
+        title="演唱会",
+        actor=None,
+        venue="体育馆",
+        area_id=310000,
+        parent_category_id=1,
+        category_id=101,
+        detail="",
+        notices=[],
+        per_order_limit=6,
+        per_account_limit=6,
+        seat_selectable=False,
+        real_name_required=False,
+        refund_policy=RefundPolicy(),
+        high_heat=False,
+        issue_time=None,
+        payment_minutes=15,
+    )
+    if starts is not None:
+        program._show_time_added(SHOW_TIME, starts)
+    if current is not None:
+        program._ticket_category_added(current[0], CATEGORY, "看台", current[1], 100)
+    if status is not ProgramStatus.DRAFT:
+        program._published()
+    program.collect_events()
+    return program
 
 
-def reprice(price: str, *, status: str | None = "on_sale", current: tuple[int, Decimal] | None = None):
+def decided(program: Program | None, decide) -> list[object]:
+    """The events the command decides on ``program`` (as the handler loads it: None when unknown)."""
+    if program is None:
+        raise program_not_found(PROGRAM)
+    decide(program)
+    return [d.event for d in program.outbox()]
+
+
+def reschedule(to: datetime, *, status: ProgramStatus | None = ProgramStatus.ON_SALE, starts: datetime | None = STARTS):
+    cmd = RescheduleShowTime(starts_at=to)
+    program = a_program(status, starts, (SHOW_TIME, Decimal("380.00")))
+    return decided(program, lambda p: p.reschedule_show_time(SHOW_TIME, cmd.starts_at, NOW))
+
+
+def reprice(
+    price: str, *, status: ProgramStatus | None = ProgramStatus.ON_SALE, current: tuple[int, Decimal] | None = None
+):
     current = current or (SHOW_TIME, Decimal("380.00"))
-    return reprice_ticket_category(PROGRAM, status, CATEGORY, current, RepriceTicketCategory(price=Decimal(price)))
+    cmd = RepriceTicketCategory(price=Decimal(price))
+    return decided(a_program(status, STARTS, current), lambda p: p.reprice_ticket_category(CATEGORY, cmd.price))
 
 
 def test_a_show_time_moves_with_its_previous_time_recorded():
@@ -77,7 +121,9 @@ def test_the_same_price_again_decides_nothing():
 
 def test_a_price_for_an_unknown_category_or_program_is_not_found():
     with pytest.raises(NotFound) as no_category:
-        reprice_ticket_category(PROGRAM, "on_sale", CATEGORY, None, RepriceTicketCategory(price=Decimal(1)))
+        decided(
+            a_program(ProgramStatus.ON_SALE, STARTS, None), lambda p: p.reprice_ticket_category(CATEGORY, Decimal(1))
+        )
     with pytest.raises(NotFound) as no_program:
         reprice("1.00", status=None)
 

@@ -7,11 +7,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from commands.errors import InvalidCommand
-from commands.program import SEATS_PER_EVENT, CreateProgram, KnownReferences, create_program
+from commands.program import CatalogueLimits, CreateProgram, KnownReferences
 from events.program import ProgramCreated, SeatsLaidOut, ShowTimeAdded, TicketCategoryAdded
+from tests.decided import create_program
 from tests.id_sources import CountingIds
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+SEATS_PER_EVENT = CatalogueLimits().seats_per_event
 
 
 def references() -> KnownReferences:

@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 from cli.demo.areas import DEMO_AREAS
 from cli.demo.categories import DEMO_CATEGORIES
 from cli.demo.programs import demo_program_commands, seats_of
-from commands.program import KnownReferences, create_program
+from commands.program import KnownReferences
 from events.program import SeatsLaidOut, TicketCategoryAdded
+from tests.decided import create_program
 from tests.id_sources import CountingIds
 
 TODAY = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)

@@ -1,0 +1,206 @@
+"""The one composition root: opens the adapters (``infra/``) and wires them into the command
+handlers (``commands/``) and the read side (``queries/``), for the API, the workers and the CLI.
+
+- ``Adapters``: Redis with its scripts, the sharded Postgres (one handle), Elasticsearch.
+- ``open_command_side``: the publisher, the id service and the handlers' dependencies
+  (``Catalogue``, ``Reference``).
+- ``open_read_side``: the caches and the search the queries go through.
+- ``open_api``: all three, as the API holds them for its lifetime.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Hashable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+from elasticsearch import AsyncElasticsearch
+from elasticsearch import ConnectionError as SearchConnectionError
+from redis.asyncio import Redis
+
+from commands.program import Catalogue
+from commands.reference import Reference
+from events.base import DomainEvent
+from events.envelope import EventEnvelope
+from infra.aggregate_store import AggregateStore
+from infra.ids import IdService
+from infra.kafka import EventPublisher
+from infra.postgres.pools import ShardPools
+from infra.postgres.routing import shard_layout
+from infra.postgres.sharded import ShardedDatabase
+from infra.redis import LuaScripts, create_redis
+from infra.search import apply_index_templates, create_elasticsearch, index_name
+from infra.settings import Settings
+from queries.cache import ProgramDetailCache, RemainingCounts
+from queries.cache.micro import MicroCache
+from queries.search import ProgramSearch
+from queries.views import reference
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Adapters:
+    """The stores every process talks to, opened and closed together."""
+
+    settings: Settings
+    redis: Redis
+    scripts: LuaScripts
+    db: ShardedDatabase
+    es: AsyncElasticsearch
+
+    @classmethod
+    def create(cls, settings: Settings) -> Adapters:
+        """The clients, not yet connected (a worker builds its projectors on them before it starts)."""
+        redis = create_redis(settings.redis)
+        pools = ShardPools(settings.postgres)
+        es = create_elasticsearch(settings.elasticsearch)
+        return cls(settings, redis, LuaScripts(redis), ShardedDatabase(pools, shard_layout(settings)), es)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, index_templates: bool = True) -> Adapters:
+        adapters = cls.create(settings)
+        await adapters.start(index_templates=index_templates)
+        return adapters
+
+    async def start(self, *, index_templates: bool = True) -> None:
+        """Connect; with ``index_templates``, bring the search indices up to their mappings too."""
+        await self.scripts.preload(self.redis)
+        await self.db.pools.start()
+        if not index_templates:
+            return
+        try:
+            await apply_index_templates(self.es, self.settings.elasticsearch)
+        except SearchConnectionError as exc:
+            # Search is the one store a process can start without: `damai stack up` stored the
+            # templates already, queries fall back to Postgres, projectors retry their writes.
+            log.warning("bootstrap.search_unavailable_at_start", error=repr(exc))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.db.pools.stop()
+        await self.es.close()
+
+
+class ReadModelReferences:
+    """The reference read model, as the command handlers ask it (``commands.reference.ReferenceReads``)."""
+
+    def __init__(self, db: ShardedDatabase):
+        self._db = db
+
+    async def existing_area_ids(self, area_ids: list[int]) -> set[int]:
+        return await reference.existing_area_ids(self._db, area_ids)
+
+    async def category_parents(self, category_ids: list[int]) -> dict[int, int | None]:
+        return await reference.category_parents(self._db, category_ids)
+
+
+class KafkaEventLog:
+    """Appends events decided without an aggregate (``commands.ports.EventLog``)."""
+
+    def __init__(self, publisher: EventPublisher, ack_timeout_s: float):
+        self._publisher = publisher
+        self._ack_timeout_s = ack_timeout_s
+
+    async def append(self, events: list[tuple[DomainEvent, int]], correlation_id: uuid.UUID | None) -> list[uuid.UUID]:
+        envelopes = [EventEnvelope.wrap(e, aggregate_version=v, correlation_id=correlation_id) for e, v in events]
+        await self._publisher.append(envelopes, self._ack_timeout_s)
+        return [e.event_id for e in envelopes]
+
+
+@dataclass
+class CommandSide:
+    publisher: EventPublisher
+    ids: IdService
+    catalogue: Catalogue
+    reference: Reference
+
+
+async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> CommandSide:
+    """The handlers' dependencies; what they hold open is closed with ``exit_stack``."""
+    settings = adapters.settings
+    publisher = EventPublisher(settings.kafka)
+    await publisher.start()
+    exit_stack.push_async_callback(publisher.stop)
+    ids = await exit_stack.enter_async_context(IdService.start(adapters.redis, adapters.scripts, settings.ids))
+    reads = ReadModelReferences(adapters.db)
+    store = AggregateStore(settings, adapters.redis, adapters.scripts, publisher)
+    catalogue = Catalogue(store, reads, ids, lambda: datetime.now(UTC), settings.catalogue)
+    event_log = KafkaEventLog(publisher, settings.api.command_ack_timeout_s)
+    return CommandSide(publisher, ids, catalogue, Reference(reads, event_log))
+
+
+@dataclass
+class ReadSide:
+    program_details: ProgramDetailCache
+    remaining: RemainingCounts
+    search: ProgramSearch
+    search_pages: MicroCache[Hashable, bytes]
+    seat_maps: MicroCache[tuple[int, int, int | None], bytes]
+
+
+async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> ReadSide:
+    """The caches and the search the queries read through; closed with ``exit_stack``."""
+    settings = adapters.settings
+    program_details = ProgramDetailCache.open(adapters.db, settings)
+    await program_details.start()
+    exit_stack.push_async_callback(program_details.stop)
+    remaining = RemainingCounts.open(settings)
+    exit_stack.push_async_callback(remaining.close)
+    search = ProgramSearch(
+        adapters.es,
+        index_name(settings.elasticsearch, "program"),
+        adapters.db,
+        ZoneInfo(settings.api.timezone),
+        settings.elasticsearch.retry_after_s,
+    )
+    search_pages: MicroCache[Hashable, bytes] = MicroCache(
+        "search_pages", settings.api.search_cache_ttl_s, settings.api.search_cache_max_entries
+    )
+    seat_maps: MicroCache[tuple[int, int, int | None], bytes] = MicroCache(
+        "seat_maps", settings.program_cache.seat_map_ttl_s, settings.program_cache.local_max_entries
+    )
+    return ReadSide(program_details, remaining, search, search_pages, seat_maps)
+
+
+@dataclass
+class Resources:
+    """What the API holds for its lifetime."""
+
+    settings: Settings
+    adapters: Adapters
+    commands: CommandSide
+    reads: ReadSide
+    _exit: AsyncExitStack
+
+    @property
+    def redis(self) -> Redis:
+        return self.adapters.redis
+
+    @property
+    def db(self) -> ShardedDatabase:
+        return self.adapters.db
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Resources:
+        return await open_api(settings)
+
+    async def close(self) -> None:
+        await self._exit.aclose()
+
+
+async def open_api(settings: Settings) -> Resources:
+    exit_stack = AsyncExitStack()
+    adapters = await Adapters.open(settings)
+    exit_stack.push_async_callback(adapters.close)
+    try:
+        commands = await open_command_side(adapters, exit_stack)
+        reads = await open_read_side(adapters, exit_stack)
+    except BaseException:
+        await exit_stack.aclose()
+        raise
+    return Resources(settings, adapters, commands, reads, exit_stack)
