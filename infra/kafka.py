@@ -123,6 +123,7 @@ async def read_aggregate_events(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         enable_auto_commit=False,
+        auto_offset_reset="earliest",
         request_timeout_ms=settings.request_timeout_ms,
         client_id="damai-aggregate-reader",
     )
@@ -130,7 +131,9 @@ async def read_aggregate_events(
     try:
         consumer.assign([partition])
         end = (await consumer.end_offsets([partition]))[partition]
-        await consumer.seek_to_beginning(partition)
+        # An explicit seek: seek_to_beginning right after assign() lost a race with the initial
+        # offset reset here and started at the end.
+        consumer.seek(partition, (await consumer.beginning_offsets([partition]))[partition])
         envelopes = []
         while await consumer.position(partition) < end:
             fetched = await consumer.getmany(

@@ -11,6 +11,7 @@ import asyncpg
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
+from aggregates.program import ProgramStatus
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.program import (
@@ -36,11 +37,11 @@ from queries.cache import add_program_to_bloom, invalidate_program
 from queries.detail import load_program_detail
 from queries.search_document import program_search_document
 
-INSERT_PROGRAM = """
-INSERT INTO {table} (id, title, actor, venue, area_id, parent_category_id, category_id, detail, notices,
+INSERT_PROGRAM = f"""
+INSERT INTO {{table}} (id, title, actor, venue, area_id, parent_category_id, category_id, detail, notices,
     per_order_limit, per_account_limit, seat_selectable, real_name_required, refund_policy, high_heat,
     issue_time, payment_minutes, status, aggregate_version, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 'draft', $18, $19)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, '{ProgramStatus.DRAFT}', $18, $19)
 ON CONFLICT (id) DO NOTHING
 """
 INSERT_SHOW_TIME = """
@@ -166,9 +167,9 @@ def _updates(env: EventEnvelope, e: ProgramEvent) -> list[Update]:
     version = env.aggregate_version
     match e:
         case ProgramPublished():
-            return [("program", SET_STATUS, (e.program_id, "on_sale", version))]
+            return [("program", SET_STATUS, (e.program_id, ProgramStatus.ON_SALE.value, version))]
         case ProgramTakenOffSale():
-            return [("program", SET_STATUS, (e.program_id, "off_sale", version))]
+            return [("program", SET_STATUS, (e.program_id, ProgramStatus.OFF_SALE.value, version))]
         case ShowTimeRescheduled():
             return [("show_time", RESCHEDULE_SHOW_TIME, (e.show_time_id, e.starts_at, version))]
         case TicketCategoryRepriced():
