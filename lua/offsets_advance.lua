@@ -1,5 +1,7 @@
 -- Advance a projector's applied offsets, never moving one back (a replayed batch is older), and
 -- tell which partitions' batches began past the offset after the last one applied (a gap).
+-- Twin of `advance` in projections/batch.py (the rule in Python, for the Postgres offsets);
+-- tests/integration/test_offsets_advance.py holds the two equal.
 --
 -- KEYS[1]  the projector's offsets (hash)   projector-offsets:<projector>   "topic:partition" -> offset
 -- ARGV     triples of "topic:partition", the batch's lowest offset there and its highest

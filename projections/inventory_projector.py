@@ -27,7 +27,7 @@ from infra.redis_keys import (
     ticket_category_price_versions,
     ticket_category_prices,
 )
-from projections.offsets import Delivered, report_gap
+from projections.batch import Delivered, Gap, report_gap, spans
 from projections.projector import Batch
 
 INVENTORY_TYPES = {TicketCategoryAdded.event_type, SeatsLaidOut.event_type, TicketCategoryRepriced.event_type}
@@ -42,7 +42,7 @@ class InventoryProjector:
 
     async def skip(self, positions: Sequence[Delivered]) -> None:
         if positions:
-            self._report_gaps(await self._advance(keys=[projector_offsets(self.name)], args=_advance_args(positions)))
+            self._report_gaps(await self._advance(keys=[projector_offsets(self.name)], args=advance_args(positions)))
 
     async def applied(self) -> dict[tuple[str, int], int]:
         raw = await self._redis.hgetall(projector_offsets(self.name))
@@ -60,27 +60,30 @@ class InventoryProjector:
                     keys, args = _script_call(record.item)
                     await self._apply(keys=keys, args=args, client=pipe)
             await self._advance(
-                keys=[projector_offsets(self.name)], args=_advance_args([r.position for r in batch]), client=pipe
+                keys=[projector_offsets(self.name)], args=advance_args([r.position for r in batch]), client=pipe
             )
             *_, gaps = await pipe.execute()
         self._report_gaps(gaps)
 
-    def _report_gaps(self, gaps: Sequence[Any]) -> None:
-        """``gaps`` as ``lua/offsets_advance.lua`` returns them: field, last applied, lowest seen."""
-        for field, last_applied, next_seen in zip(gaps[::3], gaps[1::3], gaps[2::3], strict=True):
-            topic, partition = _tp(_text(field))
-            report_gap(self.name, topic, partition, int(last_applied), int(next_seen))
+    def _report_gaps(self, reply: Sequence[Any]) -> None:
+        for gap in gaps_of(reply):
+            report_gap(self.name, gap)
 
 
-def _advance_args(positions: Sequence[Delivered]) -> list[str | int]:
-    """Per partition: its field, and the lowest and highest offsets among ``positions``."""
-    lowest: dict[str, int] = {}
-    highest: dict[str, int] = {}
-    for p in positions:
-        field = f"{p.topic}:{p.partition}"
-        lowest[field] = min(lowest.get(field, p.offset), p.offset)
-        highest[field] = max(highest.get(field, p.offset), p.offset)
-    return [x for field in lowest for x in (field, lowest[field], highest[field])]
+def advance_args(positions: Sequence[Delivered]) -> list[str | int]:
+    """``lua/offsets_advance.lua``'s ARGV: per partition, its field, and the lowest and highest
+    offsets among ``positions``."""
+    return [
+        x for (topic, partition), s in spans(positions).items() for x in (f"{topic}:{partition}", s.lowest, s.highest)
+    ]
+
+
+def gaps_of(reply: Sequence[Any]) -> list[Gap]:
+    """The gaps in ``lua/offsets_advance.lua``'s reply: field, last applied, lowest seen, for each."""
+    return [
+        Gap(*_tp(_text(field)), int(last_applied), int(next_seen))
+        for field, last_applied, next_seen in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
+    ]
 
 
 def _text(value: bytes | str) -> str:

@@ -1,41 +1,20 @@
-"""Per-partition offset tracking stored in the same transaction as a projector's writes.
+"""Per-partition offsets stored in the same transaction as a Postgres projector's writes.
 
 Kafka delivers at least once; a projector that records the last offset it applied
 beside its own rows can tell a redelivery from news, so replaying changes nothing.
+The offsets advance by the rule in projections/batch.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import asyncpg
-import structlog
 
-from infra.metrics import PROJECTOR_GAPS
-
-log = structlog.get_logger(__name__)
-
-NO_OFFSET = -1
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """Where a record sat in the log."""
-
-    topic: str
-    partition: int
-    offset: int
-
+from projections.batch import NO_OFFSET, Delivered, Positioned, advance, report_gap, spans
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Positioned(Generic[T]):
-    position: Delivered
-    item: T
 
 
 async def take_unapplied(
@@ -51,14 +30,9 @@ async def take_unapplied(
         return []
     if not conn.is_in_transaction():
         raise RuntimeError("take_unapplied must run inside the projection's transaction")
-    highest: dict[tuple[str, int], int] = {}
-    lowest: dict[tuple[str, int], int] = {}
-    for r in records:
-        key = (r.position.topic, r.position.partition)
-        highest[key] = max(highest.get(key, NO_OFFSET), r.position.offset)
-        lowest[key] = min(lowest.get(key, r.position.offset), r.position.offset)
-    topics = [k[0] for k in highest]
-    partitions = [k[1] for k in highest]
+    batch = spans(r.position for r in records)
+    topics = [topic for topic, _ in batch]
+    partitions = [partition for _, partition in batch]
     await conn.execute(
         "INSERT INTO projector_offset (projector, topic, partition, last_offset)"
         " SELECT $1, t, p, $4 FROM unnest($2::text[], $3::int[]) AS x(t, p)"
@@ -77,43 +51,21 @@ async def take_unapplied(
         partitions,
     )
     applied = {(r["topic"], r["partition"]): r["last_offset"] for r in rows}
-    _report_gaps(projector, applied, lowest)
+    advanced, gaps = advance(applied, batch)
+    for gap in gaps:
+        report_gap(projector, gap)
     fresh = [r for r in records if r.position.offset > applied[(r.position.topic, r.position.partition)]]
+    # The rows are locked above, so the advanced offsets are set as they are.
     await conn.execute(
-        "UPDATE projector_offset o SET last_offset = greatest(o.last_offset, x.o), updated_at = now()"
+        "UPDATE projector_offset o SET last_offset = x.o, updated_at = now()"
         " FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)"
         " WHERE o.projector = $1 AND o.topic = x.t AND o.partition = x.p",
         projector,
         topics,
         partitions,
-        list(highest.values()),
+        list(advanced.values()),
     )
     return fresh
-
-
-def _report_gaps(projector: str, applied: dict[tuple[str, int], int], lowest: dict[tuple[str, int], int]) -> None:
-    for (topic, partition), first in lowest.items():
-        last = applied[topic, partition]
-        if first > last + 1:
-            report_gap(projector, topic, partition, last, first)
-
-
-def report_gap(projector: str, topic: str, partition: int, last_applied: int, next_seen: int) -> None:
-    """A batch began past the offset after the last one this projector applied. Offsets are
-    consecutive (no transactions, no compaction), so the events in between were never seen here:
-    acked without being applied and committed past (ADR 0003), or removed by retention before
-    a rewind could read them. Nothing here can fetch them again; the projection has to be
-    rebuilt by replay (docs/operations.md)."""
-    PROJECTOR_GAPS.labels(projector=projector).inc()
-    log.error(
-        "projector.gap",
-        projector=projector,
-        topic=topic,
-        partition=partition,
-        last_applied=last_applied,
-        next_seen=next_seen,
-        missed=next_seen - last_applied - 1,
-    )
 
 
 async def skip_offsets(pools: Iterable[asyncpg.Pool], projector: str, positions: Sequence[Delivered]) -> None:

@@ -27,8 +27,9 @@ from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
 from infra.postgres.pools import ShardPools
 from infra.search import search_unavailable
 from infra.settings import WorkerSettings
+from projections.batch import Delivered, Positioned
 from projections.dead_letter import DeadLetters
-from projections.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets
+from projections.offsets import lowest_applied_offsets, skip_offsets
 
 log = structlog.get_logger(__name__)
 

@@ -23,7 +23,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
-from projections.offsets import NO_OFFSET
+from projections.batch import NO_OFFSET
 from projections.projector import Projector
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,8 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from infra.postgres.pools import ShardPools
 from infra.settings import Settings
-from projections.offsets import NO_OFFSET, applied_offsets
+from projections.batch import NO_OFFSET
+from projections.offsets import applied_offsets
 from tests.e2e.conftest import System
 from tests.integration.test_kafka_adapter import read_all
 from tests.processes import eventually

@@ -20,8 +20,8 @@ from infra.redis_keys import (
     seat_facts,
     ticket_category_prices,
 )
+from projections.batch import Delivered, Positioned
 from projections.inventory_projector import InventoryProjector
-from projections.offsets import Delivered, Positioned
 from tests.integration.test_program_projector import _events
 
 

@@ -5,7 +5,8 @@ from prometheus_client import REGISTRY
 from infra.postgres.migrations import migrate_all, verify_all
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
-from projections.offsets import Delivered, Positioned, applied_offsets, take_unapplied
+from projections.batch import Delivered, Positioned
+from projections.offsets import applied_offsets, take_unapplied
 
 
 async def test_every_shard_database_answers(pools: ShardPools, settings):

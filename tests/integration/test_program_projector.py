@@ -18,7 +18,7 @@ from events.program import (
 )
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
-from projections.offsets import Delivered, Positioned
+from projections.batch import Delivered, Positioned
 from projections.program_projector import ProgramProjector
 from queries.views import programs
 from tests.id_sources import CountingIds

@@ -7,7 +7,7 @@ from events.reference import AreaCreated, AreaLevel, CategoryCreated
 from infra.postgres.pools import ShardPools
 from infra.search import index_name
 from infra.settings import Settings
-from projections.offsets import Delivered, Positioned
+from projections.batch import Delivered, Positioned
 from projections.reference_projector import ReferenceProjector
 
 
