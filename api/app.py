@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from api import admin_programs, health, programs, reference, search
 from api.errors import install_error_handlers
@@ -48,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Damai",
         version="0.1.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        # No default_response_class: routes with a response model are encoded by pydantic straight
+        # to bytes (what FastAPI recommends since ORJSONResponse is deprecated); the hot reads
+        # return their bytes ready-made.
         # Metrics are Prometheus (/metrics) and logs structlog; FastAPI's own OpenTelemetry hooks
         # would only ask, on every request, whether a provider was configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},

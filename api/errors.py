@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commands.errors import Conflict, DomainError, InvalidCommand, NotFound
@@ -53,10 +54,10 @@ def dependency_unavailable(code: str, message: str, cause: BaseException) -> Api
 
 def error_response(
     status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-) -> ORJSONResponse:
-    return ORJSONResponse(
-        {"code": code, "message": message, "details": details or {}}, status_code=status, headers=headers
-    )
+) -> Response:
+    """The envelope as a response, encoded once with orjson (FastAPI's ORJSONResponse is deprecated)."""
+    body = orjson.dumps({"code": code, "message": message, "details": details or {}})
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def _domain_status(exc: DomainError) -> int:
@@ -66,17 +67,17 @@ def _domain_status(exc: DomainError) -> int:
     return 400
 
 
-async def _on_domain_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     return error_response(_domain_status(exc), exc.code, exc.message, exc.details)
 
 
-async def _on_api_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"location": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "message": e.get("msg")}
@@ -87,13 +88,13 @@ async def _on_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
     return error_response(422, "VALIDATION_FAILED", "the request did not pass validation", {"errors": errors})
 
 
-async def _on_http_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
-async def _on_unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_unexpected(_: Request, exc: Exception) -> Response:
     log.exception("api.unhandled_error", error=repr(exc))
     return error_response(500, "INTERNAL_ERROR", "an unexpected error occurred; it has been logged")
 

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+import orjson
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.errors import error_response
@@ -52,7 +53,7 @@ async def _probe(check: Check, timeout_s: float) -> str | None:
 
 
 @router.get("/readyz")
-async def readyz(res: ResourcesDep) -> ORJSONResponse:
+async def readyz(res: ResourcesDep) -> Response:
     """Every dependency answers now; 503 names the ones that do not."""
     checks = _checks(res)
     timeout = res.settings.api.readiness_timeout_s
@@ -65,7 +66,8 @@ async def readyz(res: ResourcesDep) -> ORJSONResponse:
             f"unavailable: {', '.join(sorted(failures))}",
             {"down": sorted(failures), "errors": failures},
         )
-    return ORJSONResponse({"status": "ready", "checks": {name: "up" for name in checks}})
+    ready = {"status": "ready", "checks": {name: "up" for name in checks}}
+    return Response(orjson.dumps(ready), media_type="application/json")
 
 
 @router.get("/metrics")

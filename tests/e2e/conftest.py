@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +24,8 @@ class System:
     settings: Settings
     base_url: str
     http: httpx.AsyncClient
+    api_log: Path
+    """What the API process wrote to stdout and stderr."""
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.api.admin_token}"}
@@ -44,7 +47,7 @@ async def system(settings: Settings, api_env: dict[str, str], tmp_path_factory) 
     api, base_url = start_api(iso, logs / "api.log", api_env)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         try:
-            yield System(iso, base_url, http)
+            yield System(iso, base_url, http, api.log_path)
         finally:
             api.stop()
             worker.stop()

@@ -94,3 +94,14 @@ async def test_unknown_route_is_not_found_in_the_envelope(system: System):
 
     assert response.status_code == 404
     assert response.json()["code"] == "NOT_FOUND"
+
+
+async def test_error_responses_leave_no_deprecation_warning_in_the_log(system: System):
+    answers = [
+        await system.http.get("/api/v1/nowhere"),
+        await system.http.get("/api/v1/programs", params={"page": 0}),
+        await system.http.post("/api/v1/admin/areas", json={"name": "苏州", "level": "city"}),
+    ]
+
+    assert [a.status_code for a in answers] == [404, 422, 401]
+    assert "DeprecationWarning" not in system.api_log.read_text(errors="replace")
