@@ -1,66 +1,21 @@
-"""Program queries: the detail page of one program, served through the program detail cache."""
+"""Program queries: the detail page of one program, served through the program detail cache, and its seat map."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.errors import ApiError, dependency_unavailable
-from api.models import MAX_ID, CamelModel, IdPath
+from api.models import MAX_ID, IdPath
 from api.resources import Resources, ResourcesDep, resources_of
 from infra.postgres.pools import UNREACHABLE_ERRORS
 from queries.cache import CachedDetail
 from queries.seat_map import encode_seat_map, seat_map
+from queries.shapes import ProgramDetailOut, SeatMapOut
 
 router = APIRouter(tags=["programs"])
-
-
-class TicketCategoryOut(CamelModel):
-    id: str
-    name: str
-    price: str
-    """Yuan, a decimal string with two places."""
-    total: int
-    remaining: int
-
-
-class ShowTimeOut(CamelModel):
-    id: str
-    starts_at: datetime
-    status: str
-    ticket_categories: list[TicketCategoryOut]
-
-
-class ProgramHeadOut(CamelModel):
-    """What every view of a program begins with: the detail, a search hit, a home page entry."""
-
-    id: str
-    title: str
-    actor: str | None
-    venue: str
-    area_id: int
-    parent_category_id: int
-    category_id: int
-
-
-class ProgramDetailOut(ProgramHeadOut):
-    """The document the cache holds (queries.detail); declared here for the API schema."""
-
-    detail: str
-    notices: Any
-    per_order_limit: int
-    per_account_limit: int
-    seat_selectable: bool
-    real_name_required: bool
-    refund_policy: Any
-    high_heat: bool
-    issue_time: datetime | None
-    payment_minutes: int
-    status: str
-    show_times: list[ShowTimeOut]
 
 
 @router.get(
@@ -92,28 +47,6 @@ async def _visible_program(res: Resources, program_id: int) -> CachedDetail:
     if cached is None:
         raise ApiError(404, "PROGRAM_NOT_FOUND", f"no program {program_id}", {"programId": str(program_id)})
     return cached
-
-
-class SeatOut(CamelModel):
-    id: str
-    ticket_category_id: str
-    row: int
-    column: int
-    state: str
-
-
-class PriceGroupOut(CamelModel):
-    price: str
-    ticket_category_ids: list[str]
-    seats: list[SeatOut]
-
-
-class SeatMapOut(CamelModel):
-    """Declared for the API schema; the body is built by queries.seat_map.encode_seat_map."""
-
-    program_id: str
-    show_time_id: str
-    price_groups: list[PriceGroupOut]
 
 
 @router.get(

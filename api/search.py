@@ -14,28 +14,12 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter
 
 from api.errors import ApiError
-from api.models import CamelModel
-from api.programs import ProgramHeadOut
 from api.resources import Resources, ResourcesDep
-from queries.search import Hit, ProgramQuery, SortOrder, TimeWindow
+from queries.search import ProgramQuery, SortOrder, TimeWindow
+from queries.shapes import HomeSectionOut, ProgramPageOut
 from queries.views.reference import existing_area_ids, list_categories
 
 router = APIRouter(tags=["programs"])
-
-
-class ProgramHitOut(ProgramHeadOut):
-    first_show_at: datetime | None
-    min_price: str | None
-    max_price: str | None
-    high_heat: bool
-    highlight: dict[str, str]
-
-
-class ProgramPageOut(CamelModel):
-    total: int
-    page: int
-    size: int
-    items: list[ProgramHitOut]
 
 
 @router.get("/api/v1/programs", response_model=ProgramPageOut, response_model_by_alias=True)
@@ -69,35 +53,8 @@ async def get_programs(
 
 async def _search_page(res: Resources, query: ProgramQuery, now: datetime) -> bytes:
     found = await res.reads.search.page(query, now)
-    page = ProgramPageOut(total=found.total, page=query.page, size=query.size, items=[_hit(h) for h in found.hits])
+    page = ProgramPageOut(total=found.total, page=query.page, size=query.size, items=found.hits)
     return page.model_dump_json(by_alias=True).encode()
-
-
-def _hit(h: Hit) -> ProgramHitOut:
-    return ProgramHitOut(
-        id=h.source["id"],
-        title=h.source["title"],
-        actor=h.source["actor"],
-        venue=h.source["venue"],
-        area_id=h.source["areaId"],
-        parent_category_id=h.source["parentCategoryId"],
-        category_id=h.source["categoryId"],
-        first_show_at=h.source["firstShowAt"],
-        min_price=_price(h.source["minPrice"]),
-        max_price=_price(h.source["maxPrice"]),
-        high_heat=h.source["highHeat"],
-        highlight=h.highlight,
-    )
-
-
-def _price(value: float | None) -> str | None:
-    return None if value is None else f"{value:.2f}"
-
-
-class HomeSectionOut(CamelModel):
-    category_id: int
-    category_name: str
-    programs: list[ProgramHitOut]
 
 
 HOME_PAGE = TypeAdapter(list[HomeSectionOut])
@@ -127,7 +84,7 @@ async def _home(res: Resources, area_id: int, now: datetime, *, named: bool) -> 
     )
     return HOME_PAGE.dump_json(
         [
-            HomeSectionOut(category_id=c.id, category_name=c.name, programs=[_hit(h) for h in sections[c.id]])
+            HomeSectionOut(category_id=c.id, category_name=c.name, programs=sections[c.id])
             for c in parents
         ],
         by_alias=True,

@@ -17,10 +17,11 @@ from infra.metrics import SEARCH_FALLBACKS
 from infra.postgres.sharded import ShardedDatabase
 from infra.search import SEARCH_ERRORS, search_unavailable
 from queries.breaker import Breaker
+from queries.search_document import hit_of_document
+from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut
 from queries.views.program_search import full_route_search_programs
 
 ON_SALE = "on_sale"
-HIGHLIGHT_TAGS = (["<em>"], ["</em>"])
 
 
 class TimeWindow(StrEnum):
@@ -59,15 +60,9 @@ class ProgramQuery:
 
 
 @dataclass(frozen=True)
-class Hit:
-    source: dict[str, Any]
-    highlight: dict[str, str]
-
-
-@dataclass(frozen=True)
 class SearchPage:
     total: int
-    hits: list[Hit]
+    hits: list[ProgramHitOut]
 
 
 def window_bounds(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime] | None:
@@ -125,8 +120,8 @@ def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any
         "size": q.size,
         "track_total_hits": True,
         "highlight": {
-            "pre_tags": HIGHLIGHT_TAGS[0],
-            "post_tags": HIGHLIGHT_TAGS[1],
+            "pre_tags": [HIGHLIGHT_TAGS[0]],
+            "post_tags": [HIGHLIGHT_TAGS[1]],
             "fields": {"title": {"number_of_fragments": 0}, "actor": {"number_of_fragments": 0}},
         },
     }
@@ -152,7 +147,10 @@ async def search_programs(
     body = search_body(q, now, zone)
     # The client's keyword API spells the wire's "from" as from_.
     response = await es.search(index=index, ignore_unavailable=True, from_=body.pop("from"), **body)
-    hits = [Hit(h["_source"], {k: v[0] for k, v in h.get("highlight", {}).items()}) for h in response["hits"]["hits"]]
+    hits = [
+        hit_of_document(h["_source"], {k: v[0] for k, v in h.get("highlight", {}).items()})
+        for h in response["hits"]["hits"]
+    ]
     return SearchPage(int(response["hits"]["total"]["value"]), hits)
 
 
@@ -179,7 +177,7 @@ class ProgramSearch:
 
     async def first_per_category(
         self, area_id: int, parent_category_ids: list[int], per_category: int, now: datetime
-    ) -> dict[int, list[Hit]]:
+    ) -> dict[int, list[ProgramHitOut]]:
         """The home page: for each top-level category, its first programs on sale in one area
         (one Elasticsearch round trip)."""
         queries = [
@@ -195,7 +193,7 @@ class ProgramSearch:
             try:
                 response = await self._es.msearch(searches=searches)
                 return {
-                    parent_id: [Hit(h["_source"], {}) for h in answer["hits"]["hits"]]
+                    parent_id: [hit_of_document(h["_source"], {}) for h in answer["hits"]["hits"]]
                     for parent_id, answer in zip(parent_category_ids, response["responses"], strict=True)
                 }
             except SEARCH_ERRORS as exc:
@@ -223,4 +221,4 @@ async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, 
         offset=q.offset,
         size=q.size,
     )
-    return SearchPage(total, [Hit(source, highlight) for source, highlight in hits])
+    return SearchPage(total, hits)

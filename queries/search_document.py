@@ -1,10 +1,13 @@
-"""A program as a search document: what the list and search pages filter, sort and show."""
+"""A program as a search document: what the list and search pages filter, sort and show, and the
+search hit (``queries.shapes.ProgramHitOut``) a document answers with."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from queries.detail import ProgramDetail
+from queries.shapes import ProgramHitOut, yuan
 
 
 def program_search_document(detail: ProgramDetail) -> dict[str, Any]:
@@ -26,3 +29,21 @@ def program_search_document(detail: ProgramDetail) -> dict[str, Any]:
         "minPrice": float(min(prices)) if prices else None,
         "maxPrice": float(max(prices)) if prices else None,
     }
+
+
+def hit_of_document(document: Mapping[str, Any], highlight: dict[str, str]) -> ProgramHitOut:
+    """The hit for a document Elasticsearch found, with the fields it highlighted."""
+    return ProgramHitOut(
+        id=document["id"],
+        title=document["title"],
+        actor=document["actor"],
+        venue=document["venue"],
+        area_id=document["areaId"],
+        parent_category_id=document["parentCategoryId"],
+        category_id=document["categoryId"],
+        first_show_at=document["firstShowAt"],
+        min_price=yuan(document["minPrice"]),
+        max_price=yuan(document["maxPrice"]),
+        high_heat=document["highHeat"],
+        highlight=highlight,
+    )

@@ -64,7 +64,7 @@ async def seat_map(redis: Redis, program_id: int, categories: Sequence[TicketCat
 
 
 def encode_seat_map(program_id: int, show_time_id: int, groups: list[PriceGroup]) -> bytes:
-    """The JSON of ``GET /api/v1/programs/{id}/seats`` (``api.programs.SeatMapOut``), built directly:
+    """The JSON of ``GET /api/v1/programs/{id}/seats`` (``queries.shapes.SeatMapOut``), built directly:
     a stadium has 50,000 seats, and a model object per seat costs more than the map itself."""
     category_ids = {i: str(i) for g in groups for i in g.ticket_category_ids}
     return orjson.dumps(

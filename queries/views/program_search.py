@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from infra.postgres.sharded import ShardedDatabase
+from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut, yuan
 
 SEARCH_SQL = """
 SELECT p.id, p.title, p.actor, p.venue, p.area_id, p.parent_category_id, p.category_id, p.high_heat, p.issue_time,
@@ -54,8 +55,8 @@ async def full_route_search_programs(
     sort: str,
     offset: int,
     size: int,
-) -> tuple[int, list[tuple[dict[str, Any], dict[str, str]]]]:
-    """(total matches, the page): each hit as (search document, highlighted fields)."""
+) -> tuple[int, list[ProgramHitOut]]:
+    """(total matches, the page)."""
     order_sql, order_key = ORDERS[sort]
     total, candidates = 0, []
     for program in db.layout.physical_tables("program"):
@@ -79,25 +80,32 @@ async def full_route_search_programs(
         total += int(rows[0]["matches"]) if rows else 0
         candidates += rows
     page = sorted(candidates, key=order_key)[offset : offset + size]
-    return total, [_document(r, keyword) for r in page]
+    return total, [_hit(r, keyword) for r in page]
 
 
-def _document(r: Any, keyword: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    highlight = {}
-    for field in ("title", "actor"):
-        if keyword and r[field] and keyword in r[field]:
-            highlight[field] = r[field].replace(keyword, f"<em>{keyword}</em>")
-    document = {
-        "id": str(r["id"]),
-        "title": r["title"],
-        "actor": r["actor"],
-        "venue": r["venue"],
-        "areaId": r["area_id"],
-        "parentCategoryId": r["parent_category_id"],
-        "categoryId": r["category_id"],
-        "highHeat": r["high_heat"],
-        "firstShowAt": r["first_show_at"].isoformat() if r["first_show_at"] else None,
-        "minPrice": float(r["min_price"]) if r["min_price"] is not None else None,
-        "maxPrice": float(r["max_price"]) if r["max_price"] is not None else None,
+def _hit(r: Any, keyword: str | None) -> ProgramHitOut:
+    return ProgramHitOut(
+        id=str(r["id"]),
+        title=r["title"],
+        actor=r["actor"],
+        venue=r["venue"],
+        area_id=r["area_id"],
+        parent_category_id=r["parent_category_id"],
+        category_id=r["category_id"],
+        first_show_at=r["first_show_at"],
+        min_price=yuan(r["min_price"]),
+        max_price=yuan(r["max_price"]),
+        high_heat=r["high_heat"],
+        highlight=_highlight(r, keyword),
+    )
+
+
+def _highlight(r: Any, keyword: str | None) -> dict[str, str]:
+    """What Elasticsearch's highlighter gives for the same keyword: each matched field whole
+    (``number_of_fragments: 0``), every occurrence wrapped in ``HIGHLIGHT_TAGS``."""
+    before, after = HIGHLIGHT_TAGS
+    return {
+        field: r[field].replace(keyword, f"{before}{keyword}{after}")
+        for field in ("title", "actor")
+        if keyword and r[field] and keyword in r[field]
     }
-    return document, highlight

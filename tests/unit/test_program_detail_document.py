@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import orjson
 
-from api.programs import ProgramDetailOut
 from queries.cache import CachedDetail
 from queries.detail import (
     ProgramDetail,
@@ -17,6 +16,7 @@ from queries.detail import (
     encode_detail,
     overlay_remaining,
 )
+from queries.shapes import ProgramDetailOut
 
 DETAIL = ProgramDetail(
     id=(1 << 62) + 12345,

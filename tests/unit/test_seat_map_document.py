@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import orjson
 
-from api.programs import SeatMapOut
 from queries.seat_map import AVAILABLE, UNAVAILABLE, PriceGroup, SeatState, encode_seat_map
+from queries.shapes import SeatMapOut
 
 BIG = 1 << 62
 
