@@ -39,8 +39,8 @@ lint: install
 	$(VENV)/bin/mypy .
 
 bench: up
-	$(VENV)/bin/python bench/projector_throughput.py
-	$(VENV)/bin/python bench/id_throughput.py
+	$(VENV)/bin/python -m bench.projector_throughput
+	$(VENV)/bin/python -m bench.id_throughput
 	$(VENV)/bin/python -m bench.program_detail
 	$(VENV)/bin/python -m bench.search_latency --fallback
 

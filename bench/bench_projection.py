@@ -8,7 +8,8 @@ import asyncpg
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated
-from projections.offsets import Delivered, Positioned, lowest_applied_offsets, skip_offsets, take_unapplied
+from projections.batch import Delivered, Positioned
+from projections.offsets import lowest_applied_offsets, skip_offsets, take_unapplied
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS bench_projection (
@@ -28,7 +29,7 @@ class BenchProjector:
     async def applied(self) -> dict[tuple[str, int], int]:
         return await lowest_applied_offsets([self._pool], self.name)
 
-    async def apply(self, batch: list[Positioned[EventEnvelope]]) -> None:
+    async def apply(self, batch: Sequence[Positioned[EventEnvelope]]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await take_unapplied(conn, self.name, batch)
             rows = [

@@ -23,7 +23,7 @@ def build() -> faust.App:
     pools = ShardPools(settings.postgres)
 
     @app.agent(topics.reference, name="bench-projector")
-    async def project(stream: StreamT) -> None:
+    async def project(stream: StreamT[bytes]) -> None:
         await pools.start()
         projector = BenchProjector(f"{app.conf.id}.faust", pools[settings.postgres.databases[0]])
         await run_projector(stream, projector, dead_letters, settings.worker)

@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.bench_projection import TABLE_DDL, BenchProjector, projected
 from events.envelope import EventEnvelope
-from events.reference import AreaCreated
+from events.reference import AreaCreated, AreaLevel
 from events.serialization import decode
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
 from infra.provision import provision_namespace, remove_namespace
 from infra.settings import REPO_ROOT, Settings, get_settings
-from projections.offsets import Delivered, Positioned
+from projections.batch import Delivered, Positioned
 
 PRODUCE_CHUNK = 5000
 POLL_S = 0.2
@@ -43,7 +43,9 @@ async def produce(settings: Settings, count: int) -> float:
     try:
         for first in range(0, count, PRODUCE_CHUNK):
             envelopes = [
-                EventEnvelope.wrap(AreaCreated(area_id=i + 1, name=f"区域{i}", level="city"), aggregate_version=1)
+                EventEnvelope.wrap(
+                    AreaCreated(area_id=i + 1, name=f"区域{i}", level=AreaLevel.CITY), aggregate_version=1
+                )
                 for i in range(first, min(first + PRODUCE_CHUNK, count))
             ]
             await publisher.publish_many(envelopes)

@@ -21,7 +21,8 @@ Before measuring, every search must answer 200 with hits on every path, the API 
 ids Elasticsearch returns, and the fallback the same totals; wrk errors fail the run. Medians of
 ``--rounds`` rounds, each starting with another path; the namespace (topics, indices, schema,
 cache keys) is removed afterwards. The demo's shows start tomorrow, so on a Sunday or on the last
-day of a month the "this week" or "this month" search finds nothing and the run stops.
+day of a month "this week" or "this month" holds no show; that search then asks for the same
+calendar window as of the first show's day, as a date range (``timeWindow=range``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import shutil
 import sys
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -47,7 +48,7 @@ from cli.demo.seed import seed_demo
 from infra.provision import provision_namespace, remove_namespace
 from infra.search import index_name
 from infra.settings import REPO_ROOT, Settings, get_settings
-from queries.search import ProgramQuery, SortOrder, TimeWindow, search_body
+from queries.search import ProgramQuery, SortOrder, TimeWindow, search_body, window_bounds
 from tests.processes import eventually, free_port, start_worker
 
 SEED = 7  # the searches below are picked from this catalogue
@@ -119,11 +120,24 @@ def api_path(q: ProgramQuery) -> str:
         "parentCategoryId": q.parent_category_id,
         "categoryId": q.category_id,
         "timeWindow": q.window.value if q.window is not default.window else None,
+        "startDate": q.start_date.isoformat() if q.start_date is not None else None,
+        "endDate": q.end_date.isoformat() if q.end_date is not None else None,
         "sort": q.sort.value if q.sort is not default.sort else None,
         "page": q.page if q.page != default.page else None,
         "size": q.size if q.size != default.size else None,
     }
     return f"{SEARCH_PATH}?{urlencode({k: v for k, v in params.items() if v is not None})}"
+
+
+def with_shows(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> ProgramQuery:
+    """``q``, or, if its calendar window holds none of the demo's shows, that window as of the first show's day."""
+    bounds = window_bounds(q, now, zone)
+    commands = demo_program_commands(SEED, now)
+    shows = sorted(s.starts_at for cmd, published in commands if published for s in cmd.show_times)
+    if bounds is None or any(bounds[0] <= s < bounds[1] for s in shows):
+        return q
+    start, end = window_bounds(q, shows[0], zone) or bounds
+    return replace(q, window=TimeWindow.RANGE, start_date=start.date(), end_date=(end - timedelta(days=1)).date())
 
 
 def es_request(settings: Settings, q: ProgramQuery, now: datetime) -> tuple[str, bytes]:
@@ -161,12 +175,14 @@ async def publish_catalogue(settings: Settings, api_url: str) -> None:
         await eventually(indexed, CATALOGUE_READY_S, f"{on_sale} programs on sale in the search index")
 
 
-def check_answers(settings: Settings, api: Server, fallback: Server | None, now: datetime) -> None:
+def check_answers(
+    settings: Settings, api: Server, fallback: Server | None, now: datetime, queries: list[ProgramQuery]
+) -> None:
     """Every search answers 200 with hits on every path, and the paths agree; raise otherwise."""
     with httpx.Client(timeout=CHECK_TIMEOUT_S) as http:
         healthz = http.get(f"{api.url}/healthz")
         assert healthz.status_code == 200, f"/healthz: {healthz.status_code}"
-        for q in QUERIES:
+        for q in queries:
             found = _page(http.get(api.url + api_path(q)), API_SEARCH, q)
             path, body = es_request(settings, q, now)
             raw = http.post(
@@ -212,15 +228,17 @@ def measure(settings: Settings, args: argparse.Namespace, log_dir: Path) -> dict
             fallback = start_api(FALLBACK, settings, log_dir, fallback_env)
             servers.append(fallback)
         now = datetime.now(UTC)
-        check_answers(settings, api, fallback, now)
+        queries = [with_shows(q, now, ZoneInfo(settings.api.timezone)) for q in QUERIES]
+        print("windows:", ", ".join(api_path(q) for q in queries if q.window is not TimeWindow.ALL), flush=True)
+        check_answers(settings, api, fallback, now, queries)
         targets = [
             Target(
-                API_SEARCH, api.url, write_script(log_dir / "api.lua", [("GET", api_path(q), None) for q in QUERIES])
+                API_SEARCH, api.url, write_script(log_dir / "api.lua", [("GET", api_path(q), None) for q in queries])
             ),
             Target(
                 ES_DIRECT,
                 settings.elasticsearch.url,
-                write_script(log_dir / "es.lua", [("POST", *es_request(settings, q, now)) for q in QUERIES]),
+                write_script(log_dir / "es.lua", [("POST", *es_request(settings, q, now)) for q in queries]),
             ),
             Target(HEALTHZ, f"{api.url}/healthz"),
         ]
