@@ -63,9 +63,8 @@ def seat_facts(program_id: int, ticket_category_id: int) -> str:
 
 
 def seat_position(fact: bytes) -> tuple[int, int]:
-    """(row, column) of a seat fact. Inventories projected before prices had their own hash also
-    carry ":price" (the category's price), ignored here."""
-    row, column, *_ = fact.split(b":")
+    """(row, column) of a seat fact ("row:column")."""
+    row, column = fact.split(b":")
     return int(row), int(column)
 
 
