@@ -7,11 +7,12 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from api import admin_programs, health, programs, reference, search
 from api.errors import install_error_handlers
 from api.observability import AccessLog, RequestContextMiddleware
+from api.rate_limit import RATE_LIMITED_RESPONSE, limit_admin_commands
 from api.resources import Resources
 from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(search.router)
     app.include_router(reference.router)
     app.include_router(health.router)
-    app.include_router(reference.admin_router)
-    app.include_router(admin_programs.router)
+    # Commands are rate limited per client address before their credential is checked.
+    admin_limit = [Depends(limit_admin_commands)]
+    for router in (reference.admin_router, admin_programs.router):
+        app.include_router(router, dependencies=admin_limit, responses=RATE_LIMITED_RESPONSE)
     return app

@@ -34,3 +34,6 @@ CACHE_INVALIDATIONS = Counter(
 SEARCH_FALLBACKS = Counter(
     "damai_search_fallbacks_total", "Program searches answered from Postgres because Elasticsearch was down"
 )
+RATE_LIMITED = Counter(
+    "damai_rate_limited_total", "Requests refused with 429 because their IP address was over a limit", ["group"]
+)

@@ -71,3 +71,9 @@ def seat_position(fact: bytes) -> tuple[int, int]:
 def projector_offsets(projector: str) -> str:
     """Hash: "topic:partition" → the last offset a Redis projector applied (for rewinds, ADR 0003)."""
     return f"projector-offsets:{projector}"
+
+
+def rate_limit_window(prefix: str, client_ip: str, group: str) -> str:
+    """Counter of one IP address's requests to one route group in the current fixed window
+    (``lua/fixed_window_limit.lua``, which gives it the window's length as its TTL)."""
+    return f"{prefix}:rl:{{ip:{client_ip}}}:{group}"

@@ -295,6 +295,24 @@ class ApiSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    """Requests per client IP address per route group, counted in Redis in fixed windows
+    (``lua/fixed_window_limit.lua``); one over the limit is refused with 429 ``RATE_LIMITED``."""
+
+    key_prefix: str = Field(
+        default="damai",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="First part of every rate-limit counter's Redis key (<prefix>:rl:{ip:<address>}:<group>); "
+        "a namespace on a shared Redis.",
+    )
+    admin_limit: int = Field(
+        default=100, ge=1, description="Requests one IP address may send to the admin command routes per window."
+    )
+    admin_window_ms: int = Field(
+        default=1_000, ge=1, description="Length of the admin command routes' rate-limit window."
+    )
+
+
 class WorkerSettings(BaseModel):
     projector_group: str = Field(
         default="damai-projector", description="Consumer group (Faust app id) of the projector worker."
@@ -365,6 +383,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     ids: IdSettings = Field(default_factory=IdSettings)
     program_cache: ProgramCacheSettings = Field(default_factory=ProgramCacheSettings)
@@ -386,6 +405,7 @@ class Settings(BaseSettings):
                 "postgres": self.postgres.model_copy(update={"schema_name": tag}),
                 "ids": self.ids.model_copy(update={"key_tag": f"{tag}-ids"}),
                 "program_cache": self.program_cache.model_copy(update={"key_prefix": tag}),
+                "rate_limits": self.rate_limits.model_copy(update={"key_prefix": tag}),
             }
         )
 
@@ -398,6 +418,7 @@ class Settings(BaseSettings):
             "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
             "DAMAI_IDS__KEY_TAG": self.ids.key_tag,
             "DAMAI_PROGRAM_CACHE__KEY_PREFIX": self.program_cache.key_prefix,
+            "DAMAI_RATE_LIMITS__KEY_PREFIX": self.rate_limits.key_prefix,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }

@@ -1,0 +1,64 @@
+"""Rate limits per client IP address, the first dependency of the routes they guard.
+
+Each route group has a limit and a window in ``RateLimitSettings``; a request is counted in its
+address's current fixed window in Redis (``lua/fixed_window_limit.lua``), and one over the limit
+is refused with 429 ``RATE_LIMITED`` and ``Retry-After`` (seconds until the window ends) before
+its credential is checked or anything is decided, so it changes nothing. When Redis cannot count,
+requests go through: the limits protect the stores, they are not a reason to refuse every command.
+"""
+
+from __future__ import annotations
+
+import math
+
+import structlog
+from fastapi import Request
+
+from api.errors import ApiError
+from api.resources import resources_of
+from infra.metrics import RATE_LIMITED
+from infra.redis import REDIS_ERRORS
+from infra.redis_keys import rate_limit_window
+
+log = structlog.get_logger(__name__)
+
+UNKNOWN_CLIENT = "unknown"
+ADMIN = "admin"
+
+RATE_LIMITED_RESPONSE: dict[int | str, dict[str, object]] = {
+    429: {
+        "description": "RATE_LIMITED: too many requests from this address in the current window",
+        "headers": {
+            "Retry-After": {"description": "seconds until the window ends", "schema": {"type": "integer"}}
+        },
+    }
+}
+"""What a limited route may answer, for the OpenAPI document."""
+
+
+async def limit_admin_commands(request: Request) -> None:
+    """At most ``admin_limit`` requests per ``admin_window_ms`` from one address to the admin routes."""
+    limits = resources_of(request).settings.rate_limits
+    await _count(request, ADMIN, limits.admin_limit, limits.admin_window_ms)
+
+
+async def _count(request: Request, group: str, limit: int, window_ms: int) -> None:
+    res = resources_of(request)
+    client = request.client.host if request.client else UNKNOWN_CLIENT
+    key = rate_limit_window(res.settings.rate_limits.key_prefix, client, group)
+    try:
+        allowed, _, retry_after_ms = await res.adapters.scripts["fixed_window_limit"](
+            keys=[key], args=[limit, window_ms]
+        )
+    except REDIS_ERRORS as exc:
+        log.warning("rate_limit.not_counted", group=group, error=repr(exc))
+        return
+    if not allowed:
+        RATE_LIMITED.labels(group).inc()
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"more than {limit} requests in {window_ms} ms from this address; retry later",
+            {"limit": limit, "windowMs": window_ms},
+            headers={"Retry-After": str(max(1, math.ceil(int(retry_after_ms) / 1000)))},
+        )
