@@ -1,7 +1,7 @@
 -- Fixed-window counter for rate limits: count one hit in the current window
 -- and say whether it is still within the limit.
 --
--- KEYS[1]  the window's counter key, e.g. rl:{ip:1.2.3.4}:orders
+-- KEYS[1]  the window's counter key, e.g. damai:rl:{ip:1.2.3.4}:admin (infra/redis_keys.py, api/rate_limit.py)
 -- ARGV[1]  limit: hits allowed per window (integer >= 1)
 -- ARGV[2]  window length in milliseconds (integer >= 1)
 --
