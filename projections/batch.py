@@ -66,14 +66,17 @@ class Gap:
 
 def spans(positions: Iterable[Delivered]) -> dict[TopicPartition, Span]:
     """Per partition, in the order first met, the lowest and highest offsets among ``positions``."""
-    found: dict[TopicPartition, Span] = {}
+    lowest: dict[TopicPartition, int] = {}
+    highest: dict[TopicPartition, int] = {}
     for p in positions:
         tp = (p.topic, p.partition)
-        span = found.get(tp)
-        found[tp] = (
-            Span(p.offset, p.offset) if span is None else Span(min(span.lowest, p.offset), max(span.highest, p.offset))
-        )
-    return found
+        if tp not in lowest:
+            lowest[tp] = highest[tp] = p.offset
+        elif p.offset < lowest[tp]:
+            lowest[tp] = p.offset
+        elif p.offset > highest[tp]:
+            highest[tp] = p.offset
+    return {tp: Span(low, highest[tp]) for tp, low in lowest.items()}
 
 
 def advance(
