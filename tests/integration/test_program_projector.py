@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from commands.program import CreateProgram, KnownReferences, create_program
+from commands.program import CreateProgram, KnownReferences
 from events.envelope import EventEnvelope
 from events.program import (
     ProgramEvent,
@@ -21,6 +21,7 @@ from infra.postgres.sharded import ShardedDatabase
 from projections.batch import Delivered, Positioned
 from projections.program_projector import ProgramProjector
 from queries.views import programs
+from tests.decided import create_program
 from tests.id_sources import CountingIds
 
 NOW = datetime.now(UTC)
