@@ -97,7 +97,8 @@ async def remove_namespace(settings: Settings) -> None:
         if indices:  # by name: wildcard deletes are disabled on purpose
             await es.indices.delete(index=",".join(indices))
         for name in index_templates(settings.elasticsearch):
-            await es.indices.delete_index_template(name=name)
+            # 404: a removal that stopped half-way already deleted it; removing is idempotent.
+            await es.options(ignore_status=404).indices.delete_index_template(name=name)
     finally:
         await es.close()
     pools = ShardPools(settings.postgres)

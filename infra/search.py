@@ -59,22 +59,6 @@ def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
                 },
             },
         },
-        index_name(settings, "area"): {
-            "index_patterns": [f"{index_name(settings, 'area')}*"],
-            "template": {
-                "settings": SINGLE_NODE_SETTINGS,
-                "mappings": {
-                    "dynamic": "strict",
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "name": {"type": "text", "fields": {"keyword": {"type": "keyword"}}},
-                        "level": {"type": "keyword"},
-                        "parentId": {"type": "integer"},
-                        "createdAt": {"type": "date"},
-                    },
-                },
-            },
-        },
     }
 
 

@@ -1,4 +1,4 @@
-"""Projects reference data (areas, categories) into every shard database, and areas into Elasticsearch."""
+"""Projects reference data (areas, categories) into every shard database."""
 
 from __future__ import annotations
 
@@ -6,14 +6,12 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from elasticsearch import AsyncElasticsearch
 
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, CategoryCreated
 from events.serialization import payload_of
 from infra.postgres.pools import ShardPools
-from infra.search import bulk_index_versioned
 from projections.offsets import take_unapplied
 from projections.projector import Batch, OffsetsInEveryShard
 
@@ -55,15 +53,12 @@ def _category_row(env: EventEnvelope, e: CategoryCreated) -> tuple[Any, ...]:
 class ReferenceProjector(OffsetsInEveryShard):
     """Reference data is small and read everywhere, so every shard database holds a full copy."""
 
-    def __init__(self, name: str, pools: ShardPools, es: AsyncElasticsearch, area_index: str):
+    def __init__(self, name: str, pools: ShardPools):
         self.name = name
         self._pools = pools
-        self._es = es
-        self._area_index = area_index
 
     async def apply(self, batch: Batch) -> None:
         await asyncio.gather(*(self._apply_to_database(pool, batch) for _, pool in self._pools))
-        await self._apply_to_search(batch)
 
     async def _apply_to_database(self, pool: asyncpg.Pool, batch: Batch) -> None:
         async with pool.acquire() as conn, conn.transaction():
@@ -74,24 +69,3 @@ class ReferenceProjector(OffsetsInEveryShard):
                 await conn.executemany(UPSERT_AREA, areas)
             if categories:
                 await conn.executemany(UPSERT_CATEGORY, categories)
-
-    async def _apply_to_search(self, batch: Batch) -> None:
-        actions: list[dict[str, Any]] = [
-            {
-                "_op_type": "index",
-                "_index": self._area_index,
-                "_id": str(e.area_id),
-                "version": env.aggregate_version,
-                "version_type": "external",
-                "_source": {
-                    "id": e.area_id,
-                    "name": e.name,
-                    "level": e.level.value,
-                    "parentId": e.parent_id,
-                    "createdAt": env.occurred_at.isoformat(),
-                },
-            }
-            for env, e in _typed(batch)
-            if isinstance(e, AreaCreated)
-        ]
-        await bulk_index_versioned(self._es, actions)

@@ -8,7 +8,6 @@ import faust
 import structlog
 from faust.types import StreamT
 
-from infra.search import index_name
 from infra.settings import Settings
 from projections.app import create_app
 from projections.dead_letter import DeadLetters
@@ -30,7 +29,7 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     app.add_dependency(stores)
     db, redis, es = stores.adapters.db, stores.adapters.redis, stores.adapters.es
     dead_letters = DeadLetters(topics.dead_letter, app.conf.id)
-    reference = ReferenceProjector(f"{app.conf.id}.reference", db.pools, es, index_name(settings.elasticsearch, "area"))
+    reference = ReferenceProjector(f"{app.conf.id}.reference", db.pools)
     program = ProgramProjector(f"{app.conf.id}.program", db.pools, db.layout, redis, settings, es)
     # A second agent on the program topic: the inventory advances independently of Postgres.
     inventory = InventoryProjector(f"{app.conf.id}.inventory", redis, stores.adapters.scripts)

@@ -1,20 +1,15 @@
-"""The reference projector against real Postgres and Elasticsearch, called in-process."""
-
-from elasticsearch import AsyncElasticsearch
+"""The reference projector against real Postgres, called in-process."""
 
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, AreaLevel, CategoryCreated
 from infra.postgres.pools import ShardPools
-from infra.search import index_name
 from infra.settings import Settings
 from projections.batch import Delivered, Positioned
 from projections.reference_projector import ReferenceProjector
 
 
-def _projector(isolated: Settings, pools: ShardPools, es: AsyncElasticsearch) -> ReferenceProjector:
-    return ReferenceProjector(
-        f"{isolated.worker.projector_group}.reference", pools, es, index_name(isolated.elasticsearch, "area")
-    )
+def _projector(isolated: Settings, pools: ShardPools) -> ReferenceProjector:
+    return ReferenceProjector(f"{isolated.worker.projector_group}.reference", pools)
 
 
 def _batch(isolated: Settings, *events: tuple[int, AreaCreated]) -> list[Positioned[EventEnvelope]]:
@@ -34,20 +29,17 @@ async def _rows(pools: ShardPools, area_id: int) -> list[tuple[object, ...]]:
     ]
 
 
-async def test_area_lands_in_every_shard_database_and_in_search(isolated, pools, es, area_code):
-    projector = _projector(isolated, pools, es)
+async def test_area_lands_in_every_shard_database(isolated, pools, area_code):
+    projector = _projector(isolated, pools)
 
     await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level=AreaLevel.CITY))))
 
     rows = await _rows(pools, area_code)
     assert [r[:4] for r in rows] == [("杭州", "city", None, 1)] * len(pools.databases)
-    doc = await es.get(index=index_name(isolated.elasticsearch, "area"), id=str(area_code))
-    assert doc["_source"]["name"] == "杭州"
-    assert doc["_version"] == 1
 
 
-async def test_redelivered_batch_changes_nothing(isolated, pools, es, area_code):
-    projector = _projector(isolated, pools, es)
+async def test_redelivered_batch_changes_nothing(isolated, pools, area_code):
+    projector = _projector(isolated, pools)
     batch = _batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level=AreaLevel.CITY)))
     await projector.apply(batch)
     before = await _rows(pools, area_code)
@@ -59,19 +51,17 @@ async def test_redelivered_batch_changes_nothing(isolated, pools, es, area_code)
     assert await _rows(pools, area_code) == before
 
 
-async def test_same_version_from_a_new_offset_does_not_overwrite(isolated, pools, es, area_code):
-    projector = _projector(isolated, pools, es)
+async def test_same_version_from_a_new_offset_does_not_overwrite(isolated, pools, area_code):
+    projector = _projector(isolated, pools)
     await projector.apply(_batch(isolated, (0, AreaCreated(area_id=area_code, name="杭州", level=AreaLevel.CITY))))
 
     await projector.apply(_batch(isolated, (1, AreaCreated(area_id=area_code, name="重复", level=AreaLevel.CITY))))
 
     assert {r[0] for r in await _rows(pools, area_code)} == {"杭州"}
-    doc = await es.get(index=index_name(isolated.elasticsearch, "area"), id=str(area_code))
-    assert doc["_source"]["name"] == "杭州"
 
 
-async def test_category_lands_in_every_shard_database_once(isolated, pools, es):
-    projector = _projector(isolated, pools, es)
+async def test_category_lands_in_every_shard_database_once(isolated, pools):
+    projector = _projector(isolated, pools)
     topic = isolated.kafka.topic("reference")
     batch = [
         Positioned(
