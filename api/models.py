@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+
+from queries.shapes import PublicShape
 
 MAX_ID = (1 << 63) - 1
 """Ids are positive 63-bit integers (Postgres bigint); anything else is a 422, not a query."""
@@ -14,5 +14,5 @@ MAX_ID = (1 << 63) - 1
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="a 63-bit id")]
 
 
-class CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+CamelModel = PublicShape
+"""Every body the API answers with: camelCase field names (one convention, kept by the read side)."""

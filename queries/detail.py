@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from aggregates.program import ProgramStatus
 from infra.postgres.sharded import ShardedDatabase
 from queries.views.programs import (
     ProgramRow,
@@ -26,7 +27,7 @@ from queries.views.programs import (
     ticket_categories_of,
 )
 
-HIDDEN_STATUSES = frozenset({"draft"})
+HIDDEN_STATUSES = frozenset({ProgramStatus.DRAFT})
 CENTS = Decimal("0.01")
 
 
@@ -66,7 +67,7 @@ class ProgramDetail:
     high_heat: bool
     issue_time: datetime | None
     payment_minutes: int
-    status: str
+    status: ProgramStatus
     show_times: tuple[ShowTimeDetail, ...]
 
     def to_document(self) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class ProgramDetail:
             high_heat=doc["highHeat"],
             issue_time=datetime.fromisoformat(issue_time) if issue_time else None,
             payment_minutes=doc["paymentMinutes"],
-            status=doc["status"],
+            status=ProgramStatus(doc["status"]),
             show_times=tuple(_show_time_of(s) for s in doc["showTimes"]),
         )
 

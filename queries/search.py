@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from elasticsearch import AsyncElasticsearch
 
+from aggregates.program import ProgramStatus
 from infra.metrics import SEARCH_FALLBACKS
 from infra.postgres.sharded import ShardedDatabase
 from infra.search import SEARCH_ERRORS, search_unavailable
@@ -20,8 +21,6 @@ from queries.breaker import Breaker
 from queries.search_document import hit_of_document
 from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut
 from queries.views.program_search import full_route_search_programs
-
-ON_SALE = "on_sale"
 
 
 class TimeWindow(StrEnum):
@@ -91,7 +90,7 @@ def window_bounds(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> tuple[datet
 
 
 def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
-    filters: list[dict[str, Any]] = [{"term": {"status": ON_SALE}}]
+    filters: list[dict[str, Any]] = [{"term": {"status": ProgramStatus.ON_SALE.value}}]
     for field, value in (
         ("areaId", q.area_id),
         ("parentCategoryId", q.parent_category_id),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from aggregates.program import ProgramStatus
 from infra.postgres.sharded import ShardedDatabase
 from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut, yuan
 
@@ -19,7 +20,7 @@ SELECT p.id, p.title, p.actor, p.venue, p.area_id, p.parent_category_id, p.categ
        (SELECT max(t.price) FROM {ticket_category} t WHERE t.program_id = p.id) AS max_price,
        count(*) OVER () AS matches
 FROM {program} p
-WHERE p.status = 'on_sale'
+WHERE p.status = '{on_sale}'
   AND ($1::int IS NULL OR p.area_id = $1)
   AND ($2::int IS NULL OR p.parent_category_id = $2)
   AND ($3::int IS NULL OR p.category_id = $3)
@@ -66,6 +67,7 @@ async def full_route_search_programs(
             show_time=db.layout.shard("show_time", slot).table,
             ticket_category=db.layout.shard("ticket_category", slot).table,
             order=order_sql,
+            on_sale=ProgramStatus.ON_SALE.value,
         )
         rows = await db.pools[program.database].fetch(
             sql,

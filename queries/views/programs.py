@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from aggregates.program import ProgramStatus
 from infra.postgres.sharded import ShardedDatabase, row, rows
 
 
@@ -30,10 +31,13 @@ class ProgramRow:
     high_heat: bool
     issue_time: datetime | None
     payment_minutes: int
-    status: str
+    status: ProgramStatus
     aggregate_version: int
     created_at: datetime
     updated_at: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", ProgramStatus(self.status))
 
 
 @dataclass(frozen=True)

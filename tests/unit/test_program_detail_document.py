@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import orjson
 
+from aggregates.program import ProgramStatus
 from queries.cache import CachedDetail
 from queries.detail import (
     ProgramDetail,
@@ -36,7 +37,7 @@ DETAIL = ProgramDetail(
     high_heat=True,
     issue_time=datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
     payment_minutes=15,
-    status="on_sale",
+    status=ProgramStatus.ON_SALE,
     show_times=(
         ShowTimeDetail(
             id=(1 << 62) + 1,
