@@ -7,7 +7,7 @@ decided (``commands.ports.change``); the routes, the demo seed and the CLI all c
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -232,12 +232,6 @@ def _seats(category: TicketCategorySpec, taken: set[tuple[int, int]], ids: IdSou
     return seats
 
 
-def _existing(program_id: int, program: Program | None) -> Program:
-    if program is None:
-        raise program_not_found(program_id)
-    return program
-
-
 # -- handlers ----------------------------------------------------------------------------------
 
 
@@ -260,28 +254,16 @@ async def create_program(cmd: CreateProgram, catalogue: Catalogue, correlation_i
 
 async def publish_program(program_id: int, catalogue: Catalogue, correlation_id: uuid.UUID | None) -> Accepted:
     """Put a draft (or off-sale) program on sale."""
-
-    def decide(program: Program | None) -> Program:
-        program = _existing(program_id, program)
-        program.publish()
-        return program
-
-    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
-    return Accepted(program_id, appended)
+    return await _change_program(program_id, catalogue, correlation_id, lambda program: program.publish())
 
 
 async def take_off_sale(
     program_id: int, cmd: TakeOffSale, catalogue: Catalogue, correlation_id: uuid.UUID | None
 ) -> Accepted:
     """Take a program off sale: it stays visible to its buyers but can no longer be bought."""
-
-    def decide(program: Program | None) -> Program:
-        program = _existing(program_id, program)
-        program.take_off_sale(cmd.reason.strip())
-        return program
-
-    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
-    return Accepted(program_id, appended)
+    return await _change_program(
+        program_id, catalogue, correlation_id, lambda program: program.take_off_sale(cmd.reason.strip())
+    )
 
 
 async def reschedule_show_time(
@@ -292,14 +274,12 @@ async def reschedule_show_time(
     correlation_id: uuid.UUID | None,
 ) -> Accepted:
     """Move a show time that has not started yet; its ticket categories, seats and orders go with it."""
-
-    def decide(program: Program | None) -> Program:
-        program = _existing(program_id, program)
-        program.reschedule_show_time(show_time_id, cmd.starts_at, catalogue.clock())
-        return program
-
-    _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
-    return Accepted(program_id, appended)
+    return await _change_program(
+        program_id,
+        catalogue,
+        correlation_id,
+        lambda program: program.reschedule_show_time(show_time_id, cmd.starts_at, catalogue.clock()),
+    )
 
 
 async def reprice_ticket_category(
@@ -310,10 +290,23 @@ async def reprice_ticket_category(
     correlation_id: uuid.UUID | None,
 ) -> Accepted:
     """Change a ticket category's price (and its seats'): orders decided from now on pay it."""
+    return await _change_program(
+        program_id,
+        catalogue,
+        correlation_id,
+        lambda program: program.reprice_ticket_category(ticket_category_id, cmd.price),
+    )
+
+
+async def _change_program(
+    program_id: int, catalogue: Catalogue, correlation_id: uuid.UUID | None, act: Callable[[Program], None]
+) -> Accepted:
+    """Load the program as the log has it, let it decide (``act``), append what it decided."""
 
     def decide(program: Program | None) -> Program:
-        program = _existing(program_id, program)
-        program.reprice_ticket_category(ticket_category_id, cmd.price)
+        if program is None:
+            raise program_not_found(program_id)
+        act(program)
         return program
 
     _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
