@@ -21,7 +21,7 @@ from eventsourcing.domain import event
 from pydantic import BaseModel, ConfigDict
 
 from aggregates.base import Aggregate
-from commands.errors import Conflict, InvalidCommand, NotFound
+from aggregates.errors import Conflict, InvalidCommand, NotFound
 from events.program import PROGRAM_FAMILY, RefundPolicy, SeatSpec, program_key
 
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from commands.errors import Conflict, DomainError, InvalidCommand, NotFound
+from aggregates.errors import Conflict, DomainError, InvalidCommand, NotFound
 
 log = structlog.get_logger(__name__)
 

@@ -35,10 +35,10 @@ import httpx
 import orjson
 from fastapi import FastAPI
 
+from cli.provision import provision_namespace, remove_namespace
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
-from infra.provision import provision_namespace, remove_namespace
 from infra.redis import create_redis
 from infra.settings import REPO_ROOT, Settings, get_settings
 from queries.cache import add_program_to_bloom, invalidate_program

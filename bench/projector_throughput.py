@@ -23,12 +23,12 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 
 from bench.bench_projection import TABLE_DDL, BenchProjector, projected
+from cli.provision import provision_namespace, remove_namespace
 from events.envelope import EventEnvelope
 from events.reference import AreaCreated, AreaLevel
 from events.serialization import decode
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
-from infra.provision import provision_namespace, remove_namespace
 from infra.settings import REPO_ROOT, Settings, get_settings
 from projections.batch import Delivered, Positioned
 

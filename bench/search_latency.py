@@ -45,7 +45,7 @@ import orjson
 from bench.program_detail import WARM_UP_S, Figures, Server, median_of, run_wrk, start
 from cli.demo.programs import demo_program_commands
 from cli.demo.seed import seed_demo
-from infra.provision import provision_namespace, remove_namespace
+from cli.provision import provision_namespace, remove_namespace
 from infra.search import index_name
 from infra.settings import REPO_ROOT, Settings, get_settings
 from queries.search import ProgramQuery, SortOrder, TimeWindow, search_body, window_bounds

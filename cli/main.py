@@ -38,7 +38,8 @@ def _settings() -> Settings:
 @stack_app.command("up")
 def stack_up(services: Services = None) -> None:
     """Install what is missing, start, wait for health, then create topics and index templates."""
-    from infra import provision, stack
+    from cli import provision
+    from infra import stack
 
     settings = _settings()
     started = time.monotonic()
@@ -81,7 +82,7 @@ def _print_status(settings: Settings) -> bool:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending SQL migrations to every shard database (re-running is a no-op)."""
-    from infra import provision
+    from cli import provision
 
     applied = asyncio.run(provision.migrate(_settings()))
     for database, runs in applied.items():
@@ -104,7 +105,7 @@ def db_layout() -> None:
 @db_app.command("verify")
 def db_verify() -> None:
     """Check that every expected physical table exists with every migration applied; exit 1 if not."""
-    from infra import provision
+    from cli import provision
 
     report = asyncio.run(provision.verify_schema(_settings()))
     for table in report.missing_tables:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from aggregates.base import Aggregate
-from commands.errors import Conflict
+from aggregates.errors import Conflict
 from events.base import DomainEvent
 
 A = TypeVar("A", bound=Aggregate)

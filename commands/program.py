@@ -16,8 +16,8 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from aggregates.errors import InvalidCommand
 from aggregates.program import CatalogueReferences, Program, program_not_found
-from commands.errors import InvalidCommand
 from commands.ports import AggregateStore, Clock, IdSource, change
 from commands.reference import ReferenceReads
 from events.program import RefundPolicy, SeatSpec, program_key

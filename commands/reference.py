@@ -13,7 +13,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from commands.errors import Conflict, InvalidCommand
+from aggregates.errors import Conflict, InvalidCommand
 from commands.ports import EventLog
 from events.reference import AreaCreated, AreaLevel, CategoryCreated
 

@@ -16,10 +16,10 @@ import pytest_asyncio
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
+from cli.provision import provision_namespace, remove_namespace
 from infra import stack
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
-from infra.provision import provision_namespace, remove_namespace
 from infra.redis import create_redis
 from infra.search import create_elasticsearch
 from infra.settings import Settings, get_settings

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from cli.provision import provision_namespace, remove_namespace
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
-from infra.provision import provision_namespace, remove_namespace
 from infra.settings import Settings
 from tests.conftest import isolated_copy
 from tests.processes import eventually, free_port, start_api, start_worker

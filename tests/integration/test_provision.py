@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from cli.provision import provision_namespace, remove_namespace
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
-from infra.provision import provision_namespace, remove_namespace
 from infra.redis_keys import program_keys_pattern, remaining_counts
 from tests.conftest import isolated_copy
 from tests.program_rows import insert_program, next_id

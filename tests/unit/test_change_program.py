@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from aggregates.errors import Conflict, InvalidCommand, NotFound
 from aggregates.program import Program, ProgramStatus, program_not_found
-from commands.errors import Conflict, InvalidCommand, NotFound
 from commands.program import RepriceTicketCategory, RescheduleShowTime
 from events.program import RefundPolicy, ShowTimeRescheduled, TicketCategoryRepriced
 

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from commands.errors import Conflict, InvalidCommand
+from aggregates.errors import Conflict, InvalidCommand
 from commands.reference import CreateCategory, KnownCategories, create_category
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from commands.errors import InvalidCommand
+from aggregates.errors import InvalidCommand
 from commands.program import CatalogueLimits, CreateProgram, KnownReferences
 from events.program import ProgramCreated, SeatsLaidOut, ShowTimeAdded, TicketCategoryAdded
 from tests.decided import create_program

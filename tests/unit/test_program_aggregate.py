@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates.base import OutOfOrderEvent
+from aggregates.errors import DomainError
 from aggregates.program import Program, ProgramStatus
-from commands.errors import DomainError
 from commands.program import CreateProgram, KnownReferences, new_program
 from events.envelope import EventEnvelope
 from tests.id_sources import CountingIds
