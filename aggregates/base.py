@@ -6,13 +6,13 @@ An aggregate's ``@event("<Type>")`` methods are named after the project's regist
 aggregate supplies itself (``identity()``). So the library event ``Program.ProgramPublished``
 and the wire event ``ProgramPublished`` are one fact in two forms:
 
-- ``outbox()`` turns the events an aggregate has just decided into ``(DomainEvent, version)``
-  pairs, ready for the envelope (``aggregate_id`` = the library's ``originator_id``,
-  ``aggregate_version`` = its ``originator_version``);
+- ``outbox()`` turns the events an aggregate has just decided into ``Decided`` (the project's
+  event, its version and time), ready for the envelope (``aggregate_id`` = the library's
+  ``originator_id``, ``aggregate_version`` = its ``originator_version``);
 - ``replay()`` folds envelopes read back from Kafka into the aggregate, through the same
   ``@event`` methods, so a loaded aggregate is exactly the one that decided.
 
-Snapshots (``snapshot_of`` / ``from_snapshot``) are the library's ``Snapshot.take`` and
+Snapshots (``snapshot()`` / ``from_snapshot()``) are the library's ``Snapshot.take`` and
 ``mutate``; their state is held as JSON checked against the aggregate's annotated attributes.
 See docs/decisions/0006-aggregates-on-eventsourcing.md.
 """
