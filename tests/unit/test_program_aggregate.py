@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from aggregates.errors import DomainError
 from aggregates.program import Program, ProgramStatus
 from commands.program import CreateProgram, KnownReferences, new_program
 from events.envelope import EventEnvelope
+from infra.postgres.migrations import MIGRATIONS_DIR
 from tests.id_sources import CountingIds
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -124,3 +126,13 @@ def test_a_snapshot_of_another_shape_is_not_used(monkeypatch):
     monkeypatch.setattr(Program, "snapshot_version", Program.snapshot_version + 1)
 
     assert Program.from_snapshot(raw) is None
+
+
+def test_the_read_model_accepts_exactly_the_program_statuses():
+    """The one place the status is spelled outside the enum: the program table's CHECK."""
+    migration = (MIGRATIONS_DIR / "0008_program.sql").read_text(encoding="utf-8")
+    check = re.search(r"status\s+text\s+NOT NULL DEFAULT '(\w+)'\s+CHECK \(status IN \(([^)]*)\)\)", migration)
+
+    assert check is not None
+    assert check.group(1) == ProgramStatus.DRAFT
+    assert {v.strip(" '") for v in check.group(2).split(",")} == {s.value for s in ProgramStatus}
