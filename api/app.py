@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 
 from api import admin_programs, health, programs, reference, search
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from api.observability import AccessLog, RequestContextMiddleware
 from api.rate_limit import RATE_LIMITED_RESPONSE, limit_admin_commands
 from api.resources import Resources
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware, access_log=access_log)
     # Routes are matched in order: the buyers' hot reads first (no path below overlaps another).
     app.include_router(programs.router)
