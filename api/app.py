@@ -11,8 +11,8 @@ from fastapi import Depends, FastAPI
 
 from api import admin_programs, health, programs, reference, search
 from api.errors import install_error_handlers
-from api.openapi import install_openapi
 from api.observability import AccessLog, RequestContextMiddleware
+from api.openapi import install_openapi
 from api.rate_limit import RATE_LIMITED_RESPONSE, limit_admin_commands
 from api.resources import Resources
 from infra.logging import configure_logging
