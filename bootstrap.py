@@ -10,7 +10,6 @@ handlers (``commands/``) and the read side (``queries/``), for the API, the work
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Hashable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from redis.asyncio import Redis
 
 from commands.program import Catalogue
 from commands.reference import Reference
-from events.base import DomainEvent
-from events.envelope import EventEnvelope
 from infra.aggregate_store import AggregateStore
 from infra.ids import IdService
 from infra.kafka import EventPublisher
@@ -38,7 +35,6 @@ from infra.settings import Settings
 from queries.cache import ProgramDetailCache, RemainingCounts
 from queries.cache.micro import MicroCache
 from queries.search import ProgramSearch
-from queries.views import reference
 
 log = structlog.get_logger(__name__)
 
@@ -86,32 +82,6 @@ class Adapters:
         await self.es.close()
 
 
-class ReadModelReferences:
-    """The reference read model, as the command handlers ask it (``commands.reference.ReferenceReads``)."""
-
-    def __init__(self, db: ShardedDatabase):
-        self._db = db
-
-    async def existing_area_ids(self, area_ids: list[int]) -> set[int]:
-        return await reference.existing_area_ids(self._db, area_ids)
-
-    async def category_parents(self, category_ids: list[int]) -> dict[int, int | None]:
-        return await reference.category_parents(self._db, category_ids)
-
-
-class KafkaEventLog:
-    """Appends events decided without an aggregate (``commands.ports.EventLog``)."""
-
-    def __init__(self, publisher: EventPublisher, ack_timeout_s: float):
-        self._publisher = publisher
-        self._ack_timeout_s = ack_timeout_s
-
-    async def append(self, events: list[tuple[DomainEvent, int]], correlation_id: uuid.UUID | None) -> list[uuid.UUID]:
-        envelopes = [EventEnvelope.wrap(e, aggregate_version=v, correlation_id=correlation_id) for e, v in events]
-        await self._publisher.append(envelopes, self._ack_timeout_s)
-        return [e.event_id for e in envelopes]
-
-
 @dataclass
 class CommandSide:
     publisher: EventPublisher
@@ -127,11 +97,9 @@ async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> C
     await publisher.start()
     exit_stack.push_async_callback(publisher.stop)
     ids = await exit_stack.enter_async_context(IdService.start(adapters.redis, adapters.scripts, settings.ids))
-    reads = ReadModelReferences(adapters.db)
     store = AggregateStore(settings, adapters.redis, adapters.scripts, publisher)
-    catalogue = Catalogue(store, reads, ids, lambda: datetime.now(UTC), settings.catalogue)
-    event_log = KafkaEventLog(publisher, settings.api.command_ack_timeout_s)
-    return CommandSide(publisher, ids, catalogue, Reference(reads, event_log))
+    catalogue = Catalogue(store, ids, lambda: datetime.now(UTC), settings.catalogue)
+    return CommandSide(publisher, ids, catalogue, Reference(store))
 
 
 @dataclass

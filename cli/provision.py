@@ -17,7 +17,7 @@ from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import create_redis
-from infra.redis_keys import program_keys_pattern, program_of_key, projector_offsets
+from infra.redis_keys import aggregate_snapshots_pattern, program_keys_pattern, program_of_key, projector_offsets
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
 from queries.cache.keys import ProgramCacheKeys
@@ -115,6 +115,7 @@ async def remove_namespace(settings: Settings) -> None:
         for _, pool in pools:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
         await _delete_matching(redis, ProgramCacheKeys(settings.program_cache).pattern())
+        await _delete_matching(redis, aggregate_snapshots_pattern(settings.kafka.topic_prefix))
         for group in consumer_groups(settings):
             await _delete_matching(redis, projector_offsets(f"{group}*"))
     finally:

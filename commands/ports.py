@@ -10,7 +10,6 @@ from typing import Protocol, TypeVar
 
 from aggregates.base import Aggregate
 from aggregates.errors import Conflict
-from events.base import DomainEvent
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -32,22 +31,12 @@ class AggregateStore(Protocol):
         """The aggregate with all its events applied; None if it has none."""
         ...
 
-    async def save(self, aggregate: Aggregate, correlation_id: uuid.UUID | None) -> int:
-        """Append the events the aggregate has just decided; return how many.
+    async def save(self, aggregate: Aggregate, correlation_id: uuid.UUID | None) -> list[uuid.UUID]:
+        """Append the events the aggregate has just decided; return their event ids.
 
         Raises ``ConcurrentChange`` when another save got there first (nothing is appended),
         ``LogUnavailable`` when Kafka did not acknowledge the events in time.
         """
-        ...
-
-
-class EventLog(Protocol):
-    """Appends events decided without an aggregate to load (create-only reference data)."""
-
-    async def append(
-        self, events: list[tuple[DomainEvent, int]], correlation_id: uuid.UUID | None
-    ) -> list[uuid.UUID]:
-        """Append ``(event, aggregate version)`` pairs in order; return their event ids."""
         ...
 
 
@@ -67,8 +56,10 @@ async def change(
     aggregate_id: str,
     decide: Callable[[A | None], A],
     correlation_id: uuid.UUID | None,
-) -> tuple[A, int]:
-    """Load → decide → append, again from the load when another command got there first."""
+) -> tuple[A, list[uuid.UUID]]:
+    """Load → decide → append, again from the load when another command got there first.
+
+    Returns the aggregate and the ids of the events appended (none when it decided nothing)."""
     for attempt in range(CHANGE_ATTEMPTS):
         aggregate = decide(await store.load(cls, aggregate_id))
         try:

@@ -18,8 +18,8 @@ from pydantic.alias_generators import to_camel
 
 from aggregates.errors import InvalidCommand
 from aggregates.program import CatalogueReferences, Program, program_not_found
+from aggregates.reference import Area, Category, area_key, category_key
 from commands.ports import AggregateStore, Clock, IdSource, change
-from commands.reference import ReferenceReads
 from events.program import RefundPolicy, SeatSpec, program_key
 
 # Bounds of what the read models and the wire hold; they are the OpenAPI contract, not tunables.
@@ -148,7 +148,6 @@ class Catalogue:
     """What the catalogue handlers work with."""
 
     store: AggregateStore
-    references: ReferenceReads
     ids: IdSource
     clock: Clock
     limits: CatalogueLimits
@@ -244,12 +243,19 @@ class Accepted:
 
 async def create_program(cmd: CreateProgram, catalogue: Catalogue, correlation_id: uuid.UUID | None) -> Accepted:
     """Create a draft program with its show times, ticket categories and seat layout."""
-    refs = KnownReferences(
-        await catalogue.references.existing_area_ids([cmd.area_id]),
-        await catalogue.references.category_parents([cmd.parent_category_id, cmd.category_id]),
-    )
+    refs = await _references(cmd, catalogue.store)
     program = new_program(cmd, refs, catalogue.ids, catalogue.clock(), catalogue.limits)
-    return Accepted(program.program_id, await catalogue.store.save(program, correlation_id))
+    return Accepted(program.program_id, len(await catalogue.store.save(program, correlation_id)))
+
+
+async def _references(cmd: CreateProgram, store: AggregateStore) -> KnownReferences:
+    """The area and categories a new program names, as the log has them."""
+    area = await store.load(Area, area_key(cmd.area_id))
+    categories = [await store.load(Category, category_key(c)) for c in {cmd.parent_category_id, cmd.category_id}]
+    return KnownReferences(
+        {area.area_id} if area is not None else set(),
+        {c.category_id: c.parent_id for c in categories if c is not None},
+    )
 
 
 async def publish_program(program_id: int, catalogue: Catalogue, correlation_id: uuid.UUID | None) -> Accepted:
@@ -310,4 +316,4 @@ async def _change_program(
         return program
 
     _, appended = await change(catalogue.store, Program, program_key(program_id), decide, correlation_id)
-    return Accepted(program_id, appended)
+    return Accepted(program_id, len(appended))

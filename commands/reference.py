@@ -1,20 +1,21 @@
 """Commands on reference data: creating areas and program categories, and their handlers.
 
-Reference data is created once and never changed, so there is no aggregate to load: a handler
-decides against the reference read model and appends the one event, at version 1.
+An area and a category are aggregates created once (``aggregates/reference.py``): a handler
+loads the one it would create and its parent as the log has them, decides with the rules below,
+and appends the one event.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from aggregates.errors import Conflict, InvalidCommand
-from commands.ports import EventLog
+from aggregates.reference import Area, Category, area_key, category_key
+from commands.ports import AggregateStore, change
 from events.reference import AreaCreated, AreaLevel, CategoryCreated
 
 # Administrative division codes are six digits (e.g. 310000 Shanghai).
@@ -108,35 +109,42 @@ def create_category(cmd: CreateCategory, known: KnownCategories) -> CategoryCrea
     return CategoryCreated(category_id=cmd.category_id, name=name, parent_id=cmd.parent_id, sort_order=cmd.sort_order)
 
 
-class ReferenceReads(Protocol):
-    """What the reference read model answers to the command side."""
-
-    async def existing_area_ids(self, area_ids: list[int]) -> set[int]: ...
-
-    async def category_parents(self, category_ids: list[int]) -> dict[int, int | None]:
-        """The parent of each category that exists (None for a top-level one)."""
-        ...
-
-
 @dataclass(frozen=True)
 class Reference:
     """What the reference data handlers work with."""
 
-    reads: ReferenceReads
-    log: EventLog
+    store: AggregateStore
 
 
 async def add_area(cmd: CreateArea, reference: Reference, correlation_id: uuid.UUID | None) -> uuid.UUID:
-    """Create an area; return its event's id."""
-    wanted = [cmd.area_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
-    event = create_area(cmd, KnownAreas(await reference.reads.existing_area_ids(wanted)))
-    [event_id] = await reference.log.append([(event, 1)], correlation_id)
+    """Create an area; return its event's id. A second creation of one area is 409 AREA_EXISTS,
+    however close behind the first."""
+    parent = await reference.store.load(Area, area_key(cmd.parent_id)) if cmd.parent_id is not None else None
+
+    def decide(existing: Area | None) -> Area:
+        created = create_area(cmd, KnownAreas({a.area_id for a in (existing, parent) if a is not None}))
+        return Area(area_id=created.area_id, name=created.name, level=created.level, parent_id=created.parent_id)
+
+    _, [event_id] = await change(reference.store, Area, area_key(cmd.area_id), decide, correlation_id)
     return event_id
 
 
 async def add_category(cmd: CreateCategory, reference: Reference, correlation_id: uuid.UUID | None) -> uuid.UUID:
-    """Create a top-level category, or a child under one; return its event's id."""
-    wanted = [cmd.category_id] + ([cmd.parent_id] if cmd.parent_id is not None else [])
-    event = create_category(cmd, KnownCategories(await reference.reads.category_parents(wanted)))
-    [event_id] = await reference.log.append([(event, 1)], correlation_id)
+    """Create a top-level category, or a child under one; return its event's id. A second creation
+    of one category is 409 CATEGORY_EXISTS, however close behind the first."""
+    parent = (
+        await reference.store.load(Category, category_key(cmd.parent_id)) if cmd.parent_id is not None else None
+    )
+
+    def decide(existing: Category | None) -> Category:
+        known = KnownCategories({c.category_id: c.parent_id for c in (existing, parent) if c is not None})
+        created = create_category(cmd, known)
+        return Category(
+            category_id=created.category_id,
+            name=created.name,
+            parent_id=created.parent_id,
+            sort_order=created.sort_order,
+        )
+
+    _, [event_id] = await change(reference.store, Category, category_key(cmd.category_id), decide, correlation_id)
     return event_id

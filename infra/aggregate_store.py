@@ -45,8 +45,11 @@ class AggregateStore:
         # times out; a claim stays pending at least that long before the log is asked instead.
         self._pending_ms = int(settings.api.command_ack_timeout_s * 1000) + 2 * settings.kafka.request_timeout_ms
 
+    def _key(self, aggregate_id: str) -> str:
+        return aggregate_snapshot(aggregate_id, self._settings.kafka.topic_prefix)
+
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
-        key = aggregate_snapshot(aggregate_id)
+        key = self._key(aggregate_id)
         deadline = time.monotonic() + self._pending_ms / 1000
         while True:
             state, token, pending_until = cast(
@@ -61,11 +64,11 @@ class AggregateStore:
                 return await self._rebuild(cls, aggregate_id, token)
             await asyncio.sleep(PENDING_POLL_S)
 
-    async def save(self, aggregate: Aggregate, correlation_id: uuid.UUID | None) -> int:
+    async def save(self, aggregate: Aggregate, correlation_id: uuid.UUID | None) -> list[uuid.UUID]:
         decided = aggregate.outbox()
         if not decided:
-            return 0
-        key = aggregate_snapshot(aggregate.id)
+            return []
+        key = self._key(aggregate.id)
         state = aggregate.snapshot()
         token = uuid.uuid4().hex
         loaded = aggregate.version - len(decided)
@@ -86,7 +89,7 @@ class AggregateStore:
         # Left pending on failure: whether Kafka got the events is for the log to say (see load).
         await self._publisher.append(envelopes, self._settings.api.command_ack_timeout_s)
         await self._scripts["aggregate_settle"](keys=[key], args=[token, aggregate.version, token, state])
-        return len(decided)
+        return [e.event_id for e in envelopes]
 
     async def _rebuild(self, cls: type[A], aggregate_id: str, seen_token: bytes | None) -> A | None:
         """The aggregate from its events on Kafka; the snapshot follows unless someone moved it."""
@@ -98,7 +101,7 @@ class AggregateStore:
         if aggregate is not None:
             state = aggregate.snapshot()
             args: list[bytes | str | int] = [seen_token or b"", aggregate.version, uuid.uuid4().hex, state]
-            await self._scripts["aggregate_settle"](keys=[aggregate_snapshot(aggregate_id)], args=args)
+            await self._scripts["aggregate_settle"](keys=[self._key(aggregate_id)], args=args)
         log.info(
             "aggregate.rebuilt_from_log",
             aggregate_id=aggregate_id,

@@ -21,15 +21,22 @@ def program_of_key(key: bytes) -> int:
     return int(key[3 : key.index(b"}")])
 
 
-def aggregate_snapshot(aggregate_id: str) -> str:
+def aggregate_snapshot(aggregate_id: str, log: str) -> str:
     """Hash: the command side's snapshot of one aggregate (lua/aggregate_claim.lua states its fields).
 
+    ``log`` is the topic prefix of the log the snapshot was taken from: a snapshot stands for one
+    log, so a namespace with topics of its own (a test, a benchmark) has snapshots of its own.
     ``program-<id>`` keeps the program's hash tag, so it lives in the slot of the program's other
-    keys; ``remove namespace`` and the key scans of one program find it with them.
+    keys.
     """
     kind, _, key = aggregate_id.partition("-")
     tag = program_tag(int(key)) if kind == "program" else f"{{{kind}:{key}}}"
-    return f"{tag}:aggregate"
+    return f"{tag}:aggregate:{log}"
+
+
+def aggregate_snapshots_pattern(log: str) -> str:
+    """A SCAN pattern for every snapshot taken from one log."""
+    return f"*:aggregate:{log}"
 
 
 def inventory_applied(program_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.e2e.conftest import System
@@ -67,3 +68,28 @@ async def _has(system: System, category_id: int) -> bool:
 
 async def _has_child(system: System, parent_id: int, child_id: int) -> bool:
     return any(c["id"] == parent_id and any(k["id"] == child_id for k in c["children"]) for c in await _tree(system))
+
+
+async def test_the_second_of_two_simultaneous_creations_of_a_category_is_a_conflict(system: System):
+    body = {"categoryId": 7, "name": "亲子"}
+
+    first, second = await asyncio.gather(
+        system.http.post("/api/v1/admin/categories", json=body, headers=system.admin()),
+        system.http.post("/api/v1/admin/categories", json=body, headers=system.admin()),
+    )
+
+    assert sorted([first.status_code, second.status_code]) == [202, 409]
+    refused = first if first.status_code == 409 else second
+    assert refused.json()["code"] == "CATEGORY_EXISTS"
+
+
+async def test_a_child_category_is_accepted_right_after_its_parent_with_no_wait(system: System):
+    admin = system.admin()
+
+    parent = await system.http.post("/api/v1/admin/categories", json={"categoryId": 8, "name": "展览"}, headers=admin)
+    child = await system.http.post(
+        "/api/v1/admin/categories", json={"categoryId": 801, "name": "艺术展", "parentId": 8}, headers=admin
+    )
+
+    assert (parent.status_code, child.status_code) == (202, 202)
+    await eventually(lambda: _has_child(system, 8, 801), PROJECTED_S, "the child category")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.e2e.conftest import System
 from tests.integration.test_kafka_adapter import read_all
 from tests.processes import eventually
@@ -89,3 +91,18 @@ async def test_events_carry_the_callers_correlation_id(system: System, area_code
     mine = [r for r in records if r.key == f"area-{area_code}".encode()]
     assert len(mine) == 1
     assert dict(mine[0].headers)["correlation-id"] == correlation.encode()
+
+
+async def test_the_second_of_two_simultaneous_creations_of_an_area_is_a_conflict(system: System, area_code):
+    body = {"areaId": area_code, "name": "绍兴", "level": "city"}
+
+    first, second = await asyncio.gather(
+        system.http.post("/api/v1/admin/areas", json=body, headers=system.admin()),
+        system.http.post("/api/v1/admin/areas", json=body, headers=system.admin()),
+    )
+
+    assert sorted([first.status_code, second.status_code]) == [202, 409]
+    refused = first if first.status_code == 409 else second
+    assert refused.json()["code"] == "AREA_EXISTS"
+    records = await read_all(system.settings, system.settings.kafka.topic("reference"))
+    assert len([r for r in records if r.key == f"area-{area_code}".encode()]) == 1

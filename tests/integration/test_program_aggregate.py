@@ -26,15 +26,16 @@ from commands.program import (
     reprice_ticket_category,
     reschedule_show_time,
 )
+from commands.reference import CreateArea, CreateCategory, add_area, add_category
 from events.envelope import EventEnvelope
 from events.program import program_key
+from events.reference import AreaLevel
 from infra.kafka import read_aggregate_events
 from infra.redis_keys import aggregate_snapshot
 from infra.settings import Settings
 from projections.batch import Delivered, Positioned
 from projections.program_projector import ProgramProjector
 from queries.views import programs
-from queries.views.reference import reference_pool
 
 AREA, PARENT, CHILD = 310000, 1, 101
 
@@ -45,18 +46,16 @@ async def side(isolated: Settings) -> AsyncIterator[tuple[Adapters, CommandSide]
     async with AsyncExitStack() as exit_stack:
         adapters = await Adapters.open(isolated, index_templates=False)
         exit_stack.push_async_callback(adapters.close)
-        pool = reference_pool(adapters.db)
-        now = datetime.now(UTC)
-        await pool.execute(
-            "INSERT INTO area (id, name, level, aggregate_version, created_at) VALUES ($1, '上海', 'city', 1, $2)",
-            AREA,
-            now,
-        )
-        await pool.executemany(
-            "INSERT INTO category (id, parent_id, name, aggregate_version, created_at) VALUES ($1, $2, $3, 1, $4)",
-            [(PARENT, None, "演唱会", now), (CHILD, PARENT, "流行", now)],
-        )
-        yield adapters, await open_command_side(adapters, exit_stack)
+        commands = await open_command_side(adapters, exit_stack)
+        await add_reference_data(commands)
+        yield adapters, commands
+
+
+async def add_reference_data(commands: CommandSide) -> None:
+    """The area and categories a program names, created through their handlers (never projected here)."""
+    await add_area(CreateArea(area_id=AREA, name="上海", level=AreaLevel.CITY), commands.reference, None)
+    await add_category(CreateCategory(category_id=PARENT, name="演唱会"), commands.reference, None)
+    await add_category(CreateCategory(category_id=CHILD, name="流行", parent_id=PARENT), commands.reference, None)
 
 
 def a_program() -> CreateProgram:
@@ -201,21 +200,21 @@ async def read_model_of(adapters: Adapters, program_id: int) -> dict[str, object
 
 
 async def test_a_program_whose_snapshot_was_lost_is_loaded_from_the_log(side, redis):
-    _, commands = side
+    adapters, commands = side
     created = await create_program(a_program(), commands.catalogue, None)
     await publish_program(created.program_id, commands.catalogue, None)
     before = await commands.catalogue.store.load(Program, program_key(created.program_id))
 
-    await redis.delete(aggregate_snapshot(program_key(created.program_id)))
+    await redis.delete(aggregate_snapshot(program_key(created.program_id), adapters.settings.kafka.topic_prefix))
     after = await commands.catalogue.store.load(Program, program_key(created.program_id))
 
     assert after is not None and after == before and after.status is ProgramStatus.ON_SALE
 
 
 async def test_a_claim_whose_events_never_reached_the_log_does_not_decide_the_next_command(side, redis):
-    _, commands = side
+    adapters, commands = side
     created = await create_program(a_program(), commands.catalogue, None)
-    key = aggregate_snapshot(program_key(created.program_id))
+    key = aggregate_snapshot(program_key(created.program_id), adapters.settings.kafka.topic_prefix)
     # A writer claimed "published" and died before appending: its claim is past its deadline.
     ghost = await commands.catalogue.store.load(Program, program_key(created.program_id))
     assert ghost is not None
