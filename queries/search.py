@@ -19,7 +19,7 @@ from infra.postgres.sharded import ShardedDatabase
 from infra.search import SEARCH_ERRORS, search_unavailable
 from queries.breaker import Breaker
 from queries.search_document import hit_of_document
-from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut
+from queries.shapes import HIGHLIGHT_ENCODER, HIGHLIGHT_TAGS, ProgramHitOut
 from queries.views.program_search import full_route_search_programs
 
 
@@ -119,6 +119,8 @@ def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any
         "size": q.size,
         "track_total_hits": True,
         "highlight": {
+            # The fields' text escaped, so the tags are the only markup (a title may hold HTML).
+            "encoder": HIGHLIGHT_ENCODER,
             "pre_tags": [HIGHLIGHT_TAGS[0]],
             "post_tags": [HIGHLIGHT_TAGS[1]],
             "fields": {"title": {"number_of_fragments": 0}, "actor": {"number_of_fragments": 0}},

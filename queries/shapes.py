@@ -17,7 +17,17 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 HIGHLIGHT_TAGS = ("<em>", "</em>")
-"""What a search hit wraps the keyword in, in the fields it matched."""
+"""What a search hit wraps the keyword in, in the fields it matched: the only markup a highlight
+carries, since the text around and inside the tags is escaped (``escape_highlight``)."""
+
+HIGHLIGHT_ENCODER = "html"
+"""Elasticsearch's highlight encoder; ``escape_highlight`` is its twin for the Postgres fallback,
+and tests/integration/test_search_highlight.py holds the two equal."""
+
+# The table of Lucene's SimpleHTMLEncoder, which Elasticsearch's "html" encoder is.
+_HIGHLIGHT_ESCAPES = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;", "/": "&#x2F;"}
+)
 
 
 class PublicShape(BaseModel):
@@ -101,7 +111,8 @@ class ProgramHitOut(ProgramHeadOut):
     max_price: str | None
     high_heat: bool
     highlight: dict[str, str]
-    """The matched fields (title, actor) with the keyword wrapped in ``HIGHLIGHT_TAGS``."""
+    """The matched fields (title, actor) as HTML: the text escaped, the keyword wrapped in
+    ``HIGHLIGHT_TAGS``."""
 
 
 class ProgramPageOut(PublicShape):
@@ -115,6 +126,12 @@ class HomeSectionOut(PublicShape):
     category_id: int
     category_name: str
     programs: list[ProgramHitOut]
+
+
+def escape_highlight(text: str) -> str:
+    """Text as a highlight carries it, escaped byte for byte as Elasticsearch's ``html`` encoder
+    escapes it (``& < > " ' /``; everything else as it is)."""
+    return text.translate(_HIGHLIGHT_ESCAPES)
 
 
 def yuan(amount: float | Decimal | None) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aggregates.program import ProgramStatus
 from infra.postgres.sharded import ShardedDatabase
-from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut, yuan
+from queries.shapes import HIGHLIGHT_TAGS, ProgramHitOut, escape_highlight, yuan
 
 SEARCH_SQL = """
 SELECT p.id, p.title, p.actor, p.venue, p.area_id, p.parent_category_id, p.category_id, p.high_heat, p.issue_time,
@@ -98,16 +98,21 @@ def _hit(r: Any, keyword: str | None) -> ProgramHitOut:
         min_price=yuan(r["min_price"]),
         max_price=yuan(r["max_price"]),
         high_heat=r["high_heat"],
-        highlight=_highlight(r, keyword),
+        highlight=highlight_fields(r, keyword),
     )
 
 
-def _highlight(r: Any, keyword: str | None) -> dict[str, str]:
+def highlight_fields(r: Any, keyword: str | None) -> dict[str, str]:
     """What Elasticsearch's highlighter gives for the same keyword: each matched field whole
-    (``number_of_fragments: 0``), every occurrence wrapped in ``HIGHLIGHT_TAGS``."""
+    (``number_of_fragments: 0``), escaped as its ``html`` encoder does, every occurrence wrapped
+    in ``HIGHLIGHT_TAGS``."""
+    if not keyword:
+        return {}
     before, after = HIGHLIGHT_TAGS
+    marked = f"{before}{escape_highlight(keyword)}{after}"
+    # Split before escaping: the keyword is found in the text as stored, never inside an escape.
     return {
-        field: r[field].replace(keyword, f"{before}{keyword}{after}")
+        field: marked.join(escape_highlight(part) for part in r[field].split(keyword))
         for field in ("title", "actor")
-        if keyword and r[field] and keyword in r[field]
+        if r[field] and keyword in r[field]
     }
