@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 import orjson
+import structlog
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.errors import error_response
 from api.resources import Resources, ResourcesDep
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["operations"])
 
 Check = Callable[[], Awaitable[object]]
@@ -44,29 +46,33 @@ def _checks(res: Resources) -> dict[str, Check]:
     return checks
 
 
-async def _probe(check: Check, timeout_s: float) -> str | None:
+async def _probe(check: Check, timeout_s: float) -> Exception | None:
     try:
         await asyncio.wait_for(check(), timeout_s)
         return None
-    except Exception as exc:  # noqa: BLE001 — any failure means "not ready"; its text is reported
-        return repr(exc) or type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 — any failure means "not ready"; the log says which
+        return exc
 
 
 @router.get("/readyz")
 async def readyz(res: ResourcesDep) -> Response:
-    """Every dependency answers now; 503 names the ones that do not."""
+    """Every dependency answers now; 503 names the ones that do not. Why they do not (addresses,
+    error text) goes to the log only: the answer is public."""
     checks = _checks(res)
     timeout = res.settings.api.readiness_timeout_s
     results = await asyncio.gather(*(_probe(c, timeout) for c in checks.values()))
     failures = {name: error for name, error in zip(checks, results, strict=True) if error is not None}
+    states = {name: "down" if name in failures else "up" for name in checks}
     if failures:
+        errors = {name: repr(error) for name, error in failures.items()}
+        log.warning("readiness.not_ready", down=sorted(failures), errors=errors)
         return error_response(
             503,
             "NOT_READY",
             f"unavailable: {', '.join(sorted(failures))}",
-            {"down": sorted(failures), "errors": failures},
+            {"down": sorted(failures), "checks": states},
         )
-    ready = {"status": "ready", "checks": {name: "up" for name in checks}}
+    ready = {"status": "ready", "checks": states}
     return Response(orjson.dumps(ready), media_type="application/json")
 
 
