@@ -4,7 +4,7 @@ VENV   := .venv
 DAMAI  := $(VENV)/bin/damai
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: install up run test down status lint bench clean-state
+.PHONY: install up run test down status lint bench fuzz clean-state
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,11 @@ bench: up
 	$(VENV)/bin/python -m bench.id_throughput
 	$(VENV)/bin/python -m bench.program_detail
 	$(VENV)/bin/python -m bench.search_latency --fallback
+
+## The API fuzzer with a heavy budget and a fresh random seed (make test runs it lightly).
+fuzz: up
+	DAMAI_FUZZ_EXAMPLES=$${DAMAI_FUZZ_EXAMPLES:-300} DAMAI_FUZZ_SEED=$${DAMAI_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+		$(VENV)/bin/pytest -s tests/e2e/test_api_fuzz.py
 
 clean-state: down
 	rm -rf .stack

@@ -220,6 +220,22 @@ def config(
 
 
 @app.command()
+def openapi(
+    write_doc: Annotated[bool, typer.Option(help="Rewrite docs/openapi.json")] = False,
+) -> None:
+    """The OpenAPI document the API publishes at /openapi.json."""
+    from api.app import create_app
+    from api.openapi import openapi_text
+    from infra.settings import REPO_ROOT
+
+    text = openapi_text(create_app(Settings()))
+    if write_doc:
+        (REPO_ROOT / "docs" / "openapi.json").write_text(text, encoding="utf-8")
+        return
+    typer.echo(text, nl=False)
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,

@@ -1,0 +1,94 @@
+"""Schemathesis over the whole published OpenAPI document, against a real API and worker on the real
+stack: every operation, anonymous and with the admin credential, all four phases (examples,
+coverage, fuzzing, stateful).
+
+Checks: no 5xx, response bodies match their schemas, and every status and content type answered
+is documented. A new route is covered by being in the document; there is no list to keep.
+
+The budget (examples per operation, the seed) comes from ``DAMAI_FUZZ_EXAMPLES`` and
+``DAMAI_FUZZ_SEED``; ``make fuzz`` runs the same test with a heavier budget and a random seed.
+A failure prints the seed and the reproducing requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from cli.demo.seed import seed_demo
+from tests.e2e.conftest import System
+
+CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
+PHASES = "examples,coverage,fuzzing,stateful"
+EXAMPLES = int(os.environ.get("DAMAI_FUZZ_EXAMPLES", "15"))
+SEED = int(os.environ.get("DAMAI_FUZZ_SEED", "20261130"))
+RUN_TIMEOUT_S = 900
+
+
+@pytest.fixture(scope="module")
+def api_env() -> dict[str, str]:
+    # The fuzzer sends requests as fast as it can from one address: the admin rate limit is
+    # tested on its own (test_rate_limits.py), here it would only hide what comes after it.
+    return {"DAMAI_RATE_LIMITS__ADMIN_LIMIT": "1000000"}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def reference_data(system: System) -> None:
+    """The demo's areas and categories, so the request examples (and what the fuzzer builds from
+    them) name references that exist and reach past the first rule."""
+    await seed_demo(system.settings)
+
+
+def fuzz(system: System, report: Path, *headers: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    """One schemathesis run over every operation; its exit status and JSON report."""
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{system.base_url}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--phases",
+        PHASES,
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+        *[arg for header in headers for arg in ("--header", header)],
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    return done, json.loads(report.read_text()) if report.exists() else {}
+
+
+def summary(done: subprocess.CompletedProcess[str]) -> str:
+    return f"seed {SEED}, {EXAMPLES} examples per operation\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+
+
+def test_anonymous_clients_get_no_5xx_and_only_documented_answers(system: System, reference_data, tmp_path):
+    done, report = fuzz(system, tmp_path / "anonymous.json")
+
+    print(summary(done))
+    assert done.returncode == 0, summary(done)
+    assert report, "schemathesis wrote no report"
+
+
+def test_an_admin_gets_no_5xx_and_only_documented_answers(system: System, reference_data, tmp_path):
+    done, report = fuzz(system, tmp_path / "admin.json", f"Authorization: Bearer {system.settings.api.admin_token}")
+
+    print(summary(done))
+    assert done.returncode == 0, summary(done)
+    assert report, "schemathesis wrote no report"
+
