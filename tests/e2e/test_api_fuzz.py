@@ -69,7 +69,9 @@ def fuzz(system: System, report: Path, *headers: str) -> tuple[subprocess.Comple
         str(report),
         *[arg for header in headers for arg in ("--header", header)],
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False, cwd=report.parent
+    )
     return done, json.loads(report.read_text()) if report.exists() else {}
 
 
