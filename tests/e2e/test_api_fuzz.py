@@ -5,15 +5,17 @@ coverage, fuzzing, stateful).
 Checks: no 5xx, response bodies match their schemas, and every status and content type answered
 is documented. A new route is covered by being in the document; there is no list to keep.
 
-The budget (examples per operation, the seed) comes from ``DAMAI_FUZZ_EXAMPLES`` and
-``DAMAI_FUZZ_SEED``; ``make fuzz`` runs the same test with a heavier budget and a random seed.
-A failure prints the seed and the reproducing requests.
+Each runs with a fixed seed and with a fresh random one. The budget comes from
+``DAMAI_FUZZ_EXAMPLES`` (examples per operation) and ``DAMAI_FUZZ_SEED`` (one seed instead of
+the two); ``make fuzz`` runs the same tests with a heavy budget and a random seed. A failure
+prints its seed, how to replay it, and the reproducing requests.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +29,14 @@ from tests.e2e.conftest import System
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 PHASES = "examples,coverage,fuzzing,stateful"
 EXAMPLES = int(os.environ.get("DAMAI_FUZZ_EXAMPLES", "15"))
-SEED = int(os.environ.get("DAMAI_FUZZ_SEED", "20261130"))
+FIXED_SEED = 20261130
+# A fixed seed (the same cases every run) and a fresh one (new cases each run, printed on failure);
+# DAMAI_FUZZ_SEED replaces both, to replay a failure.
+SEEDS = (
+    [int(os.environ["DAMAI_FUZZ_SEED"])]
+    if "DAMAI_FUZZ_SEED" in os.environ
+    else [FIXED_SEED, random.SystemRandom().randrange(1 << 31)]
+)
 RUN_TIMEOUT_S = 900
 
 
@@ -45,7 +54,9 @@ async def reference_data(system: System) -> None:
     await seed_demo(system.settings)
 
 
-def fuzz(system: System, report: Path, *headers: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+def fuzz(
+    system: System, seed: int, report: Path, *headers: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     """One schemathesis run over every operation; its exit status and JSON report."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
@@ -58,7 +69,7 @@ def fuzz(system: System, report: Path, *headers: str) -> tuple[subprocess.Comple
         "--max-examples",
         str(EXAMPLES),
         "--seed",
-        str(SEED),
+        str(seed),
         "--workers",
         "1",
         "--request-timeout",
@@ -75,22 +86,25 @@ def fuzz(system: System, report: Path, *headers: str) -> tuple[subprocess.Comple
     return done, json.loads(report.read_text()) if report.exists() else {}
 
 
-def summary(done: subprocess.CompletedProcess[str]) -> str:
-    return f"seed {SEED}, {EXAMPLES} examples per operation\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+def summary(seed: int, done: subprocess.CompletedProcess[str]) -> str:
+    replay = f"replay with DAMAI_FUZZ_SEED={seed} DAMAI_FUZZ_EXAMPLES={EXAMPLES}"
+    return f"seed {seed}, {EXAMPLES} examples per operation ({replay})\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
 
 
-def test_anonymous_clients_get_no_5xx_and_only_documented_answers(system: System, reference_data, tmp_path):
-    done, report = fuzz(system, tmp_path / "anonymous.json")
+@pytest.mark.parametrize("seed", SEEDS)
+def test_anonymous_clients_get_no_5xx_and_only_documented_answers(system: System, reference_data, seed, tmp_path):
+    done, report = fuzz(system, seed, tmp_path / "anonymous.json")
 
-    print(summary(done))
-    assert done.returncode == 0, summary(done)
+    print(summary(seed, done))
+    assert done.returncode == 0, summary(seed, done)
     assert report, "schemathesis wrote no report"
 
 
-def test_an_admin_gets_no_5xx_and_only_documented_answers(system: System, reference_data, tmp_path):
-    done, report = fuzz(system, tmp_path / "admin.json", f"Authorization: Bearer {system.settings.api.admin_token}")
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_admin_gets_no_5xx_and_only_documented_answers(system: System, reference_data, seed, tmp_path):
+    admin = f"Authorization: Bearer {system.settings.api.admin_token}"
+    done, report = fuzz(system, seed, tmp_path / "admin.json", admin)
 
-    print(summary(done))
-    assert done.returncode == 0, summary(done)
+    print(summary(seed, done))
+    assert done.returncode == 0, summary(seed, done)
     assert report, "schemathesis wrote no report"
-
