@@ -8,14 +8,35 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from events.base import DomainEvent
+from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId
 from events.registry import register_event
 
 PROGRAM_FAMILY = "program"
+
+# What the read models hold (infra/postgres/migrations/0008_program.sql, the Redis inventory).
+# A payload past these could not be projected whole, so it is not a valid event: the projectors
+# dead-letter it instead of turning it into a read that fails on every request.
+POSTGRES_BIGINT_MAX = (1 << 63) - 1
+POSTGRES_SMALLINT_MAX = (1 << 15) - 1
+SEAT_COLUMN_MAX = 99_999
+"""Below the inventory's row stride (infra/redis_keys.py:SEAT_ROW_STRIDE), so a row's seats are one score range."""
+REFUND_DEADLINE_HOURS_MAX = 24 * 365
+
+EntityId = Annotated[int, Field(ge=1, le=POSTGRES_BIGINT_MAX)]
+"""A program's, show time's, ticket category's or seat's id: a positive 63-bit integer."""
+TicketCount = Annotated[int, Field(ge=0, le=POSTGRES_INTEGER_MAX)]
+SmallCount = Annotated[int, Field(ge=1, le=POSTGRES_SMALLINT_MAX)]
+"""A per-program limit (tickets per order or account, minutes to pay)."""
+StoredPrice = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
+"""Yuan as the read model's ``numeric(10,2)`` holds it."""
+SeatRow = Annotated[int, Field(ge=1, le=POSTGRES_INTEGER_MAX)]
+SeatColumn = Annotated[int, Field(ge=1, le=SEAT_COLUMN_MAX)]
 
 
 def program_key(program_id: int) -> str:
@@ -25,7 +46,7 @@ def program_key(program_id: int) -> str:
 class ProgramEvent(DomainEvent):
     topic_family = PROGRAM_FAMILY
 
-    program_id: int = Field(gt=0)
+    program_id: EntityId
 
     def aggregate_key(self) -> str:
         return program_key(self.program_id)
@@ -35,7 +56,7 @@ class RefundPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
     refundable: bool = False
-    deadline_hours_before_show: int = Field(default=0, ge=0)
+    deadline_hours_before_show: int = Field(default=0, ge=0, le=REFUND_DEADLINE_HOURS_MAX)
     """Refunds are accepted until this many hours before the show time starts."""
 
 
@@ -48,26 +69,26 @@ class ProgramCreated(ProgramEvent):
     title: str
     actor: str | None = None
     venue: str
-    area_id: int
-    parent_category_id: int
-    category_id: int
+    area_id: AreaId
+    parent_category_id: CategoryId
+    category_id: CategoryId
     detail: str = ""
     notices: list[str] = Field(default_factory=list)
-    per_order_limit: int = Field(ge=1)
-    per_account_limit: int = Field(ge=1)
+    per_order_limit: SmallCount
+    per_account_limit: SmallCount
     seat_selectable: bool
     real_name_required: bool
     refund_policy: RefundPolicy = Field(default_factory=RefundPolicy)
     high_heat: bool = False
     issue_time: datetime | None = None
-    payment_minutes: int = Field(ge=1)
+    payment_minutes: SmallCount
 
 
 @register_event
 class ShowTimeAdded(ProgramEvent):
     event_type = "ShowTimeAdded"
 
-    show_time_id: int = Field(gt=0)
+    show_time_id: EntityId
     starts_at: datetime
 
 
@@ -75,20 +96,20 @@ class ShowTimeAdded(ProgramEvent):
 class TicketCategoryAdded(ProgramEvent):
     event_type = "TicketCategoryAdded"
 
-    show_time_id: int = Field(gt=0)
-    ticket_category_id: int = Field(gt=0)
+    show_time_id: EntityId
+    ticket_category_id: EntityId
     name: str
-    price: Decimal = Field(ge=0, decimal_places=2)
-    total: int = Field(ge=0)
+    price: StoredPrice
+    total: TicketCount
 
 
 class SeatSpec(BaseModel):
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
-    seat_id: int = Field(gt=0)
-    row: int = Field(ge=1)
-    column: int = Field(ge=1)
-    price: Decimal = Field(ge=0, decimal_places=2)
+    seat_id: EntityId
+    row: SeatRow
+    column: SeatColumn
+    price: StoredPrice
 
 
 @register_event
@@ -97,8 +118,8 @@ class SeatsLaidOut(ProgramEvent):
 
     event_type = "SeatsLaidOut"
 
-    show_time_id: int = Field(gt=0)
-    ticket_category_id: int = Field(gt=0)
+    show_time_id: EntityId
+    ticket_category_id: EntityId
     seats: list[SeatSpec]
 
 
@@ -108,7 +129,7 @@ class ShowTimeRescheduled(ProgramEvent):
 
     event_type = "ShowTimeRescheduled"
 
-    show_time_id: int = Field(gt=0)
+    show_time_id: EntityId
     starts_at: datetime
     previous_starts_at: datetime
 
@@ -120,10 +141,10 @@ class TicketCategoryRepriced(ProgramEvent):
 
     event_type = "TicketCategoryRepriced"
 
-    show_time_id: int = Field(gt=0)
-    ticket_category_id: int = Field(gt=0)
-    price: Decimal = Field(ge=0, decimal_places=2)
-    previous_price: Decimal = Field(ge=0, decimal_places=2)
+    show_time_id: EntityId
+    ticket_category_id: EntityId
+    price: StoredPrice
+    previous_price: StoredPrice
 
 
 @register_event

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field
 
 from events.base import DomainEvent
 from events.registry import register_event
+
+POSTGRES_INTEGER_MAX = (1 << 31) - 1
+"""The largest value of a Postgres ``integer`` column: what the read models hold for reference ids
+and counts. A payload past it could not be projected, so it is not a valid event."""
+
+AreaId = Annotated[int, Field(ge=1, le=POSTGRES_INTEGER_MAX)]
+"""An area's id (its administrative division code) as the read models hold it."""
+CategoryId = Annotated[int, Field(ge=1, le=POSTGRES_INTEGER_MAX)]
+"""A program category's id as the read models hold it."""
+SortOrder = Annotated[int, Field(ge=0, le=POSTGRES_INTEGER_MAX)]
+"""Where a category comes in display order (smallest first)."""
 
 
 class AreaLevel(StrEnum):
@@ -23,10 +35,10 @@ class AreaCreated(DomainEvent):
     event_type = "AreaCreated"
     topic_family = "reference"
 
-    area_id: int = Field(gt=0)
+    area_id: AreaId
     name: str
     level: AreaLevel
-    parent_id: int | None = None
+    parent_id: AreaId | None = None
 
     def aggregate_key(self) -> str:
         return f"area-{self.area_id}"
@@ -39,10 +51,10 @@ class CategoryCreated(DomainEvent):
     event_type = "CategoryCreated"
     topic_family = "reference"
 
-    category_id: int = Field(gt=0)
+    category_id: CategoryId
     name: str
-    parent_id: int | None = None
-    sort_order: int = 0
+    parent_id: CategoryId | None = None
+    sort_order: SortOrder = 0
 
     def aggregate_key(self) -> str:
         return f"category-{self.category_id}"
