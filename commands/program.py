@@ -20,9 +20,12 @@ from aggregates.errors import InvalidCommand
 from aggregates.program import CatalogueReferences, Program, program_not_found
 from aggregates.reference import Area, Category, area_key, category_key
 from commands.ports import AggregateStore, Clock, IdSource, change
-from events.program import RefundPolicy, SeatSpec, program_key
+from events.program import RefundPolicy, SeatColumn, SeatRow, SeatSpec, program_key
+from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId
 
 # Bounds of what the read models and the wire hold; they are the OpenAPI contract, not tunables.
+# Ids, rows and columns are bounded by the event schemas' types (events/program.py), which are
+# what the read models hold.
 MAX_SHOW_TIMES = 50
 MAX_TICKET_CATEGORIES = 20
 MAX_GRID_SIDE = 500
@@ -31,6 +34,8 @@ MAX_PRICE = Decimal("1000000.00")
 Price = Decimal
 PriceIn = Annotated[Price, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
 """A price as a command gives it: yuan, two decimal places at most, up to ``MAX_PRICE``."""
+MAX_TICKETS_PER_CATEGORY = POSTGRES_INTEGER_MAX
+"""A counted ticket category's ``total``: what the read model's ``integer`` count holds."""
 
 
 class CatalogueLimits(BaseModel):
@@ -53,6 +58,15 @@ class CatalogueLimits(BaseModel):
         le=5000,
         description="Seats per SeatsLaidOut event: keeps each Kafka message far below the broker's 1 MB.",
     )
+    seats_per_show_time: int = Field(
+        default=100_000,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Most seats one show time may lay out (LAYOUT_TOO_LARGE beyond): a command's seats are"
+            " built in memory at once, and the demo's biggest venue has 50,000."
+        ),
+    )
 
 
 class Command(BaseModel):
@@ -64,19 +78,26 @@ class SeatGrid(Command):
 
     rows: int = Field(ge=1, le=MAX_GRID_SIDE)
     columns: int = Field(ge=1, le=MAX_GRID_SIDE)
-    first_row: int = Field(default=1, ge=1)
+    first_row: SeatRow = 1
+
+    @model_validator(mode="after")
+    def _last_row_is_a_row(self) -> SeatGrid:
+        last_row = self.first_row + self.rows - 1
+        if last_row > POSTGRES_INTEGER_MAX:
+            raise ValueError(f"the grid's last row {last_row} is past {POSTGRES_INTEGER_MAX}")
+        return self
 
 
 class SeatPosition(Command):
-    row: int = Field(ge=1)
-    column: int = Field(ge=1)
+    row: SeatRow
+    column: SeatColumn
     price: PriceIn
 
 
 class TicketCategorySpec(Command):
     name: str = Field(min_length=1, max_length=32)
     price: PriceIn
-    total: int | None = Field(default=None, ge=1)
+    total: int | None = Field(default=None, ge=1, le=MAX_TICKETS_PER_CATEGORY)
     seat_grid: SeatGrid | None = None
     seats: list[SeatPosition] | None = None
 
@@ -100,6 +121,12 @@ class TicketCategorySpec(Command):
     def has_seats(self) -> bool:
         return self.seat_grid is not None or self.seats is not None
 
+    @property
+    def seat_count(self) -> int:
+        """Seats this category lays out (0 when counted by ``total``), known without building them."""
+        grid = self.seat_grid.rows * self.seat_grid.columns if self.seat_grid is not None else 0
+        return grid + len(self.seats or ())
+
 
 class ShowTimeSpec(Command):
     starts_at: AwareDatetime
@@ -110,9 +137,9 @@ class CreateProgram(Command):
     title: str = Field(min_length=1, max_length=128)
     actor: str | None = Field(default=None, max_length=128)
     venue: str = Field(min_length=1, max_length=128)
-    area_id: int = Field(gt=0)
-    parent_category_id: int = Field(gt=0)
-    category_id: int = Field(gt=0)
+    area_id: AreaId
+    parent_category_id: CategoryId
+    category_id: CategoryId
     detail: str = Field(default="", max_length=20000)
     notices: list[str] = Field(default_factory=list, max_length=20)
     per_order_limit: int | None = Field(default=None, ge=1, le=20)
@@ -179,6 +206,7 @@ def new_program(
 ) -> Program:
     """Decide a new program with its show times, ticket categories and seats (nothing stored)."""
     limits = limits or CatalogueLimits()
+    _check_layout_size(cmd, limits)
     program = Program.create(
         refs,
         program_id=ids.next_entity_id(),
@@ -214,6 +242,18 @@ def new_program(
                 seats_per_event=limits.seats_per_event,
             )
     return program
+
+
+def _check_layout_size(cmd: CreateProgram, limits: CatalogueLimits) -> None:
+    """Refuse a show time with more seats than ``limits.seats_per_show_time``, before any seat is built."""
+    for show in cmd.show_times:
+        seats = sum(category.seat_count for category in show.ticket_categories)
+        if seats > limits.seats_per_show_time:
+            raise InvalidCommand(
+                f"a show time lays out {seats} seats, more than {limits.seats_per_show_time}",
+                code="LAYOUT_TOO_LARGE",
+                details={"startsAt": show.starts_at.isoformat(), "seats": seats, "limit": limits.seats_per_show_time},
+            )
 
 
 def _seats(category: TicketCategorySpec, taken: set[tuple[int, int]], ids: IdSource) -> list[SeatSpec]:

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from aggregates.errors import Conflict, InvalidCommand
 from aggregates.reference import Area, Category, area_key, category_key
 from commands.ports import AggregateStore, change
-from events.reference import AreaCreated, AreaLevel, CategoryCreated
+from events.reference import AreaCreated, AreaLevel, CategoryCreated, SortOrder
 
 # Administrative division codes are six digits (e.g. 310000 Shanghai).
 AREA_CODE_MIN = 100000
@@ -72,7 +72,7 @@ class CreateCategory(BaseModel):
     category_id: int = Field(ge=1, le=CATEGORY_ID_MAX)
     name: str = Field(min_length=1, max_length=CATEGORY_NAME_MAX_LENGTH)
     parent_id: int | None = Field(default=None, ge=1, le=CATEGORY_ID_MAX)
-    sort_order: int = Field(default=0, ge=0)
+    sort_order: SortOrder = 0
 
 
 class KnownCategories:
