@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.errors import ApiError, dependency_unavailable
-from api.models import MAX_ID, IdPath
+from api.models import IdPath
 from api.resources import Resources, ResourcesDep, resources_of
+from events.program import EntityId
 from infra.postgres.pools import UNREACHABLE_ERRORS
 from queries.cache import CachedDetail
 from queries.seat_map import encode_seat_map, seat_map
@@ -61,8 +62,8 @@ async def _visible_program(res: Resources, program_id: int) -> CachedDetail:
 async def get_seat_map(
     program_id: IdPath,
     res: ResourcesDep,
-    show_time_id: Annotated[int | None, Query(alias="showTimeId", ge=1, le=MAX_ID)] = None,
-    ticket_category_id: Annotated[int | None, Query(alias="ticketCategoryId", ge=1, le=MAX_ID)] = None,
+    show_time_id: Annotated[EntityId | None, Query(alias="showTimeId")] = None,
+    ticket_category_id: Annotated[EntityId | None, Query(alias="ticketCategoryId")] = None,
 ) -> Response:
     """The seats of one show time (the first, unless ``showTimeId`` names another), grouped by price,
     each with its state in the Redis inventory (at most ``seat_map_ttl_s`` old): ``available``, or

@@ -11,9 +11,10 @@ from pydantic import Field
 from api.auth import require_admin
 from api.commands import CorrelationDep, handled
 from api.errors import ApiError
-from api.models import CamelModel
+from api.models import AreaIdPath, CamelModel
 from api.resources import ResourcesDep
 from commands.reference import CreateArea, CreateCategory, add_area, add_category
+from events.reference import AreaId
 from queries.views.reference import AreaView, CategoryView, get_area, list_areas, list_categories
 
 router = APIRouter(tags=["reference"])
@@ -49,13 +50,13 @@ async def post_area(
 
 @router.get("/api/v1/areas", response_model=list[AreaOut], response_model_by_alias=True)
 async def get_areas(
-    res: ResourcesDep, parent_id: Annotated[int | None, Query(alias="parentId")] = None
+    res: ResourcesDep, parent_id: Annotated[AreaId | None, Query(alias="parentId")] = None
 ) -> list[AreaOut]:
     return [AreaOut.of(a) for a in await list_areas(res.db, parent_id=parent_id)]
 
 
 @router.get("/api/v1/areas/{area_id}", response_model=AreaOut, response_model_by_alias=True)
-async def get_one_area(area_id: int, res: ResourcesDep) -> AreaOut:
+async def get_one_area(area_id: AreaIdPath, res: ResourcesDep) -> AreaOut:
     area = await get_area(res.db, area_id)
     if area is None:
         raise ApiError(404, "AREA_NOT_FOUND", f"no area {area_id}", {"areaId": area_id})

@@ -15,26 +15,29 @@ from pydantic import TypeAdapter
 
 from api.errors import ApiError
 from api.resources import Resources, ResourcesDep
-from queries.search import ProgramQuery, SortOrder, TimeWindow
+from events.reference import AreaId, CategoryId
+from queries.search import RESULT_WINDOW, ProgramQuery, SortOrder, TimeWindow
 from queries.shapes import HomeSectionOut, ProgramPageOut
 from queries.views.reference import existing_area_ids, list_categories
 
 router = APIRouter(tags=["programs"])
+
+PAGE_DEPTH = f"page × size is at most {RESULT_WINDOW}, the deepest hit the search serves (422 PAGE_TOO_DEEP beyond)"
 
 
 @router.get("/api/v1/programs", response_model=ProgramPageOut, response_model_by_alias=True)
 async def get_programs(
     res: ResourcesDep,
     keyword: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None,
-    parent_category_id: Annotated[int | None, Query(alias="parentCategoryId", ge=1)] = None,
-    category_id: Annotated[int | None, Query(alias="categoryId", ge=1)] = None,
+    area_id: Annotated[AreaId | None, Query(alias="areaId")] = None,
+    parent_category_id: Annotated[CategoryId | None, Query(alias="parentCategoryId")] = None,
+    category_id: Annotated[CategoryId | None, Query(alias="categoryId")] = None,
     time_window: Annotated[TimeWindow, Query(alias="timeWindow")] = TimeWindow.ALL,
     start_date: Annotated[date | None, Query(alias="startDate")] = None,
     end_date: Annotated[date | None, Query(alias="endDate")] = None,
     sort: SortOrder = SortOrder.RELEVANCE,
-    page: Annotated[int, Query(ge=1, le=1000)] = 1,
-    size: Annotated[int, Query(ge=1)] = 10,
+    page: Annotated[int, Query(ge=1, le=1000, description=PAGE_DEPTH)] = 1,
+    size: Annotated[int, Query(ge=1, description=PAGE_DEPTH)] = 10,
 ) -> Response:
     """Programs on sale: keyword over title and actor (highlighted), filters, calendar windows, sort, paging."""
     if size > res.settings.api.search_page_size_max:
@@ -44,6 +47,8 @@ async def get_programs(
     query = ProgramQuery(
         keyword, area_id, parent_category_id, category_id, time_window, start_date, end_date, sort, page, size
     )
+    if query.too_deep:
+        raise ApiError(422, "PAGE_TOO_DEEP", PAGE_DEPTH, {"page": page, "size": size, "resultWindow": RESULT_WINDOW})
     now = datetime.now(UTC)
     # Calendar windows ("today", "this week") depend on the day: it is part of the key.
     key = (query, now.astimezone(res.reads.search.zone).date())
@@ -66,7 +71,7 @@ HOME_PAGE = TypeAdapter(list[HomeSectionOut])
     response_model_by_alias=True,
     responses={404: {"description": "AREA_NOT_FOUND: areaId names no area"}},
 )
-async def get_home(res: ResourcesDep, area_id: Annotated[int | None, Query(alias="areaId", ge=1)] = None) -> Response:
+async def get_home(res: ResourcesDep, area_id: Annotated[AreaId | None, Query(alias="areaId")] = None) -> Response:
     """For each top-level category, the first programs on sale in the area (a default area when none is given)."""
     area = area_id or res.settings.api.home_default_area_id
     now = datetime.now(UTC)

@@ -39,6 +39,12 @@ class SortOrder(StrEnum):
     ISSUE_TIME = "issueTime"
 
 
+RESULT_WINDOW = 10_000
+"""The deepest hit a page may reach (``page × size``): Elasticsearch's ``index.max_result_window``,
+its default, which the program index's template keeps (infra/search.py). The Postgres fallback
+answers the same pages, each program table its best ``page × size``."""
+
+
 @dataclass(frozen=True)
 class ProgramQuery:
     keyword: str | None = None
@@ -56,6 +62,11 @@ class ProgramQuery:
     def offset(self) -> int:
         """Hits before this page."""
         return (self.page - 1) * self.size
+
+    @property
+    def too_deep(self) -> bool:
+        """Whether this page reaches past ``RESULT_WINDOW``, which neither store answers."""
+        return self.page * self.size > RESULT_WINDOW
 
 
 @dataclass(frozen=True)
