@@ -21,7 +21,8 @@
 -- the newest version too.
 --
 -- Returns  1 when applied, 0 when this event was already applied (nothing changed)
--- Errors   "ERR_BAD_ARGUMENT" for a missing event id, an unknown kind or malformed arguments.
+-- Errors   "ERR_BAD_ARGUMENT" for a missing event id, an unknown kind or malformed arguments (a
+--          total that is not written in decimal digits, whatever Lua's tonumber would make of it).
 
 local event_id = ARGV[1]
 if not event_id or event_id == "" then
@@ -41,8 +42,9 @@ local function set_price(price, version)
 end
 
 if kind == "category" then
-  local total, price, version = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-  if not total or total < 0 or not tonumber(price) or not version then
+  -- The count is stored as given: a Lua number would turn a large one into "9.2233720368547758e+18".
+  local total, price, version = ARGV[4], ARGV[5], tonumber(ARGV[6])
+  if not total or not string.match(total, "^%d+$") or not tonumber(price) or not version then
     return redis.error_reply("ERR_BAD_ARGUMENT")
   end
   redis.call("HSET", KEYS[2], category, total)
