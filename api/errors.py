@@ -94,9 +94,16 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
-async def _on_unexpected(_: Request, exc: Exception) -> Response:
-    log.exception("api.unhandled_error", error=repr(exc))
+def internal_error_response(exc: Exception) -> Response:
+    """500 ``INTERNAL_ERROR`` for an exception no handler expected, logged with its traceback."""
+    log.error("api.unhandled_error", error=repr(exc), exc_info=exc)
     return error_response(500, "INTERNAL_ERROR", "an unexpected error occurred; it has been logged")
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> Response:
+    # The last resort, behind api/observability.py's: Starlette re-raises after it (uvicorn then
+    # closes the connection), so it only sees an error of the outermost middleware itself.
+    return internal_error_response(exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

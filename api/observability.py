@@ -1,4 +1,5 @@
-"""Request ids, access logs and HTTP metrics, as plain ASGI middleware (no per-request task overhead)."""
+"""Request ids, access logs and HTTP metrics, as plain ASGI middleware (no per-request task overhead);
+and the envelope's 500 for an unexpected error, answered so that the connection stays usable."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import internal_error_response
 from infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from infra.settings import Settings
 
@@ -121,7 +123,7 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        status = 500
+        status = 0  # until the response starts
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -132,7 +134,15 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answered here rather than by Starlette's ServerErrorMiddleware, which re-raises after
+            # its 500, so that uvicorn closes the keep-alive connection. A response already begun
+            # cannot be finished: that connection must close.
+            if status:
+                raise
+            await internal_error_response(exc)(scope, receive, send_with_id)
         finally:
+            status = status or 500
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
