@@ -64,15 +64,16 @@ async def test_admin_route_without_credential_is_unauthenticated(system: System)
     assert await _log_end(system) == before
 
 
-async def test_admin_route_with_a_wrong_credential_is_forbidden(system: System):
+async def test_admin_route_with_a_wrong_credential_is_unauthenticated(system: System):
     response = await system.http.post(
         "/api/v1/admin/areas",
         json={"areaId": 320500, "name": "苏州", "level": "city"},
         headers={"Authorization": "Bearer not-the-admin"},
     )
 
-    assert response.status_code == 403
-    assert response.json()["code"] == "FORBIDDEN"
+    assert response.status_code == 401
+    assert response.json()["code"] == "UNAUTHENTICATED"
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 async def test_bad_correlation_id_is_a_bad_request(system: System, area_code):
