@@ -6,15 +6,16 @@ queries/cache/micro.py): during an on-sale most buyers ask the same few question
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from api.errors import ApiError
 from api.resources import Resources, ResourcesDep
+from events.program import EARLIEST_MOMENT, LATEST_MOMENT
 from events.reference import AreaId, CategoryId
 from queries.search import RESULT_WINDOW, ProgramQuery, SortOrder, TimeWindow
 from queries.shapes import HomeSectionOut, ProgramPageOut
@@ -23,6 +24,10 @@ from queries.views.reference import existing_area_ids, list_categories
 router = APIRouter(tags=["programs"])
 
 PAGE_DEPTH = f"page × size is at most {RESULT_WINDOW}, the deepest hit the search serves (422 PAGE_TOO_DEEP beyond)"
+FIRST_DAY, LAST_DAY = EARLIEST_MOMENT.date(), (LATEST_MOMENT - timedelta(days=1)).date()
+SearchDay = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
+"""A calendar day a search window may name: a day on which show times can be (events/program.py)."""
+DAYS = f"a day from {FIRST_DAY} to {LAST_DAY}, with timeWindow=range"
 
 
 @router.get("/api/v1/programs", response_model=ProgramPageOut, response_model_by_alias=True)
@@ -33,8 +38,8 @@ async def get_programs(
     parent_category_id: Annotated[CategoryId | None, Query(alias="parentCategoryId")] = None,
     category_id: Annotated[CategoryId | None, Query(alias="categoryId")] = None,
     time_window: Annotated[TimeWindow, Query(alias="timeWindow")] = TimeWindow.ALL,
-    start_date: Annotated[date | None, Query(alias="startDate")] = None,
-    end_date: Annotated[date | None, Query(alias="endDate")] = None,
+    start_date: Annotated[SearchDay | None, Query(alias="startDate", description=DAYS)] = None,
+    end_date: Annotated[SearchDay | None, Query(alias="endDate", description=DAYS)] = None,
     sort: SortOrder = SortOrder.RELEVANCE,
     page: Annotated[int, Query(ge=1, le=1000, description=PAGE_DEPTH)] = 1,
     size: Annotated[int, Query(ge=1, description=PAGE_DEPTH)] = 10,

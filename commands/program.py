@@ -20,7 +20,7 @@ from aggregates.errors import InvalidCommand
 from aggregates.program import CatalogueReferences, Program, program_not_found
 from aggregates.reference import Area, Category, area_key, category_key
 from commands.ports import AggregateStore, Clock, IdSource, change
-from events.program import RefundPolicy, SeatColumn, SeatRow, SeatSpec, program_key
+from events.program import EARLIEST_MOMENT, LATEST_MOMENT, RefundPolicy, SeatColumn, SeatRow, SeatSpec, program_key
 from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId
 
 # Bounds of what the read models and the wire hold; they are the OpenAPI contract, not tunables.
@@ -36,6 +36,15 @@ PriceIn = Annotated[Price, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
 """A price as a command gives it: yuan, two decimal places at most, up to ``MAX_PRICE``."""
 MAX_TICKETS_PER_CATEGORY = POSTGRES_INTEGER_MAX
 """A counted ticket category's ``total``: what the read model's ``integer`` count holds."""
+MomentIn = Annotated[
+    AwareDatetime,
+    Field(
+        ge=EARLIEST_MOMENT,
+        lt=LATEST_MOMENT,
+        description=f"with its offset; from {EARLIEST_MOMENT.isoformat()}, before {LATEST_MOMENT.isoformat()}",
+    ),
+]
+"""A show or issue time as a command gives it: aware, within what every store holds."""
 
 
 class CatalogueLimits(BaseModel):
@@ -129,7 +138,7 @@ class TicketCategorySpec(Command):
 
 
 class ShowTimeSpec(Command):
-    starts_at: AwareDatetime
+    starts_at: MomentIn
     ticket_categories: list[TicketCategorySpec] = Field(min_length=1, max_length=MAX_TICKET_CATEGORIES)
 
 
@@ -150,7 +159,7 @@ class CreateProgram(Command):
     real_name_required: bool = False
     refund_policy: RefundPolicy = Field(default_factory=RefundPolicy)
     high_heat: bool = False
-    issue_time: AwareDatetime | None = None
+    issue_time: MomentIn | None = None
     payment_minutes: int | None = Field(default=None, ge=1, le=120)
     """Default: ``CatalogueLimits.default_payment_minutes``."""
     show_times: list[ShowTimeSpec] = Field(min_length=1, max_length=MAX_SHOW_TIMES)
@@ -163,7 +172,7 @@ class TakeOffSale(Command):
 
 
 class RescheduleShowTime(Command):
-    starts_at: AwareDatetime
+    starts_at: MomentIn
 
 
 class RepriceTicketCategory(Command):

@@ -6,7 +6,7 @@ applied in order by the one consumer that owns its partition.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -37,6 +37,13 @@ StoredPrice = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
 """Yuan as the read model's ``numeric(10,2)`` holds it."""
 SeatRow = Annotated[int, Field(ge=1, le=POSTGRES_INTEGER_MAX)]
 SeatColumn = Annotated[int, Field(ge=1, le=SEAT_COLUMN_MAX)]
+
+EARLIEST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_MOMENT = datetime(9000, 1, 1, tzinfo=UTC)
+"""Show and issue times lie in [EARLIEST_MOMENT, LATEST_MOMENT): far from the ends of Python's
+calendar (years 1 to 9999), so a time in any offset is an instant that Postgres, Elasticsearch and
+every reader hold, with room for calendar arithmetic (a search window's next day)."""
+Moment = Annotated[datetime, Field(ge=EARLIEST_MOMENT, lt=LATEST_MOMENT)]
 
 
 def program_key(program_id: int) -> str:
@@ -80,7 +87,7 @@ class ProgramCreated(ProgramEvent):
     real_name_required: bool
     refund_policy: RefundPolicy = Field(default_factory=RefundPolicy)
     high_heat: bool = False
-    issue_time: datetime | None = None
+    issue_time: Moment | None = None
     payment_minutes: SmallCount
 
 
@@ -89,7 +96,7 @@ class ShowTimeAdded(ProgramEvent):
     event_type = "ShowTimeAdded"
 
     show_time_id: EntityId
-    starts_at: datetime
+    starts_at: Moment
 
 
 @register_event
@@ -130,8 +137,8 @@ class ShowTimeRescheduled(ProgramEvent):
     event_type = "ShowTimeRescheduled"
 
     show_time_id: EntityId
-    starts_at: datetime
-    previous_starts_at: datetime
+    starts_at: Moment
+    previous_starts_at: Moment
 
 
 @register_event

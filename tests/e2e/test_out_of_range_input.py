@@ -53,9 +53,11 @@ def refused_with(response: Any, code: str = "VALIDATION_FAILED") -> bool:
         ("/api/v1/programs", {"categoryId": PAST_INTEGER}),
         (f"/api/v1/programs/{PAST_BIGINT}", {}),
         ("/api/v1/programs/1/seats", {"showTimeId": PAST_BIGINT}),
+        ("/api/v1/programs", {"timeWindow": "range", "startDate": "2027-01-01", "endDate": "9999-12-31"}),
+        ("/api/v1/programs", {"timeWindow": "range", "startDate": "0001-01-01", "endDate": "2027-01-01"}),
     ],
 )
-async def test_query_is_refused_when_an_id_is_past_what_the_stores_hold(system: System, path, params):
+async def test_query_is_refused_when_an_id_or_a_day_is_past_what_the_stores_hold(system: System, path, params):
     response = await system.http.get(path, params=params)
 
     assert refused_with(response), response.text
@@ -106,9 +108,10 @@ def _counted(total: int) -> dict[str, Any]:
         program_body(categoryId=PAST_BIGINT),
         _counted(PAST_INTEGER),
         _counted(9223372036854775808),
+        program_body(issueTime="0001-01-01T00:00:00+10:00"),
     ],
 )
-async def test_program_is_refused_and_nothing_appended_when_a_number_is_past_what_the_read_models_hold(
+async def test_program_is_refused_and_nothing_appended_when_a_number_or_a_time_is_past_what_the_stores_hold(
     system: System, catalogue, body
 ):
     before = await _log_end(system, "program")

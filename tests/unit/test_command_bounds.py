@@ -7,7 +7,14 @@ import pytest
 from pydantic import ValidationError
 
 from aggregates.errors import InvalidCommand
-from commands.program import MAX_GRID_SIDE, MAX_PRICE, CatalogueLimits, KnownReferences, new_program
+from commands.program import (
+    MAX_GRID_SIDE,
+    MAX_PRICE,
+    CatalogueLimits,
+    KnownReferences,
+    RescheduleShowTime,
+    new_program,
+)
 from commands.reference import CreateCategory
 from events.envelope import EventEnvelope
 from events.program import REFUND_DEADLINE_HOURS_MAX, SEAT_COLUMN_MAX
@@ -49,11 +56,18 @@ def listed(row: int, column: int) -> dict[str, Any]:
         {"showTimes": [show_time(listed(row=PAST_INTEGER, column=1))]},
         {"showTimes": [show_time(listed(row=1, column=SEAT_COLUMN_MAX + 1))]},
         {"refundPolicy": {"refundable": True, "deadlineHoursBeforeShow": REFUND_DEADLINE_HOURS_MAX + 1}},
+        {"showTimes": [show_time(grid(2, 2)) | {"startsAt": "9999-12-31T23:00:00-10:00"}]},
+        {"issueTime": "0001-01-01T00:00:00+10:00"},
     ],
 )
-def test_program_is_refused_when_a_number_is_past_what_the_read_models_hold(changes):
+def test_program_is_refused_when_a_number_or_a_time_is_past_what_the_stores_hold(changes):
     with pytest.raises(ValidationError):
         command(**changes)
+
+
+def test_show_time_is_not_moved_when_the_new_time_is_past_what_every_store_holds():
+    with pytest.raises(ValidationError):
+        RescheduleShowTime.model_validate({"startsAt": "9999-12-31T23:00:00-10:00"})
 
 
 def test_category_is_refused_when_its_sort_order_is_past_what_the_read_model_holds():

@@ -63,13 +63,15 @@ def raw(event_type: str, payload: dict[str, Any]) -> bytes:
         ("ProgramCreated", PROGRAM | {"categoryId": PAST_INTEGER}),
         ("ProgramCreated", PROGRAM | {"perOrderLimit": 1 << 15}),
         ("ProgramPublished", {"programId": PAST_BIGINT}),
+        ("ShowTimeAdded", {"programId": 1, "showTimeId": 2, "startsAt": "9999-12-31T23:00:00-10:00"}),
+        ("ProgramCreated", PROGRAM | {"issueTime": "0001-01-01T00:00:00+10:00"}),
         ("AreaCreated", {"areaId": PAST_INTEGER, "name": "x", "level": "city"}),
         ("AreaCreated", {"areaId": 310000, "name": "x", "level": "district", "parentId": PAST_INTEGER}),
         ("CategoryCreated", {"categoryId": PAST_INTEGER, "name": "x"}),
         ("CategoryCreated", {"categoryId": 1, "name": "x", "sortOrder": PAST_INTEGER}),
     ],
 )
-def test_event_is_undecodable_when_a_number_is_past_what_the_read_models_hold(event_type, payload):
+def test_event_is_undecodable_when_a_number_or_a_time_is_past_what_the_stores_hold(event_type, payload):
     envelope = decode(raw(event_type, payload))
 
     with pytest.raises(UndecodableEvent):
