@@ -7,13 +7,14 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from api import admin_programs, health, programs, reference, search
+from api.edge import EdgeMiddleware
 from api.errors import install_error_handlers
 from api.observability import AccessLog, RequestContextMiddleware
 from api.openapi import install_openapi
-from api.rate_limit import RATE_LIMITED_RESPONSE, limit_admin_commands
+from api.rate_limit import RATE_LIMITED_RESPONSE
 from api.resources import Resources
 from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
@@ -58,14 +59,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    # The last added runs first: request id, metrics and the last-resort 500 around the edge's
+    # checks (rate limit, credential, body), which run before FastAPI reads a body.
+    app.add_middleware(EdgeMiddleware, settings=settings.api)
     app.add_middleware(RequestContextMiddleware, access_log=access_log)
     # Routes are matched in order: the buyers' hot reads first (no path below overlaps another).
     app.include_router(programs.router)
     app.include_router(search.router)
     app.include_router(reference.router)
     app.include_router(health.router)
-    # Commands are rate limited per client address before their credential is checked.
-    admin_limit = [Depends(limit_admin_commands)]
+    # Commands are rate limited per client address (by the edge, before their credential).
     for router in (reference.admin_router, admin_programs.router):
-        app.include_router(router, dependencies=admin_limit, responses=RATE_LIMITED_RESPONSE)
+        app.include_router(router, responses=RATE_LIMITED_RESPONSE)
     return app

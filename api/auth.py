@@ -1,7 +1,10 @@
 """Credentials: the admin bearer token for /api/v1/admin routes.
 
-With one admin token, any token but that one is no valid credential: 401, never 403 (a valid
-credential without the right, which has no case yet).
+The edge (``api/edge.py``) checks it for every path under ``ADMIN_PATH_PREFIX`` before a body is
+read; ``require_admin`` checks it again on the admin routers, so a route put outside the prefix
+by mistake is still closed (only later, after FastAPI has read its body). With one admin token,
+any token but that one is no valid credential: 401, never 403 (a valid credential without the
+right, which has no case yet).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from fastapi import Request
 from api.errors import ApiError
 from api.resources import ResourcesDep
 
+ADMIN_PATH_PREFIX = "/api/v1/admin/"
 BEARER_PREFIX = b"bearer "
 
 

@@ -1,9 +1,9 @@
-"""Rate limits per client IP address, the first dependency of the routes they guard.
+"""Rate limits per client IP address, checked by the edge (``api/edge.py``) before anything else.
 
 Each route group has a limit and a window in ``RateLimitSettings``; a request is counted in its
 address's current fixed window in Redis (``lua/fixed_window_limit.lua``), and one over the limit
 is refused with 429 ``RATE_LIMITED`` and ``Retry-After`` (seconds until the window ends) before
-its credential is checked or anything is decided, so it changes nothing. When Redis cannot count,
+its credential is checked or its body read, so it changes nothing. When Redis cannot count,
 requests go through: the limits protect the stores, they are not a reason to refuse every command.
 """
 
@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 
 import structlog
-from fastapi import Request
 
 from api.errors import ApiError
-from api.resources import resources_of
+from api.resources import Resources
 from infra.metrics import RATE_LIMITED
 from infra.redis import REDIS_ERRORS
 from infra.redis_keys import rate_limit_window
@@ -28,23 +27,19 @@ ADMIN = "admin"
 RATE_LIMITED_RESPONSE: dict[int | str, dict[str, object]] = {
     429: {
         "description": "RATE_LIMITED: too many requests from this address in the current window",
-        "headers": {
-            "Retry-After": {"description": "seconds until the window ends", "schema": {"type": "integer"}}
-        },
+        "headers": {"Retry-After": {"description": "seconds until the window ends", "schema": {"type": "integer"}}},
     }
 }
 """What a limited route may answer, for the OpenAPI document."""
 
 
-async def limit_admin_commands(request: Request) -> None:
+async def limit_admin_commands(res: Resources, client: str | None) -> None:
     """At most ``admin_limit`` requests per ``admin_window_ms`` from one address to the admin routes."""
-    limits = resources_of(request).settings.rate_limits
-    await _count(request, ADMIN, limits.admin_limit, limits.admin_window_ms)
+    limits = res.settings.rate_limits
+    await _count(res, client or UNKNOWN_CLIENT, ADMIN, limits.admin_limit, limits.admin_window_ms)
 
 
-async def _count(request: Request, group: str, limit: int, window_ms: int) -> None:
-    res = resources_of(request)
-    client = request.client.host if request.client else UNKNOWN_CLIENT
+async def _count(res: Resources, client: str, group: str, limit: int, window_ms: int) -> None:
     key = rate_limit_window(res.settings.rate_limits.key_prefix, client, group)
     try:
         allowed, _, retry_after_ms = await res.adapters.scripts["fixed_window_limit"](

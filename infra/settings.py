@@ -293,6 +293,38 @@ class ApiSettings(BaseModel):
     command_ack_timeout_s: float = Field(
         default=10.0, description="Longest a command waits for Kafka to acknowledge its event before 503."
     )
+    body_limit_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Largest request body of a route that body_limits does not name; a larger one is answered "
+        "413 PAYLOAD_TOO_LARGE, before it is read when its Content-Length says so.",
+    )
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /api/v1/admin/programs": 8 * 1024 * 1024},
+        description="Largest request body of the routes named ('METHOD /path/{template}'). A program with a "
+        "50,000-seat stadium's seats listed one by one is 2.2 MB a show time as compact JSON, 5.9 MB indented.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a client may take to send a request body; a slower one is answered "
+        "408 REQUEST_TIMEOUT and its connection closed.",
+    )
+    refused_body_drain_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="After answering a request whose body it will not read (401, 413, ...), the API reads and "
+        "discards up to this much of the body, within body_timeout_s, before it closes the connection: a client "
+        "still sending then reads the answer instead of a connection reset.",
+    )
+
+    @model_validator(mode="after")
+    def _body_limits_name_routes(self) -> ApiSettings:
+        for route, limit in self.body_limits.items():
+            method, _, path = route.partition(" ")
+            if not method.isupper() or not path.startswith("/") or limit < 0:
+                raise ValueError(f"body_limits: {route!r}: {limit} is not 'METHOD /path': bytes (≥ 0)")
+        return self
 
 
 class RateLimitSettings(BaseModel):
