@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from prometheus_client import REGISTRY
+from starlette.types import Message
 
 from api.app import create_app
 from api.auth import ADMIN_PATH_PREFIX, require_admin
 from api.body_limit import BodyLimits, check_json
+from api.edge import EdgeMiddleware
 from api.errors import ApiError
+from api.observability import RequestContextMiddleware
 from infra.settings import ApiSettings, Settings
 
 PROGRAMS = "POST /api/v1/admin/programs"
@@ -93,3 +100,34 @@ def test_other_bodies_are_unsupported(content_type: bytes | None):
         check_json(content_type)
 
     assert refused.value.status == 415
+
+
+async def _call(app: Any, method: str, path: str) -> list[Message]:
+    sent: list[Message] = []
+    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b"", "state": {}}
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+async def test_head_is_counted_under_the_route_it_matched():
+    routed = FastAPI()
+
+    @routed.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    app = RequestContextMiddleware(EdgeMiddleware(routed, ApiSettings()), access_log=None)
+    labels = {"method": "HEAD", "route": "/things/{thing_id}", "status": "200"}
+    before = REGISTRY.get_sample_value("damai_http_requests_total", labels) or 0.0
+
+    sent = await _call(app, "HEAD", "/things/7")
+
+    assert sent[0]["status"] == 200
+    assert REGISTRY.get_sample_value("damai_http_requests_total", labels) == before + 1
