@@ -16,7 +16,7 @@ from pydantic import Field, TypeAdapter
 from api.errors import ApiError
 from api.resources import Resources, ResourcesDep
 from events.program import EARLIEST_MOMENT, LATEST_MOMENT
-from events.reference import AreaId, CategoryId
+from events.reference import AreaId, CategoryId, Text
 from queries.search import RESULT_WINDOW, ProgramQuery, SortOrder, TimeWindow
 from queries.shapes import HomeSectionOut, ProgramPageOut
 from queries.views.reference import existing_area_ids, list_categories
@@ -33,7 +33,7 @@ DAYS = f"a day from {FIRST_DAY} to {LAST_DAY}, with timeWindow=range"
 @router.get("/api/v1/programs", response_model=ProgramPageOut, response_model_by_alias=True)
 async def get_programs(
     res: ResourcesDep,
-    keyword: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    keyword: Annotated[Text | None, Query(min_length=1, max_length=64)] = None,
     area_id: Annotated[AreaId | None, Query(alias="areaId")] = None,
     parent_category_id: Annotated[CategoryId | None, Query(alias="parentCategoryId")] = None,
     category_id: Annotated[CategoryId | None, Query(alias="categoryId")] = None,

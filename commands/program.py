@@ -21,7 +21,7 @@ from aggregates.program import CatalogueReferences, Program, program_not_found
 from aggregates.reference import Area, Category, area_key, category_key
 from commands.ports import AggregateStore, Clock, IdSource, change
 from events.program import EARLIEST_MOMENT, LATEST_MOMENT, RefundPolicy, SeatColumn, SeatRow, SeatSpec, program_key
-from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId
+from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId, Text
 
 # Bounds of what the read models and the wire hold; they are the OpenAPI contract, not tunables.
 # Ids, rows and columns are bounded by the event schemas' types (events/program.py), which are
@@ -34,6 +34,7 @@ MAX_PRICE = Decimal("1000000.00")
 Price = Decimal
 PriceIn = Annotated[Price, Field(ge=0, le=MAX_PRICE, decimal_places=2)]
 """A price as a command gives it: yuan, two decimal places at most, up to ``MAX_PRICE``."""
+NOTICE_MAX_LENGTH = 500
 MAX_TICKETS_PER_CATEGORY = POSTGRES_INTEGER_MAX
 """A counted ticket category's ``total``: what the read model's ``integer`` count holds."""
 MomentIn = Annotated[
@@ -104,7 +105,7 @@ class SeatPosition(Command):
 
 
 class TicketCategorySpec(Command):
-    name: str = Field(min_length=1, max_length=32)
+    name: Text = Field(min_length=1, max_length=32)
     price: PriceIn
     total: int | None = Field(default=None, ge=1, le=MAX_TICKETS_PER_CATEGORY)
     seat_grid: SeatGrid | None = None
@@ -143,14 +144,14 @@ class ShowTimeSpec(Command):
 
 
 class CreateProgram(Command):
-    title: str = Field(min_length=1, max_length=128)
-    actor: str | None = Field(default=None, max_length=128)
-    venue: str = Field(min_length=1, max_length=128)
+    title: Text = Field(min_length=1, max_length=128)
+    actor: Text | None = Field(default=None, max_length=128)
+    venue: Text = Field(min_length=1, max_length=128)
     area_id: AreaId
     parent_category_id: CategoryId
     category_id: CategoryId
-    detail: str = Field(default="", max_length=20000)
-    notices: list[str] = Field(default_factory=list, max_length=20)
+    detail: Text = Field(default="", max_length=20000)
+    notices: list[Annotated[Text, Field(max_length=NOTICE_MAX_LENGTH)]] = Field(default_factory=list, max_length=20)
     per_order_limit: int | None = Field(default=None, ge=1, le=20)
     """Default: ``CatalogueLimits.default_per_order_limit``."""
     per_account_limit: int | None = Field(default=None, ge=1, le=100)
@@ -168,7 +169,7 @@ class CreateProgram(Command):
 
 
 class TakeOffSale(Command):
-    reason: str = Field(default="", max_length=200)
+    reason: Text = Field(default="", max_length=200)
 
 
 class RescheduleShowTime(Command):

@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from aggregates.errors import Conflict, InvalidCommand
 from aggregates.reference import Area, Category, area_key, category_key
 from commands.ports import AggregateStore, change
-from events.reference import AreaCreated, AreaLevel, CategoryCreated, SortOrder
+from events.reference import AreaCreated, AreaLevel, CategoryCreated, SortOrder, Text
 
 # Administrative division codes are six digits (e.g. 310000 Shanghai).
 AREA_CODE_MIN = 100000
@@ -30,7 +30,7 @@ class CreateArea(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     area_id: int = Field(ge=AREA_CODE_MIN, le=AREA_CODE_MAX)
-    name: str = Field(min_length=1, max_length=AREA_NAME_MAX_LENGTH)
+    name: Text = Field(min_length=1, max_length=AREA_NAME_MAX_LENGTH)
     level: AreaLevel
     parent_id: int | None = Field(default=None, ge=AREA_CODE_MIN, le=AREA_CODE_MAX)
 
@@ -70,7 +70,7 @@ class CreateCategory(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     category_id: int = Field(ge=1, le=CATEGORY_ID_MAX)
-    name: str = Field(min_length=1, max_length=CATEGORY_NAME_MAX_LENGTH)
+    name: Text = Field(min_length=1, max_length=CATEGORY_NAME_MAX_LENGTH)
     parent_id: int | None = Field(default=None, ge=1, le=CATEGORY_ID_MAX)
     sort_order: SortOrder = 0
 

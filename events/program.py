@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from events.base import DomainEvent
-from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId
+from events.reference import POSTGRES_INTEGER_MAX, AreaId, CategoryId, Text
 from events.registry import register_event
 
 PROGRAM_FAMILY = "program"
@@ -73,14 +73,14 @@ class ProgramCreated(ProgramEvent):
 
     event_type = "ProgramCreated"
 
-    title: str
-    actor: str | None = None
-    venue: str
+    title: Text
+    actor: Text | None = None
+    venue: Text
     area_id: AreaId
     parent_category_id: CategoryId
     category_id: CategoryId
-    detail: str = ""
-    notices: list[str] = Field(default_factory=list)
+    detail: Text = ""
+    notices: list[Text] = Field(default_factory=list)
     per_order_limit: SmallCount
     per_account_limit: SmallCount
     seat_selectable: bool
@@ -105,7 +105,7 @@ class TicketCategoryAdded(ProgramEvent):
 
     show_time_id: EntityId
     ticket_category_id: EntityId
-    name: str
+    name: Text
     price: StoredPrice
     total: TicketCount
 
@@ -165,4 +165,4 @@ class ProgramPublished(ProgramEvent):
 class ProgramTakenOffSale(ProgramEvent):
     event_type = "ProgramTakenOffSale"
 
-    reason: str = ""
+    reason: Text = ""

@@ -14,6 +14,10 @@ POSTGRES_INTEGER_MAX = (1 << 31) - 1
 """The largest value of a Postgres ``integer`` column: what the read models hold for reference ids
 and counts. A payload past it could not be projected, so it is not a valid event."""
 
+Text = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+"""Text as Postgres ``text`` and the log's UTF-8 hold it: no NUL character (and, as for any
+string pydantic validates against a pattern, no lone surrogate)."""
+
 AreaId = Annotated[int, Field(ge=1, le=POSTGRES_INTEGER_MAX)]
 """An area's id (its administrative division code) as the read models hold it."""
 CategoryId = Annotated[int, Field(ge=1, le=POSTGRES_INTEGER_MAX)]
@@ -36,7 +40,7 @@ class AreaCreated(DomainEvent):
     topic_family = "reference"
 
     area_id: AreaId
-    name: str
+    name: Text
     level: AreaLevel
     parent_id: AreaId | None = None
 
@@ -52,7 +56,7 @@ class CategoryCreated(DomainEvent):
     topic_family = "reference"
 
     category_id: CategoryId
-    name: str
+    name: Text
     parent_id: CategoryId | None = None
     sort_order: SortOrder = 0
 

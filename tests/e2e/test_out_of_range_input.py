@@ -134,6 +134,24 @@ async def test_category_is_refused_and_nothing_appended_when_its_sort_order_is_p
     assert await _log_end(system, "reference") == before
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"areaId": 320500, "name": "\\u82cf\\u0000", "level": "city"}',
+        b'{"areaId": 320500, "name": "\\ud800", "level": "city"}',
+    ],
+)
+async def test_area_is_refused_and_nothing_appended_when_its_name_is_not_text_the_stores_hold(system: System, body):
+    before = await _log_end(system, "reference")
+
+    response = await system.http.post(
+        "/api/v1/admin/areas", content=body, headers={**system.admin(), "Content-Type": "application/json"}
+    )
+
+    assert refused_with(response), response.text
+    assert await _log_end(system, "reference") == before
+
+
 async def test_layout_is_refused_and_nothing_appended_when_a_show_time_has_more_seats_than_the_limit(
     system: System, catalogue
 ):

@@ -16,8 +16,10 @@ def api_env() -> dict[str, str]:
     return {"DAMAI_ELASTICSEARCH__URL": f"http://127.0.0.1:{free_port()}", "DAMAI_API__SEARCH_CACHE_TTL_S": "0"}
 
 
-@pytest.mark.parametrize("params", [{"parentCategoryId": 137284434887}, {"areaId": 1 << 31}, {"categoryId": 1 << 40}])
-async def test_fallback_search_is_refused_when_an_id_is_past_what_the_stores_hold(system: System, params):
+@pytest.mark.parametrize(
+    "params", [{"parentCategoryId": 137284434887}, {"areaId": 1 << 31}, {"categoryId": 1 << 40}, {"keyword": "演\x00"}]
+)
+async def test_fallback_search_is_refused_when_an_id_or_a_keyword_is_not_what_the_stores_hold(system: System, params):
     response = await system.http.get("/api/v1/programs", params=params)
 
     assert refused_with(response), response.text

@@ -1,5 +1,6 @@
 """Commands refuse at the door what the read models cannot hold, and a seat layout too large to build."""
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -10,15 +11,16 @@ from aggregates.errors import InvalidCommand
 from commands.program import (
     MAX_GRID_SIDE,
     MAX_PRICE,
+    NOTICE_MAX_LENGTH,
     CatalogueLimits,
     KnownReferences,
     RescheduleShowTime,
     new_program,
 )
-from commands.reference import CreateCategory
+from commands.reference import CreateArea, CreateCategory
 from events.envelope import EventEnvelope
 from events.program import REFUND_DEADLINE_HOURS_MAX, SEAT_COLUMN_MAX
-from events.reference import POSTGRES_INTEGER_MAX
+from events.reference import POSTGRES_INTEGER_MAX, AreaLevel
 from events.serialization import decode, encode, payload_of
 from tests.decided import create_program
 from tests.id_sources import CountingIds
@@ -63,6 +65,26 @@ def listed(row: int, column: int) -> dict[str, Any]:
 def test_program_is_refused_when_a_number_or_a_time_is_past_what_the_stores_hold(changes):
     with pytest.raises(ValidationError):
         command(**changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"title": "周杰伦\x00演唱会"},
+        {"actor": "\x00"},
+        {"venue": json.loads('"\\ud800 体育场"')},
+        {"notices": ["凭证入场\x00"]},
+        {"notices": ["长" * (NOTICE_MAX_LENGTH + 1)]},
+    ],
+)
+def test_program_is_refused_when_its_text_is_not_what_postgres_text_and_utf8_hold(changes):
+    with pytest.raises(ValidationError):
+        command(**changes)
+
+
+def test_area_is_refused_when_its_name_holds_a_nul_character():
+    with pytest.raises(ValidationError):
+        CreateArea(area_id=320500, name="苏\x00州", level=AreaLevel.CITY)
 
 
 def test_show_time_is_not_moved_when_the_new_time_is_past_what_every_store_holds():

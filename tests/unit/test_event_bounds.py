@@ -65,6 +65,8 @@ def raw(event_type: str, payload: dict[str, Any]) -> bytes:
         ("ProgramPublished", {"programId": PAST_BIGINT}),
         ("ShowTimeAdded", {"programId": 1, "showTimeId": 2, "startsAt": "9999-12-31T23:00:00-10:00"}),
         ("ProgramCreated", PROGRAM | {"issueTime": "0001-01-01T00:00:00+10:00"}),
+        ("ProgramCreated", PROGRAM | {"title": "t\x00"}),
+        ("AreaCreated", {"areaId": 310000, "name": "上\x00海", "level": "city"}),
         ("AreaCreated", {"areaId": PAST_INTEGER, "name": "x", "level": "city"}),
         ("AreaCreated", {"areaId": 310000, "name": "x", "level": "district", "parentId": PAST_INTEGER}),
         ("CategoryCreated", {"categoryId": PAST_INTEGER, "name": "x"}),
