@@ -79,10 +79,9 @@ class EdgeMiddleware:
                 body = await read_body(receive, limit, self._body_timeout_s)
         except ApiError as refusal:
             # A small declared body that was not read is discarded by uvicorn, and the connection
-            # kept; any other is drained a little and its connection closed.
+            # kept; any other is drained (unless its client was too slow to send it, or announced
+            # more than could ever be drained) and its connection closed.
             if length is None or length > limit or refusal.status in (408, 413):
-                # Not drained: a client too slow to send its body, or one that announced more than
-                # could ever be drained.
                 drain = refusal.status != 408 and (length is None or length <= self._drain_bytes)
                 await self._refuse_and_close(refusal, scope, receive, send, drain)
             else:
