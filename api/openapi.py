@@ -7,8 +7,8 @@ so a new route is documented the same way without a list to keep:
 - every error is the envelope ``{"code", "message", "details"}`` (``ErrorEnvelope``), including
   the validation errors FastAPI would describe with its own schema;
 - the statuses each kind of route can answer: 500 everywhere; 503 where a store is read; 422 for
-  parameters or a body; 400, 413 and 415 for a body; 404 for ids in the path; 401, 403 and 429
-  for admin routes; 409 for commands;
+  parameters or a body; 400, 408, 413 and 415 for a body; 404 for ids in the path; 401 and 429
+  for admin routes (any valid credential is the admin's: there is no 403 yet); 409 for commands;
 - the content types of routes that do not answer JSON (``/metrics``);
 - operation ids that are the route functions' names, an example for each request body, and links
   from what a response names to the operations that take it (for clients and for the fuzzer's
@@ -22,7 +22,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.auth import ADMIN_PATH_PREFIX
 
 ENVELOPE = "#/components/schemas/ErrorEnvelope"
 ENVELOPE_SCHEMA: dict[str, Any] = {
@@ -39,8 +41,8 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 ERRORS: dict[int, str] = {
     400: "BAD_REQUEST, MALFORMED_BODY or BAD_CORRELATION_ID: the request cannot be read",
     401: "UNAUTHENTICATED: no valid credential",
-    403: "FORBIDDEN: the credential does not allow this",
     404: "Nothing has this id (the envelope's code names what)",
+    408: "REQUEST_TIMEOUT: the body did not arrive in time",
     409: "The command clashes with the current state (the envelope's code says how)",
     413: "PAYLOAD_TOO_LARGE: the body is over this route's limit",
     415: "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",
@@ -53,7 +55,6 @@ ERRORS: dict[int, str] = {
 NO_STORE = frozenset({"/healthz", "/metrics"})
 PLAIN_TEXT = {"/metrics": "text/plain; version=0.0.4; charset=utf-8"}
 BODY_METHODS = frozenset({"post", "put", "patch"})
-ADMIN_PREFIX = "/api/v1/admin/"
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "CreateArea": {"areaId": 320500, "name": "苏州", "level": "city", "parentId": 320000},
@@ -110,10 +111,10 @@ def install_openapi(app: FastAPI) -> None:
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, routes=app.routes, description=app.description)
     names = {
-        (r.path_format, method.lower()): r.name
-        for r in app.routes
-        if isinstance(r, APIRoute)
-        for method in r.methods or ()
+        (c.path_format, method.lower()): c.name
+        for c in iter_route_contexts(app.routes)
+        if isinstance(c.original_route, APIRoute)
+        for method in c.methods or ()
     }
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
@@ -136,11 +137,11 @@ def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
     if operation.get("parameters") or "requestBody" in operation:
         statuses.add(422)
     if method in BODY_METHODS:
-        statuses |= {400, 413, 415}
+        statuses |= {400, 408, 413, 415}
     if "{" in path:
         statuses.add(404)
-    if path.startswith(ADMIN_PREFIX):
-        statuses |= {401, 403, 429, 409}
+    if path.startswith(ADMIN_PATH_PREFIX):
+        statuses |= {401, 429, 409}
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status in sorted(statuses):
         responses.setdefault(str(status), {}).setdefault("description", ERRORS[status])
