@@ -17,7 +17,7 @@ from api.errors import ApiError
 from api.resources import Resources, ResourcesDep
 from events.program import EARLIEST_MOMENT, LATEST_MOMENT
 from events.reference import AreaId, CategoryId, Text
-from queries.search import RESULT_WINDOW, ProgramQuery, SortOrder, TimeWindow
+from queries.search import PAGE_SIZE_MAX, RESULT_WINDOW, ProgramQuery, SortOrder, TimeWindow
 from queries.shapes import HomeSectionOut, ProgramPageOut
 from queries.views.reference import existing_area_ids, list_categories
 
@@ -42,11 +42,14 @@ async def get_programs(
     end_date: Annotated[SearchDay | None, Query(alias="endDate", description=DAYS)] = None,
     sort: SortOrder = SortOrder.RELEVANCE,
     page: Annotated[int, Query(ge=1, le=1000, description=PAGE_DEPTH)] = 1,
-    size: Annotated[int, Query(ge=1, description=PAGE_DEPTH)] = 10,
+    size: Annotated[
+        # The maximum is documented, and answered with its own code (not VALIDATION_FAILED).
+        int, Query(ge=1, json_schema_extra={"maximum": PAGE_SIZE_MAX}, description=PAGE_DEPTH)
+    ] = 10,
 ) -> Response:
     """Programs on sale: keyword over title and actor (highlighted), filters, calendar windows, sort, paging."""
-    if size > res.settings.api.search_page_size_max:
-        raise ApiError(422, "PAGE_SIZE_TOO_LARGE", f"size is at most {res.settings.api.search_page_size_max}")
+    if size > PAGE_SIZE_MAX:
+        raise ApiError(422, "PAGE_SIZE_TOO_LARGE", f"size is at most {PAGE_SIZE_MAX}")
     if time_window is TimeWindow.RANGE and (start_date is None or end_date is None or start_date > end_date):
         raise ApiError(422, "BAD_DATE_RANGE", "timeWindow=range needs startDate <= endDate")
     query = ProgramQuery(

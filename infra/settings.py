@@ -275,7 +275,6 @@ class ApiSettings(BaseModel):
     timezone: str = Field(
         default="Asia/Shanghai", description="Time zone of calendar filters (today, tomorrow, this week, this month)."
     )
-    search_page_size_max: int = Field(default=50, ge=1, description="Most programs one search page returns.")
     search_cache_ttl_s: float = Field(
         default=2.0,
         ge=0,

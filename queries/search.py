@@ -40,6 +40,8 @@ class SortOrder(StrEnum):
 
 
 RESULT_WINDOW = 10_000
+PAGE_SIZE_MAX = 50
+"""Most programs one search page holds: part of the API's contract (its OpenAPI document)."""
 """The deepest hit a page may reach (``page × size``): Elasticsearch's ``index.max_result_window``,
 its default, which the program index's template keeps (infra/search.py). The Postgres fallback
 answers the same pages, each program table its best ``page × size``."""

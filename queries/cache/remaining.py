@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import structlog
 from redis.asyncio import Redis
 
 from infra.metrics import CACHE_REDIS_ERRORS
@@ -24,6 +25,9 @@ CACHE = "remaining_counts"
 
 RemainingByCategory = Mapping[int, int]
 """Ticket category id → tickets still on sale."""
+
+
+log = structlog.get_logger(__name__)
 
 
 class RemainingCounts:
@@ -59,4 +63,12 @@ class RemainingCounts:
         except REDIS_ERRORS as exc:
             self._breaker.trip(exc)
             return None
-        return {int(category): int(count) for category, count in raw.items()}
+        counts = {}
+        for category, count in raw.items():
+            try:
+                counts[int(category)] = int(count)
+            except ValueError:
+                # Not a count the inventory script writes (it refuses other notations): the detail
+                # shows the category's projected count, and `damai verify inventory` reports it.
+                log.warning("remaining.unreadable_count", program_id=program_id, category=category, count=count)
+        return counts
