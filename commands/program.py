@@ -77,6 +77,15 @@ class CatalogueLimits(BaseModel):
             " built in memory at once, and the demo's biggest venue has 50,000."
         ),
     )
+    seats_per_program: int = Field(
+        default=200_000,
+        ge=1,
+        le=5_000_000,
+        description=(
+            "Most seats one program may lay out over all its show times (LAYOUT_TOO_LARGE beyond): four"
+            " sold-out stadium nights; about 3 s and 130 MB to build at once."
+        ),
+    )
 
 
 class Command(BaseModel):
@@ -255,7 +264,9 @@ def new_program(
 
 
 def _check_layout_size(cmd: CreateProgram, limits: CatalogueLimits) -> None:
-    """Refuse a show time with more seats than ``limits.seats_per_show_time``, before any seat is built."""
+    """Refuse a show time with more seats than ``limits.seats_per_show_time``, or a program with more
+    than ``limits.seats_per_program``, before any seat is built."""
+    total = 0
     for show in cmd.show_times:
         seats = sum(category.seat_count for category in show.ticket_categories)
         if seats > limits.seats_per_show_time:
@@ -264,6 +275,13 @@ def _check_layout_size(cmd: CreateProgram, limits: CatalogueLimits) -> None:
                 code="LAYOUT_TOO_LARGE",
                 details={"startsAt": show.starts_at.isoformat(), "seats": seats, "limit": limits.seats_per_show_time},
             )
+        total += seats
+    if total > limits.seats_per_program:
+        raise InvalidCommand(
+            f"the program lays out {total} seats, more than {limits.seats_per_program}",
+            code="LAYOUT_TOO_LARGE",
+            details={"seats": total, "limit": limits.seats_per_program},
+        )
 
 
 def _seats(category: TicketCategorySpec, taken: set[tuple[int, int]], ids: IdSource) -> list[SeatSpec]:
