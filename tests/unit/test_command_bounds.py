@@ -178,7 +178,7 @@ def test_layout_is_accepted_when_each_show_time_is_within_the_limit():
 
 def test_layout_is_refused_when_the_show_times_together_pass_the_program_limit():
     cmd = command(showTimes=[show_time(grid(4, 5)), show_time(grid(4, 5))])
-    ids = CountingIds(1)
+    ids = DrawnIds()
 
     with pytest.raises(InvalidCommand) as refused:
         new_program(cmd, references(), ids, NOW, CatalogueLimits(seats_per_show_time=20, seats_per_program=39))
