@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from prometheus_client import REGISTRY
-from starlette.types import Message
 
 from api.app import create_app
 from api.auth import ADMIN_PATH_PREFIX, require_admin
@@ -18,6 +15,7 @@ from api.edge import EdgeMiddleware
 from api.errors import ApiError
 from api.observability import RequestContextMiddleware
 from infra.settings import ApiSettings, Settings
+from tests.asgi_calls import asgi_call
 
 PROGRAMS = "POST /api/v1/admin/programs"
 STADIUM_SEATS = 50_000
@@ -102,20 +100,6 @@ def test_other_bodies_are_unsupported(content_type: bytes | None):
     assert refused.value.status == 415
 
 
-async def _call(app: Any, method: str, path: str) -> list[Message]:
-    sent: list[Message] = []
-    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b"", "state": {}}
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
 async def test_head_is_counted_under_the_route_it_matched():
     routed = FastAPI()
 
@@ -127,7 +111,7 @@ async def test_head_is_counted_under_the_route_it_matched():
     labels = {"method": "HEAD", "route": "/things/{thing_id}", "status": "200"}
     before = REGISTRY.get_sample_value("damai_http_requests_total", labels) or 0.0
 
-    sent = await _call(app, "HEAD", "/things/7")
+    sent = await asgi_call(app, "HEAD", "/things/7")
 
     assert sent[0]["status"] == 200
     assert REGISTRY.get_sample_value("damai_http_requests_total", labels) == before + 1

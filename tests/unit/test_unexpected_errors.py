@@ -6,23 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
-from starlette.types import Message
 
 from api.observability import RequestContextMiddleware
-
-
-async def _call(app: Any, method: str, path: str) -> list[Message]:
-    sent: list[Message] = []
-    scope = {"type": "http", "method": method, "path": path, "headers": [], "query_string": b"", "state": {}}
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
+from tests.asgi_calls import asgi_call
 
 
 def _failing_app(after_start: bool) -> Any:
@@ -35,7 +21,7 @@ def _failing_app(after_start: bool) -> Any:
 
 
 async def test_an_unexpected_error_is_answered_500_in_the_envelope_and_not_raised_to_the_server():
-    sent = await _call(RequestContextMiddleware(_failing_app(after_start=False), access_log=None), "GET", "/x")
+    sent = await asgi_call(RequestContextMiddleware(_failing_app(after_start=False), access_log=None), "GET", "/x")
 
     assert sent[0]["status"] == 500
     assert orjson.loads(sent[1]["body"])["code"] == "INTERNAL_ERROR"
@@ -45,4 +31,4 @@ async def test_an_error_after_the_response_began_is_raised_so_the_server_closes_
     app = RequestContextMiddleware(_failing_app(after_start=True), access_log=None)
 
     with pytest.raises(RuntimeError):
-        await _call(app, "GET", "/x")
+        await asgi_call(app, "GET", "/x")
