@@ -84,3 +84,21 @@ def rate_limit_window(prefix: str, client_ip: str, group: str) -> str:
     """Counter of one IP address's requests to one route group in the current fixed window
     (``lua/fixed_window_limit.lua``, which gives it the window's length as its TTL)."""
     return f"{prefix}:rl:{{ip:{client_ip}}}:{group}"
+
+
+def captcha_need(prefix: str, captcha_id: str) -> str:
+    """String "1"/"0": whether the check that handed out this captcha id required a captcha
+    (TTL ``CaptchaSettings.id_ttl_s``). The id's keys share the tag ``{captcha:<id>}``."""
+    return f"{prefix}:{{captcha:{captcha_id}}}:need"
+
+
+def captcha_answer(prefix: str, captcha_id: str) -> str:
+    """String: the answer of the latest image drawn for this captcha id, taken once with GETDEL
+    (TTL ``CaptchaSettings.answer_ttl_s``)."""
+    return f"{prefix}:{{captcha:{captcha_id}}}:answer"
+
+
+def registration_window(prefix: str) -> str:
+    """Counter of the registrations in the current fixed window, which decides whether a captcha is
+    required (``lua/fixed_window_limit.lua``, which gives it the window's length as its TTL)."""
+    return f"{prefix}:{{captcha-window}}:registrations"

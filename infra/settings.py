@@ -299,7 +299,11 @@ class ApiSettings(BaseModel):
         "413 PAYLOAD_TOO_LARGE, before it is read when its Content-Length says so.",
     )
     body_limits: dict[str, int] = Field(
-        default_factory=lambda: {"POST /api/v1/admin/programs": 8 * 1024 * 1024},
+        default_factory=lambda: {
+            "POST /api/v1/admin/programs": 8 * 1024 * 1024,
+            "POST /api/v1/captcha": 1024,
+            "POST /api/v1/captcha/check": 1024,
+        },
         description="Largest request body of the routes named ('METHOD /path/{template}'). A program with a "
         "50,000-seat stadium's seats listed one by one is 2.2 MB a show time as compact JSON, 5.9 MB indented.",
     )
@@ -342,6 +346,56 @@ class RateLimitSettings(BaseModel):
     admin_window_ms: int = Field(
         default=1_000, ge=1, description="Length of the admin command routes' rate-limit window."
     )
+    captcha_limit: int = Field(
+        default=20,
+        ge=1,
+        description="Captcha images (POST /api/v1/captcha) one IP address may ask for per window; each costs "
+        "about 4 ms of CPU (docs/users.md).",
+    )
+    captcha_window_ms: int = Field(default=60_000, ge=1, description="Length of the captcha images' rate-limit window.")
+    captcha_check_limit: int = Field(
+        default=120,
+        ge=1,
+        description="Captcha checks (POST /api/v1/captcha/check) one IP address may send per window; each leaves "
+        "a key in Redis for DAMAI_CAPTCHA__ID_TTL_S.",
+    )
+    captcha_check_window_ms: int = Field(
+        default=60_000, ge=1, description="Length of the captcha checks' rate-limit window."
+    )
+
+
+class CaptchaSettings(BaseModel):
+    """The captcha gate in front of registration (docs/users.md)."""
+
+    key_prefix: str = Field(
+        default="damai",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="First part of every captcha Redis key (<prefix>:{captcha:<id>}:need and :answer, "
+        "<prefix>:{captcha-window}:registrations); a namespace on a shared Redis.",
+    )
+    always: bool = Field(default=False, description="Require a captcha for every registration, whatever the load.")
+    threshold_per_second: float = Field(
+        default=100.0,
+        ge=0,
+        description="Registrations per second, over the window, above which a captcha is required.",
+    )
+    window_ms: int = Field(
+        default=1_000,
+        ge=100,
+        le=3_600_000,
+        description="Length of the fixed window registrations are counted in (it starts at its first registration).",
+    )
+    id_ttl_s: int = Field(
+        default=600,
+        ge=1,
+        description="How long a captcha id and its check's decision live: a registration must name it within this.",
+    )
+    answer_ttl_s: int = Field(
+        default=120, ge=1, description="How long the answer of a captcha image can be given (once)."
+    )
+    answer_length: int = Field(default=5, ge=4, le=8, description="Characters in a captcha image's answer.")
+    image_width: int = Field(default=160, ge=80, le=400, description="Width of a captcha image in pixels.")
+    image_height: int = Field(default=60, ge=30, le=200, description="Height of a captcha image in pixels.")
 
 
 class WorkerSettings(BaseModel):
@@ -419,6 +473,7 @@ class Settings(BaseSettings):
     ids: IdSettings = Field(default_factory=IdSettings)
     program_cache: ProgramCacheSettings = Field(default_factory=ProgramCacheSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    captcha: CaptchaSettings = Field(default_factory=CaptchaSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     def namespaced(self, tag: str) -> Settings:
@@ -437,6 +492,7 @@ class Settings(BaseSettings):
                 "ids": self.ids.model_copy(update={"key_tag": f"{tag}-ids"}),
                 "program_cache": self.program_cache.model_copy(update={"key_prefix": tag}),
                 "rate_limits": self.rate_limits.model_copy(update={"key_prefix": tag}),
+                "captcha": self.captcha.model_copy(update={"key_prefix": tag}),
             }
         )
 
@@ -450,6 +506,7 @@ class Settings(BaseSettings):
             "DAMAI_IDS__KEY_TAG": self.ids.key_tag,
             "DAMAI_PROGRAM_CACHE__KEY_PREFIX": self.program_cache.key_prefix,
             "DAMAI_RATE_LIMITS__KEY_PREFIX": self.rate_limits.key_prefix,
+            "DAMAI_CAPTCHA__KEY_PREFIX": self.captcha.key_prefix,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }
