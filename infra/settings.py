@@ -9,15 +9,23 @@ lists them all.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from commands.program import CatalogueLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Public, so for development only (SecuritySettings.uses_development_keys).
+_DEVELOPMENT_BLIND_INDEX_KEY = "06qVa/K28wJvn3AD36Hsq1Ixyi1Q/NPY+7+zwZha2Wk="
+_DEVELOPMENT_MASTER_KEY_ID = "dev-1"
+_DEVELOPMENT_MASTER_KEY = "dubxZLpycZzyHcLN5qz3tnQb8upyaGSaSnq43j8SLyU="
 
 
 class PostgresSettings(BaseModel):
@@ -62,12 +70,62 @@ class PostgresSettings(BaseModel):
 
 
 class SecuritySettings(BaseModel):
-    blind_index_key: str = Field(
-        default="damai-dev-blind-index-key-change-me",
-        min_length=16,
-        description="Secret of the keyed hash (HMAC-SHA256) that indexes mobiles, emails and ID numbers; "
-        "changing it needs a re-index.",
+    """The keys of personal-data protection (docs/personal-data.md), each base64 of 32 random bytes
+    (``python -c "import base64, os; print(base64.b64encode(os.urandom(32)).decode())"``).
+
+    The defaults are for development only: they are public, in this file. ``uses_development_keys``
+    tells a deployment that forgot to set its own.
+    """
+
+    blind_index_key: SecretStr = Field(
+        default=SecretStr(_DEVELOPMENT_BLIND_INDEX_KEY),
+        description="DEVELOPMENT ONLY default. Base64 key (32+ bytes) of the keyed hash (HMAC-SHA256) that indexes "
+        "mobiles, emails and ID numbers for lookups and shard routing; changing it needs a re-index.",
     )
+    master_keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {_DEVELOPMENT_MASTER_KEY_ID: SecretStr(_DEVELOPMENT_MASTER_KEY)},
+        description="DEVELOPMENT ONLY default. Master keys by id (1-32 of A-Z a-z 0-9 _ -), each base64 of 32 bytes, "
+        "that wrap the per-user data keys; keep a retired key until every data key is rewrapped.",
+    )
+    current_master_key_id: str = Field(
+        default=_DEVELOPMENT_MASTER_KEY_ID,
+        description="The master key new and rewrapped data keys are wrapped under; one of master_keys.",
+    )
+
+    @model_validator(mode="after")
+    def _keys_are_usable(self) -> SecuritySettings:
+        if len(self.blind_index_key_bytes()) < _KEY_BYTES:
+            raise ValueError(f"blind_index_key: base64 of at least {_KEY_BYTES} bytes")
+        for key_id in self.master_keys:
+            if not _KEY_ID.fullmatch(key_id):
+                raise ValueError(f"master_keys: id {key_id!r} is not 1-32 of A-Z a-z 0-9 _ -")
+        if any(len(material) != _KEY_BYTES for material in self.master_key_bytes().values()):
+            raise ValueError(f"master_keys: each key is base64 of exactly {_KEY_BYTES} bytes")
+        if self.current_master_key_id not in self.master_keys:
+            raise ValueError("current_master_key_id names no key of master_keys")
+        return self
+
+    def blind_index_key_bytes(self) -> bytes:
+        return _base64_key(self.blind_index_key, "blind_index_key")
+
+    def master_key_bytes(self) -> dict[str, bytes]:
+        return {key_id: _base64_key(key, f"master_keys[{key_id}]") for key_id, key in self.master_keys.items()}
+
+    def uses_development_keys(self) -> bool:
+        """True when any key is one of the public development defaults."""
+        keys = {self.blind_index_key.get_secret_value(), *(k.get_secret_value() for k in self.master_keys.values())}
+        return bool(keys & {_DEVELOPMENT_BLIND_INDEX_KEY, _DEVELOPMENT_MASTER_KEY})
+
+
+_KEY_BYTES = 32
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _base64_key(key: SecretStr, name: str) -> bytes:
+    try:
+        return base64.b64decode(key.get_secret_value(), validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"{name}: not base64") from error
 
 
 class RedisSettings(BaseModel):

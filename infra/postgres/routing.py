@@ -11,17 +11,17 @@ How keys become slots:
 - order numbers carry the buyer's gene in their low bits (``infra.ids``), so
   ``order_number mod N`` is ``gene mod N`` — the slot of that user's orders, whichever of the two
   keys a query has. Pay and refund bills follow their order number the same way;
-- mobiles and emails go through a keyed hash (HMAC-SHA256, the blind index), so login by either
-  never fans out and the table never holds the plain value.
+- mobiles and emails go through the blind index (``infra.personal_data.BlindIndex``: HMAC-SHA256
+  of the normalised value), so login by either never fans out and the table never holds the plain
+  value.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
 from infra.ids.layout import GENE_BITS
+from infra.personal_data.blind_index import BlindIndex
 from infra.settings import PostgresSettings, Settings
 
 MASK64 = (1 << 64) - 1
@@ -56,10 +56,10 @@ class Shard:
 
 
 class ShardLayout:
-    def __init__(self, settings: PostgresSettings, blind_index_key: str):
+    def __init__(self, settings: PostgresSettings, blind_index: BlindIndex):
         self._databases = list(settings.databases)
         self._tables = dict(settings.tables_per_database)
-        self._key = blind_index_key.encode()
+        self._blind_index = blind_index
         missing = set(SHARD_GROUPS) - set(self._tables)
         if missing:
             raise ValueError(f"tables_per_database lacks shard groups: {sorted(missing)}")
@@ -99,15 +99,11 @@ class ShardLayout:
         """The low bits every order number of this user carries."""
         return mix64(user_id) & ((1 << GENE_BITS) - 1)
 
-    def blind_index(self, kind: str, value: str) -> bytes:
-        """Keyed hash of a normalised identifier: stored for lookups instead of the value."""
-        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).digest()
-
     def mobile_blind(self, mobile: str) -> bytes:
-        return self.blind_index("mobile", "".join(mobile.split()))
+        return self._blind_index.mobile(mobile)
 
     def email_blind(self, email: str) -> bytes:
-        return self.blind_index("email", email.strip().lower())
+        return self._blind_index.email(email)
 
     def _slot_of_id(self, group: str, entity_id: int) -> int:
         return mix64(entity_id) % self.slots(group)
@@ -156,4 +152,4 @@ class ShardLayout:
 
 
 def shard_layout(settings: Settings) -> ShardLayout:
-    return ShardLayout(settings.postgres, settings.security.blind_index_key)
+    return ShardLayout(settings.postgres, BlindIndex.from_settings(settings.security))

@@ -6,10 +6,11 @@ from hypothesis import strategies as st
 
 from infra.ids.generator import IdGenerator
 from infra.ids.layout import EPOCH_MS, GENE_BITS, ORDER_NUMBER, WORKER_COUNT
+from infra.personal_data import BlindIndex
 from infra.postgres.routing import SHARD_GROUPS, ShardLayout
 from infra.settings import PostgresSettings
 
-KEY = "routing-test-key-0123456789"
+KEY = BlindIndex(b"routing-test-key-0123456789-abcdef")
 user_ids = st.integers(min_value=1, max_value=(1 << 63) - 1)
 high_bits = st.integers(min_value=0, max_value=(1 << (63 - GENE_BITS)) - 1)
 
@@ -94,7 +95,7 @@ def test_program_rows_of_one_program_share_a_slot():
 
 
 def test_mobile_and_email_route_by_a_keyed_hash_of_the_normalised_value():
-    default, other_key = layout(), ShardLayout(PostgresSettings(), "another-key-0123456789")
+    default, other_key = layout(), ShardLayout(PostgresSettings(), BlindIndex(b"another-key-0123456789-abcdefghijk"))
 
     assert default.mobile_blind("138 0013 8000") == default.mobile_blind("13800138000")
     assert default.email_blind(" Fan@Example.COM ") == default.email_blind("fan@example.com")
