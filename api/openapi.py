@@ -81,6 +81,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "TakeOffSale": {"reason": "主办方调整"},
     "RescheduleShowTime": {"startsAt": "2027-05-02T19:30:00+08:00"},
     "RepriceTicketCategory": {"price": "1380.00"},
+    "CaptchaRequest": {"captchaId": "Qm9vdHN0cmFwQ2FwdGNoYQ"},
 }
 
 # (operation answering, JSON pointer into its body) → operations taking that value, by parameter.

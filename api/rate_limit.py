@@ -23,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 UNKNOWN_CLIENT = "unknown"
 ADMIN = "admin"
+CAPTCHA_PATHS = frozenset({"/api/v1/captcha", "/api/v1/captcha/check"})
 
 RATE_LIMITED_RESPONSE: dict[int | str, dict[str, object]] = {
     429: {
@@ -37,6 +38,17 @@ async def limit_admin_commands(res: Resources, client: str | None) -> None:
     """At most ``admin_limit`` requests per ``admin_window_ms`` from one address to the admin routes."""
     limits = res.settings.rate_limits
     await _count(res, client or UNKNOWN_CLIENT, ADMIN, limits.admin_limit, limits.admin_window_ms)
+
+
+async def limit_captcha(res: Resources, client: str | None, path: str) -> None:
+    """Captcha images (``captcha_limit`` per ``captcha_window_ms``) or checks (``captcha_check_limit``
+    per ``captcha_check_window_ms``, ``path`` ending in ``/check``) from one address."""
+    limits = res.settings.rate_limits
+    if path.endswith("/check"):
+        group, limit, window_ms = "captcha-check", limits.captcha_check_limit, limits.captcha_check_window_ms
+    else:
+        group, limit, window_ms = "captcha", limits.captcha_limit, limits.captcha_window_ms
+    await _count(res, client or UNKNOWN_CLIENT, group, limit, window_ms)
 
 
 async def _count(res: Resources, client: str, group: str, limit: int, window_ms: int) -> None:
