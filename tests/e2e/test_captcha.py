@@ -138,5 +138,5 @@ async def _kept_answer(system: System, captcha_id: str) -> str:
         kept = await redis.get(captcha_answer(system.settings.captcha.key_prefix, captcha_id))
     finally:
         await redis.aclose()
-    assert kept is not None
-    return bytes(kept).decode()
+    assert isinstance(kept, bytes)
+    return kept.decode()
