@@ -21,9 +21,11 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConnectionError as SearchConnectionError
 from redis.asyncio import Redis
 
+from commands.captcha import CaptchaGate
 from commands.program import Catalogue
 from commands.reference import Reference
 from infra.aggregate_store import AggregateStore
+from infra.captcha import LibraryCaptchaImages, RedisCaptchaStore, captcha_rule
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
@@ -88,6 +90,7 @@ class CommandSide:
     ids: IdService
     catalogue: Catalogue
     reference: Reference
+    captcha: CaptchaGate
 
 
 async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> CommandSide:
@@ -99,7 +102,12 @@ async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> C
     ids = await exit_stack.enter_async_context(IdService.start(adapters.redis, adapters.scripts, settings.ids))
     store = AggregateStore(settings, adapters.redis, adapters.scripts, publisher)
     catalogue = Catalogue(store, ids, lambda: datetime.now(UTC), settings.catalogue)
-    return CommandSide(publisher, ids, catalogue, Reference(store))
+    captcha = CaptchaGate(
+        RedisCaptchaStore(adapters.redis, adapters.scripts, settings.captcha),
+        LibraryCaptchaImages.of(settings.captcha),
+        captcha_rule(settings.captcha),
+    )
+    return CommandSide(publisher, ids, catalogue, Reference(store), captcha)
 
 
 @dataclass

@@ -6,41 +6,22 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 
 from api.errors import dependency_unavailable
 from api.models import CamelModel
+from api.resources import resources_of
 from commands import captcha as handlers
-from commands.captcha import CaptchaImages, CaptchaRequest, CaptchaRule, CaptchaStore, CaptchaStoreUnavailable
-from infra.captcha import LibraryCaptchaImages, RedisCaptchaStore, captcha_rule
+from commands.captcha import CaptchaGate, CaptchaRequest, CaptchaStoreUnavailable
 
 router = APIRouter(tags=["users"])
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class CaptchaGate:
-    store: CaptchaStore
-    images: CaptchaImages
-    rule: CaptchaRule
-
-
 async def captcha_gate(request: Request) -> CaptchaGate:
-    """The gate's adapters, built once per app from its resources."""
-    state = request.app.state
-    gate: CaptchaGate | None = getattr(state, "captcha_gate", None)
-    if gate is None:
-        res = state.resources
-        settings = res.settings.captcha
-        gate = CaptchaGate(
-            RedisCaptchaStore(res.adapters.redis, res.adapters.scripts, settings),
-            LibraryCaptchaImages.of(settings),
-            captcha_rule(settings),
-        )
-        state.captcha_gate = gate
+    gate: CaptchaGate = resources_of(request).commands.captcha
     return gate
 
 

@@ -88,6 +88,15 @@ class CaptchaRule:
         return registrations_in_window * 1000 > self.threshold_per_second * self.window_ms
 
 
+@dataclass(frozen=True)
+class CaptchaGate:
+    """What the captcha handlers work with (built by ``bootstrap.py``)."""
+
+    store: CaptchaStore
+    images: CaptchaImages
+    rule: CaptchaRule
+
+
 class CaptchaRequest(Command):
     """Ask for a captcha image for an id that a check handed out."""
 

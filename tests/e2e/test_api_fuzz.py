@@ -42,9 +42,13 @@ RUN_TIMEOUT_S = 900
 
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
-    # The fuzzer sends requests as fast as it can from one address: the admin rate limit is
-    # tested on its own (test_rate_limits.py), here it would only hide what comes after it.
-    return {"DAMAI_RATE_LIMITS__ADMIN_LIMIT": "1000000"}
+    # The fuzzer sends requests as fast as it can from one address: the rate limits are tested
+    # on their own (test_rate_limits.py, test_captcha.py), here they would only hide what is behind.
+    return {
+        "DAMAI_RATE_LIMITS__ADMIN_LIMIT": "1000000",
+        "DAMAI_RATE_LIMITS__CAPTCHA_LIMIT": "1000000",
+        "DAMAI_RATE_LIMITS__CAPTCHA_CHECK_LIMIT": "1000000",
+    }
 
 
 @pytest_asyncio.fixture(scope="module")
