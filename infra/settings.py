@@ -323,11 +323,15 @@ class ElasticsearchSettings(BaseModel):
     os_user: str = Field(default="damai-es", description="Unprivileged OS user the local Elasticsearch runs as.")
 
 
+DEVELOPMENT_ADMIN_TOKEN = "damai-admin-dev-token"
+DEVELOPMENT_ENVIRONMENTS = frozenset({"development", "test"})
+
+
 class ApiSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address the API binds.")
     port: int = Field(default=8000, description="Port the API listens on.")
     admin_token: str = Field(
-        default="damai-admin-dev-token",
+        default=DEVELOPMENT_ADMIN_TOKEN,
         description="Bearer credential for /api/v1/admin routes; change it outside development.",
     )
     timezone: str = Field(
@@ -515,7 +519,13 @@ class IdSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DAMAI_", env_nested_delimiter="__")
 
-    environment: str = Field(default="development", description="Name of this deployment, for logs.")
+    environment: str = Field(
+        default="development",
+        description=(
+            "Name of this deployment, for logs. Outside 'development' and 'test' the public development"
+            " secrets (admin token, personal-data keys) are refused at start."
+        ),
+    )
     state_dir: Path = Field(
         default=REPO_ROOT / ".stack", description="Where the local stack keeps its data, logs and pid files."
     )
@@ -533,6 +543,22 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     captcha: CaptchaSettings = Field(default_factory=CaptchaSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Settings:
+        if self.environment in DEVELOPMENT_ENVIRONMENTS:
+            return self
+        public = [
+            name
+            for name, used in (
+                ("DAMAI_API__ADMIN_TOKEN", self.api.admin_token == DEVELOPMENT_ADMIN_TOKEN),
+                ("DAMAI_SECURITY__*_KEY(S)", self.security.uses_development_keys()),
+            )
+            if used
+        ]
+        if public:
+            raise ValueError(f"environment {self.environment!r} uses the public development secrets: {public}")
+        return self
 
     def namespaced(self, tag: str) -> Settings:
         """The same stack under other topic names, consumer group and index prefix.
