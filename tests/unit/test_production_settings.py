@@ -21,6 +21,7 @@ def test_development_secrets_are_refused_when_the_environment_is_production():
 
     assert "DAMAI_API__ADMIN_TOKEN" in str(refused.value)
     assert "DAMAI_SECURITY__" in str(refused.value)
+    assert "DAMAI_TOKENS__SIGNING_KEY" in str(refused.value)
 
 
 def test_production_starts_when_every_secret_is_its_own():
@@ -30,6 +31,7 @@ def test_production_starts_when_every_secret_is_its_own():
             "environment": "production",
             "api": {"admin_token": "a-long-random-operator-token"},
             "security": {"blind_index_key": a_key(), "master_keys": {key_id: a_key()}, "current_master_key_id": key_id},
+            "tokens": {"signing_key": a_key()},
         }
     )
 
