@@ -28,7 +28,7 @@ MASK64 = (1 << 64) - 1
 
 # Shard group → the table families routed together (same key, same slot).
 SHARD_GROUPS: dict[str, tuple[str, ...]] = {
-    "user": ("user",),
+    "user": ("user", "user_data_key"),
     "user_mobile": ("user_mobile",),
     "user_email": ("user_email",),
     "ticket_buyer": ("ticket_buyer",),
@@ -115,6 +115,10 @@ class ShardLayout:
 
     def user(self, user_id: int) -> Shard:
         return self.shard("user", self._slot_of_id("user", user_id))
+
+    def user_data_keys(self, user_id: int) -> Shard:
+        """The wrapped data keys of a user: same slot and database as the user's row."""
+        return self.shard("user_data_key", self._slot_of_id("user", user_id))
 
     def ticket_buyers(self, user_id: int) -> Shard:
         return self.shard("ticket_buyer", self._slot_of_id("ticket_buyer", user_id))
