@@ -138,7 +138,7 @@ class PasswordSettings(BaseModel):
         ge=1,
         le=10,
         description="argon2id passes over memory (OWASP: 2 with 19 MiB). One hash with the defaults takes "
-        "25 ms median on the development machine (2 vCPU AMD EPYC); 64 MiB and 3 passes take 184 ms.",
+        "23 ms median on the development machine (2 vCPU AMD EPYC); 64 MiB and 3 passes take 184 ms.",
     )
     memory_cost_kib: int = Field(
         default=19_456,
