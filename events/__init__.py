@@ -5,3 +5,4 @@ Importing the package registers every event type.
 
 from events import program as program
 from events import reference as reference
+from events import user as user
