@@ -31,9 +31,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 
 from aggregates.errors import InvalidCommand
+from events.user import IdType
 
 ID_NUMBER_INVALID = "ID_NUMBER_INVALID"
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
@@ -52,15 +52,6 @@ _HK_MACAO_TRAVEL_PERMIT = re.compile(r"[HM](\d{8}|\d{10})")
 _TAIWAN_TRAVEL_PERMIT = re.compile(r"\d{8}|\d{10}(\([A-Z]{1,2}\)|[A-Z]{1,2})?")
 _PASSPORT = re.compile(r"[A-Z0-9]{5,20}")
 _OLD_PERMANENT_RESIDENCE_CARD = re.compile(r"[A-Z]{3}\d{12}")
-
-
-class IdType(StrEnum):
-    ID_CARD = "ID_CARD"
-    HK_MACAO_TAIWAN_RESIDENCE_PERMIT = "HK_MACAO_TAIWAN_RESIDENCE_PERMIT"
-    HK_MACAO_TRAVEL_PERMIT = "HK_MACAO_TRAVEL_PERMIT"
-    TAIWAN_TRAVEL_PERMIT = "TAIWAN_TRAVEL_PERMIT"
-    PASSPORT = "PASSPORT"
-    FOREIGN_PERMANENT_RESIDENCE_CARD = "FOREIGN_PERMANENT_RESIDENCE_CARD"
 
 
 @dataclass(frozen=True)

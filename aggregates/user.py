@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aggregates.base import Aggregate
 from aggregates.errors import Conflict, NotFound
-from aggregates.identity_documents import IdType
-from events.user import USER_FAMILY, Gender, user_key
+from events.user import USER_FAMILY, Gender, IdType, user_key
 
 
 class SealedValue(BaseModel):

@@ -16,7 +16,6 @@ from typing import Annotated
 
 from pydantic import Field
 
-from aggregates.identity_documents import IdType
 from events.base import DomainEvent
 from events.program import EntityId
 from events.registry import register_event
@@ -33,6 +32,17 @@ BlindIndexHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 PasswordHash = Annotated[str, Field(pattern=r"^\$argon2(id|i|d)\$[ -~]+$", max_length=512)]
 """An argon2 PHC string (``$argon2id$v=19$m=...,t=...,p=...$<salt>$<hash>``), never a password."""
 
+
+
+class IdType(StrEnum):
+    """The kinds of identity document a ticket buyer may name (rules: aggregates/identity_documents.py)."""
+
+    ID_CARD = "ID_CARD"
+    HK_MACAO_TAIWAN_RESIDENCE_PERMIT = "HK_MACAO_TAIWAN_RESIDENCE_PERMIT"
+    HK_MACAO_TRAVEL_PERMIT = "HK_MACAO_TRAVEL_PERMIT"
+    TAIWAN_TRAVEL_PERMIT = "TAIWAN_TRAVEL_PERMIT"
+    PASSPORT = "PASSPORT"
+    FOREIGN_PERMANENT_RESIDENCE_CARD = "FOREIGN_PERMANENT_RESIDENCE_CARD"
 
 class Gender(StrEnum):
     FEMALE = "FEMALE"

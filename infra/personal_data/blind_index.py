@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from aggregates.identity_documents import IdType, normalise_email, normalise_id_number, normalise_mobile
+from aggregates.identity_documents import normalise_email, normalise_id_number, normalise_mobile
+from events.user import IdType
 from infra.settings import SecuritySettings
 
 MIN_KEY_BYTES = 32

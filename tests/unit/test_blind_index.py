@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregates.identity_documents import IdType
+from events.user import IdType
 from infra.personal_data import BlindIndex
 from infra.postgres.routing import shard_layout
 from infra.settings import SecuritySettings, Settings

@@ -8,7 +8,6 @@ from aggregates.errors import InvalidCommand
 from aggregates.identity_documents import (
     ID_NUMBER_INVALID,
     IdentityDocument,
-    IdType,
     check_character,
     identity_document,
     mask_email,
@@ -19,6 +18,7 @@ from aggregates.identity_documents import (
     normalise_id_number,
     normalise_mobile,
 )
+from events.user import IdType
 
 TODAY = date(2026, 11, 30)
 PROVINCES = [11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46]

@@ -14,10 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregates.errors import DomainError
-from aggregates.identity_documents import IdType
 from aggregates.user import SealedValue, User
 from events.envelope import EventEnvelope
-from events.user import Gender
+from events.user import Gender, IdType
 from infra.personal_data import BlindIndex, DataKey, MasterKeyring, Secret, StoredDataKeys, UserDataKeys
 
 USER_ID = 4_200_000_000_001
