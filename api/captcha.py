@@ -5,19 +5,17 @@ per address before they run (``api/rate_limit.py``)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from api.errors import dependency_unavailable
+from api.commands import handled
 from api.models import CamelModel
 from api.resources import resources_of
 from commands import captcha as handlers
-from commands.captcha import CaptchaGate, CaptchaRequest, CaptchaStoreUnavailable
+from commands.captcha import CaptchaGate, CaptchaRequest
 
 router = APIRouter(tags=["users"])
-T = TypeVar("T")
 
 
 async def captcha_gate(request: Request) -> CaptchaGate:
@@ -44,7 +42,7 @@ class CaptchaImageOut(CamelModel):
 @router.post("/api/v1/captcha/check", status_code=200, response_model=CaptchaNeedOut, response_model_by_alias=True)
 async def post_captcha_check(gate: CaptchaGateDep) -> CaptchaNeedOut:
     """Whether registering now needs a captcha, under a fresh captcha id to register with."""
-    need = await _answered(handlers.check_captcha_need(gate.store, gate.rule))
+    need = await handled(handlers.check_captcha_need(gate.store, gate.rule))
     return CaptchaNeedOut(captcha_id=need.captcha_id, required=need.required)
 
 
@@ -57,12 +55,6 @@ async def post_captcha_check(gate: CaptchaGateDep) -> CaptchaNeedOut:
 )
 async def post_captcha(cmd: CaptchaRequest, gate: CaptchaGateDep) -> CaptchaImageOut:
     """A new captcha image for the id; its answer replaces any earlier one of that id."""
-    image = await _answered(handlers.issue_captcha(cmd, gate.store, gate.images, gate.rule))
+    image = await handled(handlers.issue_captcha(cmd, gate.store, gate.images, gate.rule))
     return CaptchaImageOut(captcha_id=image.captcha_id, image_png=base64.b64encode(image.png).decode())
 
-
-async def _answered(call: Awaitable[T]) -> T:
-    try:
-        return await call
-    except CaptchaStoreUnavailable as exc:
-        raise dependency_unavailable("CAPTCHA_UNAVAILABLE", "the captcha store cannot answer now; retry", exc) from exc

@@ -1,5 +1,5 @@
 """What every command route shares: the caller's correlation id, and turning a handler's
-``LogUnavailable`` into 503 (the client may retry)."""
+``Unavailable`` (the log or a store did not answer) into 503 (the client may retry)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 
 from api.errors import ApiError, dependency_unavailable
-from commands.ports import LogUnavailable
+from commands.ports import Unavailable
 
 CORRELATION_HEADER = "x-correlation-id"
 T = TypeVar("T")
@@ -31,10 +31,8 @@ CorrelationDep = Annotated[uuid.UUID | None, Depends(correlation_id)]
 
 
 async def handled(call: Awaitable[T]) -> T:
-    """Await a command handler; 503 ``EVENT_LOG_UNAVAILABLE`` when Kafka did not acknowledge."""
+    """Await a handler; 503 with the dependency's own code when the log or a store did not answer."""
     try:
         return await call
-    except LogUnavailable as exc:
-        raise dependency_unavailable(
-            "EVENT_LOG_UNAVAILABLE", "the event log did not acknowledge the command; retry", exc
-        ) from exc
+    except Unavailable as exc:
+        raise dependency_unavailable(exc.code, exc.message, exc) from exc

@@ -19,6 +19,7 @@ from typing import Annotated, Protocol
 from pydantic import Field
 
 from aggregates.errors import NotFound
+from commands.ports import Unavailable
 from commands.program import Command
 
 CAPTCHA_ID_BYTES = 16
@@ -38,8 +39,11 @@ MAX_ANSWER_LENGTH = 64
 """Longest answer a client may send; every answer drawn is far shorter."""
 
 
-class CaptchaStoreUnavailable(Exception):
+class CaptchaStoreUnavailable(Unavailable):
     """The store holding windows and answers did not answer; the client may retry."""
+
+    code = "CAPTCHA_UNAVAILABLE"
+    message = "the captcha store cannot answer now; retry"
 
 
 class CaptchaStore(Protocol):

@@ -20,8 +20,20 @@ class ConcurrentChange(Conflict):
     code = "CONCURRENT_CHANGE"
 
 
-class LogUnavailable(Exception):
-    """The event log did not acknowledge an append in time; the client may retry."""
+class Unavailable(Exception):
+    """A store or the log a handler needs did not answer in time; the client may retry.
+
+    ``code`` and ``message`` are what the API answers with (503, ``Retry-After``)."""
+
+    code: str = "DEPENDENCY_UNAVAILABLE"
+    message: str = "a dependency did not answer in time; retry"
+
+
+class LogUnavailable(Unavailable):
+    """The event log did not acknowledge an append in time; the command may or may not be in it."""
+
+    code = "EVENT_LOG_UNAVAILABLE"
+    message = "the event log did not acknowledge the command; retry"
 
 
 class AggregateStore(Protocol):
