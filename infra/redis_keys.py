@@ -102,3 +102,38 @@ def registration_window(prefix: str) -> str:
     """Counter of the registrations in the current fixed window, which decides whether a captcha is
     required (``lua/fixed_window_limit.lua``, which gives it the window's length as its TTL)."""
     return f"{prefix}:{{captcha-window}}:registrations"
+
+
+def user_tag(prefix: str, user_id: int) -> str:
+    return f"{prefix}:{{u:{user_id}}}"
+
+
+def user_state(prefix: str, user_id: int) -> str:
+    """Hash, kept by the user projector after Postgres commits: ``version`` (the newest projected
+    aggregate version) and ``status`` (``active``/``deleted``). Registration waits on ``version``;
+    the purchase path refuses a deleted user."""
+    return f"{user_tag(prefix, user_id)}:state"
+
+
+def user_ticket_buyers(prefix: str, user_id: int) -> str:
+    """Hash: ticket buyer id → the blind index (hex) of that buyer's ID document, kept by the user
+    projector, so the purchase path checks buyers and one ticket per document without Postgres."""
+    return f"{user_tag(prefix, user_id)}:ticket-buyers"
+
+
+def user_bloom(prefix: str, part: str) -> str:
+    """The registration Bloom filter's keys (``part``: live, building, builder): the blind indexes
+    of mobiles and emails in use."""
+    return f"{prefix}:{{user-bloom}}:{part}"
+
+
+def login_failures(prefix: str, identifier_blind: str) -> str:
+    """Counter of failed logins of one identifier (a mobile's or email's blind index) in the
+    current window (``lua/fixed_window_limit.lua``)."""
+    return f"{prefix}:{{login:{identifier_blind}}}:failures"
+
+
+def revoked_tokens(prefix: str) -> str:
+    """Stream of revoked access tokens (fields ``jti``, ``exp``), trimmed to the tokens' life;
+    every API process tails it into a local set."""
+    return f"{prefix}:{{sessions}}:revoked"

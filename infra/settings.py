@@ -474,6 +474,28 @@ class RateLimitSettings(BaseModel):
     captcha_check_window_ms: int = Field(
         default=60_000, ge=1, description="Length of the captcha checks' rate-limit window."
     )
+    registration_limit: int = Field(
+        default=20,
+        ge=1,
+        description="Registrations (POST /api/v1/users) one IP address may send per window; each costs an argon2id "
+        "hash (docs/users.md).",
+    )
+    registration_window_ms: int = Field(
+        default=60_000, ge=1, description="Length of the registrations' rate-limit window."
+    )
+    login_limit: int = Field(
+        default=60, ge=1, description="Logins (POST /api/v1/sessions) one IP address may send per window."
+    )
+    login_window_ms: int = Field(default=60_000, ge=1, description="Length of the logins' rate-limit window.")
+    user_command_limit: int = Field(
+        default=60,
+        ge=1,
+        description="Changes one signed-in user may make per window to their account (profile, password, "
+        "verification, ticket buyers, deletion, logout).",
+    )
+    user_command_window_ms: int = Field(
+        default=60_000, ge=1, description="Length of the per-user account changes' rate-limit window."
+    )
 
 
 class CaptchaSettings(BaseModel):
@@ -508,6 +530,55 @@ class CaptchaSettings(BaseModel):
     answer_length: int = Field(default=5, ge=4, le=8, description="Characters in a captcha image's answer.")
     image_width: int = Field(default=160, ge=80, le=400, description="Width of a captcha image in pixels.")
     image_height: int = Field(default=60, ge=30, le=200, description="Height of a captcha image in pixels.")
+
+
+class UserSettings(BaseModel):
+    """Accounts, sessions and ticket buyers (docs/users.md)."""
+
+    key_prefix: str = Field(
+        default="damai",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="First part of every user Redis key (the registration Bloom filter, login failure counters, "
+        "revoked tokens, each user's projected state and ticket buyers); a namespace on a shared Redis.",
+    )
+    ticket_buyers_max: int = Field(default=20, ge=1, le=100, description="Most ticket buyers one user may keep.")
+    registration_wait_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=30,
+        description="Longest registration waits for the new account to be projected (so that it can log in at "
+        "once) before it answers 503 USER_NOT_CONFIRMED.",
+    )
+    bloom_bits: int = Field(
+        default=143_775_876,
+        ge=1024,
+        le=4_294_967_295,
+        description="Bits of the registration Bloom filter (mobiles and emails in use): 10 million members at "
+        "0.1 % false positives need 143,775,876 bits (17.1 MiB) and 10 hashes. Changing it rebuilds the filter.",
+    )
+    bloom_hashes: int = Field(default=10, ge=1, le=32, description="Hashes per member of the registration Bloom filter.")
+    bloom_build_batch: int = Field(
+        default=5_000, ge=1, description="Members added per round trip while the registration Bloom filter is rebuilt."
+    )
+    bloom_build_ttl_s: int = Field(
+        default=600, ge=1, description="Longest one rebuild of the registration Bloom filter may hold its builder lock."
+    )
+    login_failures_max: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins one identifier (mobile or email) may have per window; the next is refused with "
+        "429 LOGIN_LOCKED until the window ends, whether or not the account exists.",
+    )
+    login_window_ms: int = Field(
+        default=60_000, ge=1_000, description="Length of the window login failures are counted (and locked) in."
+    )
+    revocation_poll_block_ms: int = Field(
+        default=200,
+        ge=10,
+        le=1_000,
+        description="How long each API process's reader of revoked tokens blocks on the stream; a revoked token "
+        "is refused by every process within about this much.",
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -594,6 +665,7 @@ class Settings(BaseSettings):
     passwords: PasswordSettings = Field(default_factory=PasswordSettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     captcha: CaptchaSettings = Field(default_factory=CaptchaSettings)
+    users: UserSettings = Field(default_factory=UserSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     @model_validator(mode="after")
@@ -630,6 +702,7 @@ class Settings(BaseSettings):
                 "program_cache": self.program_cache.model_copy(update={"key_prefix": tag}),
                 "rate_limits": self.rate_limits.model_copy(update={"key_prefix": tag}),
                 "captcha": self.captcha.model_copy(update={"key_prefix": tag}),
+                "users": self.users.model_copy(update={"key_prefix": tag}),
             }
         )
 
@@ -644,6 +717,7 @@ class Settings(BaseSettings):
             "DAMAI_PROGRAM_CACHE__KEY_PREFIX": self.program_cache.key_prefix,
             "DAMAI_RATE_LIMITS__KEY_PREFIX": self.rate_limits.key_prefix,
             "DAMAI_CAPTCHA__KEY_PREFIX": self.captcha.key_prefix,
+            "DAMAI_USERS__KEY_PREFIX": self.users.key_prefix,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }
