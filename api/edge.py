@@ -7,7 +7,8 @@ before its 401). Here, in order, before a byte of the body is read:
 1. ``HEAD`` is served as ``GET`` (FastAPI's routes declare GET only); uvicorn, whose scope still
    says HEAD, sends the headers without the body.
 2. Admin paths (``api/auth.py:ADMIN_PATH_PREFIX``): the address's rate limit, then the credential;
-   the captcha routes: the address's rate limit.
+   the captcha routes, and ``POST`` to registration and login (``SIGN_IN_PATHS``): the address's
+   rate limit.
 3. A body (on methods that carry one): JSON only (415), no larger than its route allows (413, from
    ``Content-Length`` when given), read whole within ``body_timeout_s`` (408) and handed on.
 
@@ -25,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import ADMIN_PATH_PREFIX, check_admin
 from api.body_limit import BodyLimits, check_json, declared_length, discard_body, read_body, replayed, too_large
 from api.errors import ApiError, error_response
-from api.rate_limit import CAPTCHA_PATHS, limit_admin_commands, limit_captcha
+from api.rate_limit import CAPTCHA_PATHS, SIGN_IN_PATHS, limit_admin_commands, limit_captcha, limit_sign_in
 from api.resources import Resources
 from infra.settings import ApiSettings
 
@@ -76,6 +77,9 @@ class EdgeMiddleware:
             elif path in CAPTCHA_PATHS:
                 client = scope.get("client")
                 await limit_captcha(_resources(scope), client[0] if client else None, path)
+            elif method == "POST" and path in SIGN_IN_PATHS:
+                client = scope.get("client")
+                await limit_sign_in(_resources(scope), client[0] if client else None, path)
             if length != 0:
                 check_json(headers.get(b"content-type"))
                 if length is not None and length > limit:

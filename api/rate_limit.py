@@ -1,4 +1,5 @@
-"""Rate limits per client IP address, checked by the edge (``api/edge.py``) before anything else.
+"""Rate limits per client IP address, checked by the edge (``api/edge.py``) before anything else,
+and per signed-in user, checked by the routes that change an account (``limit_user_commands``).
 
 Each route group has a limit and a window in ``RateLimitSettings``; a request is counted in its
 address's current fixed window in Redis (``lua/fixed_window_limit.lua``), and one over the limit
@@ -17,13 +18,18 @@ from api.errors import ApiError
 from api.resources import Resources
 from infra.metrics import RATE_LIMITED
 from infra.redis import REDIS_ERRORS
-from infra.redis_keys import rate_limit_window
+from infra.redis_keys import rate_limit_window, user_rate_limit_window
 
 log = structlog.get_logger(__name__)
 
 UNKNOWN_CLIENT = "unknown"
 ADMIN = "admin"
+USER = "user"
 CAPTCHA_PATHS = frozenset({"/api/v1/captcha", "/api/v1/captcha/check"})
+REGISTRATION_PATH = "/api/v1/users"
+SESSIONS_PATH = "/api/v1/sessions"
+SIGN_IN_PATHS = frozenset({REGISTRATION_PATH, SESSIONS_PATH})
+"""Registration and login: limited per address on ``POST`` only (each costs an argon2id hash)."""
 
 RATE_LIMITED_RESPONSE: dict[int | str, dict[str, object]] = {
     429: {
@@ -37,7 +43,7 @@ RATE_LIMITED_RESPONSE: dict[int | str, dict[str, object]] = {
 async def limit_admin_commands(res: Resources, client: str | None) -> None:
     """At most ``admin_limit`` requests per ``admin_window_ms`` from one address to the admin routes."""
     limits = res.settings.rate_limits
-    await _count(res, client or UNKNOWN_CLIENT, ADMIN, limits.admin_limit, limits.admin_window_ms)
+    await _count_address(res, client, ADMIN, limits.admin_limit, limits.admin_window_ms)
 
 
 async def limit_captcha(res: Resources, client: str | None, path: str) -> None:
@@ -48,11 +54,34 @@ async def limit_captcha(res: Resources, client: str | None, path: str) -> None:
         group, limit, window_ms = "captcha-check", limits.captcha_check_limit, limits.captcha_check_window_ms
     else:
         group, limit, window_ms = "captcha", limits.captcha_limit, limits.captcha_window_ms
-    await _count(res, client or UNKNOWN_CLIENT, group, limit, window_ms)
+    await _count_address(res, client, group, limit, window_ms)
 
 
-async def _count(res: Resources, client: str, group: str, limit: int, window_ms: int) -> None:
-    key = rate_limit_window(res.settings.rate_limits.key_prefix, client, group)
+async def limit_sign_in(res: Resources, client: str | None, path: str) -> None:
+    """Registrations (``registration_limit`` per ``registration_window_ms``, ``path`` is
+    ``REGISTRATION_PATH``) or logins (``login_limit`` per ``login_window_ms``) from one address."""
+    limits = res.settings.rate_limits
+    if path == REGISTRATION_PATH:
+        group, limit, window_ms = "registration", limits.registration_limit, limits.registration_window_ms
+    else:
+        group, limit, window_ms = "login", limits.login_limit, limits.login_window_ms
+    await _count_address(res, client, group, limit, window_ms)
+
+
+async def limit_user_commands(res: Resources, user_id: int) -> None:
+    """At most ``user_command_limit`` account changes per ``user_command_window_ms`` by one signed-in
+    user, whatever the address; a route calls it once the user is known (``api/auth.py:require_user``)."""
+    limits = res.settings.rate_limits
+    key = user_rate_limit_window(limits.key_prefix, user_id, USER)
+    await _count(res, key, USER, limits.user_command_limit, limits.user_command_window_ms, "this user")
+
+
+async def _count_address(res: Resources, client: str | None, group: str, limit: int, window_ms: int) -> None:
+    key = rate_limit_window(res.settings.rate_limits.key_prefix, client or UNKNOWN_CLIENT, group)
+    await _count(res, key, group, limit, window_ms, "this address")
+
+
+async def _count(res: Resources, key: str, group: str, limit: int, window_ms: int, counted: str) -> None:
     try:
         allowed, _, retry_after_ms = await res.adapters.scripts["fixed_window_limit"](
             keys=[key], args=[limit, window_ms]
@@ -65,7 +94,7 @@ async def _count(res: Resources, client: str, group: str, limit: int, window_ms:
         raise ApiError(
             429,
             "RATE_LIMITED",
-            f"more than {limit} requests in {window_ms} ms from this address; retry later",
+            f"more than {limit} requests in {window_ms} ms from {counted}; retry later",
             {"limit": limit, "windowMs": window_ms},
             headers={"Retry-After": str(max(1, math.ceil(int(retry_after_ms) / 1000)))},
         )

@@ -137,3 +137,9 @@ def revoked_tokens(prefix: str) -> str:
     """Stream of revoked access tokens (fields ``jti``, ``exp``), trimmed to the tokens' life;
     every API process tails it into a local set."""
     return f"{prefix}:{{sessions}}:revoked"
+
+
+def user_rate_limit_window(prefix: str, user_id: int, group: str) -> str:
+    """Counter of one signed-in user's requests to one route group in the current fixed window
+    (``lua/fixed_window_limit.lua``), wherever they come from: ``rate_limit_window`` keyed by user."""
+    return f"{prefix}:rl:{{u:{user_id}}}:{group}"
