@@ -10,33 +10,45 @@ handlers (``commands/``) and the read side (``queries/``), for the API, the work
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Hashable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
 from elasticsearch import AsyncElasticsearch
 from elasticsearch import ConnectionError as SearchConnectionError
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from commands.captcha import CaptchaGate
 from commands.program import Catalogue
 from commands.reference import Reference
+from commands.sessions import Sessions
+from commands.user import Accounts
 from infra.aggregate_store import AggregateStore
 from infra.captcha import LibraryCaptchaImages, RedisCaptchaStore, captcha_rule
 from infra.ids import IdService
 from infra.kafka import EventPublisher
+from infra.login_attempts import LoginAttempts
+from infra.passwords import Passwords
+from infra.personal_data import BlindIndex, MasterKeyring
+from infra.personal_data.postgres_store import PostgresDataKeyStore
+from infra.personal_data.vault import PersonalDataVault
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts, create_redis
+from infra.revocations import RevokedTokens
 from infra.search import apply_index_templates, create_elasticsearch, index_name
 from infra.settings import Settings
+from infra.tokens import AccessTokens
 from queries.cache import ProgramDetailCache, RemainingCounts
 from queries.cache.micro import MicroCache
 from queries.search import ProgramSearch
+from queries.users import UserReads
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +103,10 @@ class CommandSide:
     catalogue: Catalogue
     reference: Reference
     captcha: CaptchaGate
+    tokens: AccessTokens
+    revoked: RevokedTokens
+    accounts: Accounts
+    sessions: Sessions
 
 
 async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> CommandSide:
@@ -107,7 +123,46 @@ async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> C
         LibraryCaptchaImages.of(settings.captcha),
         captcha_rule(settings.captcha),
     )
-    return CommandSide(publisher, ids, catalogue, Reference(store), captcha)
+    revoked = RevokedTokens(
+        adapters.redis, settings.users, settings.tokens.access_token_ttl_s, leeway_s=settings.tokens.leeway_s
+    )
+    await revoked.start()
+    exit_stack.push_async_callback(revoked.stop)
+    tokens = AccessTokens(settings.tokens)
+    passwords = Passwords(settings.passwords)
+    blind = BlindIndex.from_settings(settings.security)
+    users = user_reads(adapters)
+    accounts = Accounts(
+        store=store,
+        ids=ids,
+        clock=lambda: datetime.now(UTC),
+        personal_data=personal_data_vault(adapters),
+        blind=blind,
+        passwords=passwords,
+        directory=users,
+        captcha=captcha,
+        ticket_buyers_max=settings.users.ticket_buyers_max,
+        void_claims_after=timedelta(milliseconds=store.pending_ms),
+        projection_wait_s=settings.users.registration_wait_s,
+    )
+    sessions = Sessions(
+        blind=blind,
+        credentials=users,
+        failures=LoginAttempts(adapters.redis, adapters.scripts, settings.users),
+        passwords=passwords,
+        tokens=tokens,
+        revocations=revoked,
+        dummy_hash=await passwords.hash(SecretStr(secrets.token_urlsafe(16))),
+    )
+    return CommandSide(publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions)
+
+
+def personal_data_vault(adapters: Adapters) -> PersonalDataVault:
+    return PersonalDataVault(MasterKeyring.from_settings(adapters.settings.security), PostgresDataKeyStore(adapters.db))
+
+
+def user_reads(adapters: Adapters) -> UserReads:
+    return UserReads(adapters.db, adapters.redis, adapters.settings.users, personal_data_vault(adapters))
 
 
 @dataclass
@@ -117,6 +172,7 @@ class ReadSide:
     search: ProgramSearch
     search_pages: MicroCache[Hashable, bytes]
     seat_maps: MicroCache[tuple[int, int, int | None], bytes]
+    users: UserReads
 
 
 async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> ReadSide:
@@ -140,7 +196,7 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
     seat_maps: MicroCache[tuple[int, int, int | None], bytes] = MicroCache(
         "seat_maps", settings.program_cache.seat_map_ttl_s, settings.program_cache.local_max_entries
     )
-    return ReadSide(program_details, remaining, search, search_pages, seat_maps)
+    return ReadSide(program_details, remaining, search, search_pages, seat_maps, user_reads(adapters))
 
 
 @dataclass

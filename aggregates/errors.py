@@ -32,3 +32,15 @@ class Conflict(DomainError):
     """The command clashes with the current state (already exists, wrong status, ...)."""
 
     code = "CONFLICT"
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this (a wrong current password, for instance)."""
+
+    code = "FORBIDDEN"
+
+
+class Unauthenticated(DomainError):
+    """The credentials given do not identify anyone."""
+
+    code = "UNAUTHENTICATED"

@@ -80,12 +80,19 @@ async def require_user(request: Request, res: ResourcesDep) -> CurrentUser:
         raise _invalid_token("TOKEN_EXPIRED", "the access token has expired; sign in again") from exc
     except InvalidAccessToken as exc:
         raise _invalid_token("UNAUTHENTICATED", "the access token is not valid") from exc
-    if res.commands.revoked.is_revoked(claims.token_id):
+    revoked = res.commands.revoked
+    if revoked.is_revoked(claims.token_id) or revoked.is_revoked(every_token_of(claims.user_id)):
         raise _invalid_token("TOKEN_REVOKED", "the access token has been revoked; sign in again")
     return CurrentUser(claims.user_id, claims.token_id, int(claims.expires_at.timestamp()))
 
 
 CurrentUserDep = Annotated[CurrentUser, Depends(require_user)]
+
+
+def every_token_of(user_id: int) -> str:
+    """What a revocation names to revoke all of a user's tokens at once (a deleted account): no
+    token id has this form, since ids are URL-safe base64 without a colon."""
+    return f"user:{user_id}"
 
 
 def _invalid_token(code: str, message: str) -> ApiError:

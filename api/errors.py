@@ -11,11 +11,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aggregates.errors import Conflict, DomainError, InvalidCommand, NotFound
+from aggregates.errors import Conflict, DomainError, Forbidden, InvalidCommand, NotFound, Unauthenticated
 
 log = structlog.get_logger(__name__)
 
-DOMAIN_STATUS: dict[type[DomainError], int] = {InvalidCommand: 422, NotFound: 404, Conflict: 409}
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    InvalidCommand: 422,
+    NotFound: 404,
+    Conflict: 409,
+    Forbidden: 403,
+    Unauthenticated: 401,
+}
 HTTP_CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHENTICATED",

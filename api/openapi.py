@@ -40,7 +40,7 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 }
 ERRORS: dict[int, str] = {
     400: "BAD_REQUEST, MALFORMED_BODY or BAD_CORRELATION_ID: the request cannot be read",
-    401: "UNAUTHENTICATED: no valid credential",
+    401: "UNAUTHENTICATED: no valid credential (TOKEN_EXPIRED, TOKEN_REVOKED for an access token)",
     404: "Nothing has this id (the envelope's code names what)",
     408: "REQUEST_TIMEOUT: the body did not arrive in time",
     409: "The command clashes with the current state (the envelope's code says how)",
@@ -51,6 +51,8 @@ ERRORS: dict[int, str] = {
     500: "INTERNAL_ERROR: a bug, logged",
     503: "A store or the event log cannot answer now; retry (see Retry-After)",
 }
+# Routes that act for the signed-in user: a bearer access token, limited per user.
+SIGNED_IN_PREFIXES = ("/api/v1/users/me", "/api/v1/sessions/current")
 # Routes that read no store, so they cannot answer 503.
 NO_STORE = frozenset({"/healthz", "/metrics"})
 PLAIN_TEXT = {"/metrics": "text/plain; version=0.0.4; charset=utf-8"}
@@ -82,6 +84,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "RescheduleShowTime": {"startsAt": "2027-05-02T19:30:00+08:00"},
     "RepriceTicketCategory": {"price": "1380.00"},
     "CaptchaRequest": {"captchaId": "Qm9vdHN0cmFwQ2FwdGNoYQ"},
+    "RegisterUser": {"mobile": "13800138000", "password": "s3cret-pass", "confirmPassword": "s3cret-pass"},
+    "LogIn": {"mobile": "13800138000", "password": "s3cret-pass"},
+    "ChangeProfile": {"name": "张三", "gender": "MALE"},
+    "VerifyRealName": {"realName": "张三", "idType": "ID_CARD", "idNumber": "11010519491231002X"},
+    "AddTicketBuyer": {"name": "李四", "idType": "ID_CARD", "idNumber": "11010519491231002X"},
+    "DeleteUser": {"password": "s3cret-pass"},
 }
 
 # (operation answering, JSON pointer into its body) → operations taking that value, by parameter.
@@ -143,6 +151,8 @@ def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
         statuses.add(404)
     if path.startswith(ADMIN_PATH_PREFIX):
         statuses |= {401, 429, 409}
+    if path.startswith(SIGNED_IN_PREFIXES):
+        statuses |= {401, 429}
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status in sorted(statuses):
         responses.setdefault(str(status), {}).setdefault("description", ERRORS[status])

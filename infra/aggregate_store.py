@@ -43,14 +43,14 @@ class AggregateStore:
         self._publisher = publisher
         # An append the API gave up on may still be retried by the producer until its request
         # times out; a claim stays pending at least that long before the log is asked instead.
-        self._pending_ms = int(settings.api.command_ack_timeout_s * 1000) + 2 * settings.kafka.request_timeout_ms
+        self.pending_ms = int(settings.api.command_ack_timeout_s * 1000) + 2 * settings.kafka.request_timeout_ms
 
     def _key(self, aggregate_id: str) -> str:
         return aggregate_snapshot(aggregate_id, self._settings.kafka.topic_prefix)
 
     async def load(self, cls: type[A], aggregate_id: str) -> A | None:
         key = self._key(aggregate_id)
-        deadline = time.monotonic() + self._pending_ms / 1000
+        deadline = time.monotonic() + self.pending_ms / 1000
         while True:
             state, token, pending_until = cast(
                 list[bytes | None], await self._redis.hmget(key, ["state", "token", "pending_until"])
@@ -73,7 +73,7 @@ class AggregateStore:
         token = uuid.uuid4().hex
         loaded = aggregate.version - len(decided)
         claimed = await self._scripts["aggregate_claim"](
-            keys=[key], args=[loaded, aggregate.version, token, state, _now_ms() + self._pending_ms]
+            keys=[key], args=[loaded, aggregate.version, token, state, _now_ms() + self.pending_ms]
         )
         if not claimed:
             raise ConcurrentChange(

@@ -13,6 +13,7 @@ import asyncio
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import SecretStr
 
 from infra.personal_data.secret import Secret
 from infra.settings import PasswordSettings
@@ -55,3 +56,11 @@ class Passwords:
     async def verify_password_async(self, stored_hash: str, password: Secret) -> bool:
         """``verify_password`` in the default thread pool, so the event loop keeps serving."""
         return await asyncio.to_thread(self.verify_password, stored_hash, password)
+
+    # -- the port of the account handlers (commands/user.py: PasswordHasher) ---------------------
+
+    async def hash(self, password: SecretStr) -> str:
+        return await self.hash_password_async(Secret(password.get_secret_value()))
+
+    async def verify(self, stored_hash: str, password: SecretStr) -> bool:
+        return await self.verify_password_async(stored_hash, Secret(password.get_secret_value()))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from commands.sessions import Session
 from infra.settings import TokenSettings
 
 ALGORITHM = "HS256"
@@ -66,6 +67,11 @@ class AccessTokens:
         claims = AccessToken(user_id, secrets.token_urlsafe(JTI_BYTES), issued_at, issued_at + self._ttl)
         payload = {"sub": str(user_id), "jti": claims.token_id, "iat": issued_at, "exp": claims.expires_at}
         return IssuedToken(jwt.encode(payload, self._key, algorithm=ALGORITHM), claims)
+
+    def issue_for(self, user_id: int) -> Session:
+        """A new token as the session handlers answer it (commands/sessions.py: TokenIssuer)."""
+        issued = self.issue(user_id)
+        return Session(issued.token, issued.expires_in_s, user_id)
 
     def verify(self, token: str) -> AccessToken:
         """The claims of a genuine, unexpired token; ``ExpiredAccessToken`` or ``InvalidAccessToken`` otherwise."""
