@@ -20,11 +20,15 @@ db_app = typer.Typer(help="Shard databases: schema migrations.", no_args_is_help
 seed_app = typer.Typer(help="Demo data, published through the commands.", no_args_is_help=True)
 cache_app = typer.Typer(help="The program detail cache: Bloom filter and invalidation.", no_args_is_help=True)
 verify_app = typer.Typer(help="Check that the stores agree with each other.", no_args_is_help=True)
+rebuild_app = typer.Typer(help="Rebuild what is derived from the read models.", no_args_is_help=True)
+rebuild_bloom_app = typer.Typer(help="Bloom filters, from Postgres (a full route).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
 app.add_typer(seed_app, name="seed")
 app.add_typer(cache_app, name="cache")
 app.add_typer(verify_app, name="verify")
+app.add_typer(rebuild_app, name="rebuild")
+rebuild_app.add_typer(rebuild_bloom_app, name="bloom")
 
 Services = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka, elasticsearch (default: all)")]
 
@@ -138,6 +142,29 @@ def cache_bloom_rebuild() -> None:
         typer.echo("another process is building the filter now")
         raise typer.Exit(1)
     typer.echo(f"Bloom filter live with {added} programs from Postgres")
+
+
+@rebuild_bloom_app.command("users")
+def rebuild_bloom_users() -> None:
+    """Add every mobile and email held in Postgres to the registration Bloom filter (a full route);
+    exit 1 if another process is building it now."""
+    from bootstrap import Adapters
+    from queries.cache.user_bloom import rebuild_user_bloom
+
+    settings = _settings()
+
+    async def rebuild() -> int | None:
+        adapters = await Adapters.open(settings, index_templates=False)
+        try:
+            return await rebuild_user_bloom(adapters.redis, settings.users, adapters.db)
+        finally:
+            await adapters.close()
+
+    added = asyncio.run(rebuild())
+    if added is None:
+        typer.echo("another process is building the filter now")
+        raise typer.Exit(1)
+    typer.echo(f"registration Bloom filter live with {added} mobiles and emails from Postgres")
 
 
 @cache_app.command("invalidate")

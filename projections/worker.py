@@ -18,6 +18,7 @@ from projections.reference_projector import ReferenceProjector
 from projections.rewind import rewind_to_applied
 from projections.stores import Stores
 from projections.topics import declare_topics
+from projections.user_projector import UserProjector
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,7 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     program = ProgramProjector(f"{app.conf.id}.program", db.pools, db.layout, redis, settings, es)
     # A second agent on the program topic: the inventory advances independently of Postgres.
     inventory = InventoryProjector(f"{app.conf.id}.inventory", redis, stores.adapters.scripts)
+    user = UserProjector(f"{app.conf.id}.user", db.pools, db.layout, redis, stores.adapters.scripts, settings)
 
     @app.agent(topics.reference, name="reference-projector")
     async def project_reference(stream: StreamT[bytes]) -> None:
@@ -49,9 +51,15 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
         await stores.wait_ready()
         await run_projector(stream, inventory, dead_letters, settings.worker)
 
+    @app.agent(topics.user, name="user-projector")
+    async def project_users(stream: StreamT[bytes]) -> None:
+        await stores.wait_ready()
+        await run_projector(stream, user, dead_letters, settings.worker)
+
     projectors_by_topic: dict[str, list[Projector]] = {
         settings.kafka.topic("reference"): [reference],
         settings.kafka.topic("program"): [program, inventory],
+        settings.kafka.topic("user"): [user],
     }
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the signal loosely
