@@ -3,7 +3,7 @@ handlers (``commands/``) and the read side (``queries/``), for the API, the work
 
 - ``Adapters``: Redis with its scripts, the sharded Postgres (one handle), Elasticsearch.
 - ``open_command_side``: the publisher, the id service and the handlers' dependencies
-  (``Catalogue``, ``Reference``).
+  (``Catalogue``, ``Reference``, ``Accounts``, ``Sessions``, the captcha gate).
 - ``open_read_side``: the caches and the search the queries go through.
 - ``open_api``: all three, as the API holds them for its lifetime.
 """
@@ -109,8 +109,11 @@ class CommandSide:
     sessions: Sessions
 
 
-async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> CommandSide:
-    """The handlers' dependencies; what they hold open is closed with ``exit_stack``."""
+async def open_command_side(
+    adapters: Adapters, exit_stack: AsyncExitStack, users: UserReads | None = None
+) -> CommandSide:
+    """The handlers' dependencies; what they hold open is closed with ``exit_stack``. ``users`` is the
+    read side the account handlers consult (the API passes its own; others get a fresh one)."""
     settings = adapters.settings
     publisher = EventPublisher(settings.kafka)
     await publisher.start()
@@ -131,7 +134,7 @@ async def open_command_side(adapters: Adapters, exit_stack: AsyncExitStack) -> C
     tokens = AccessTokens(settings.tokens)
     passwords = Passwords(settings.passwords)
     blind = BlindIndex.from_settings(settings.security)
-    users = user_reads(adapters)
+    users = users or user_reads(adapters)
     accounts = Accounts(
         store=store,
         ids=ids,
@@ -196,7 +199,10 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
     seat_maps: MicroCache[tuple[int, int, int | None], bytes] = MicroCache(
         "seat_maps", settings.program_cache.seat_map_ttl_s, settings.program_cache.local_max_entries
     )
-    return ReadSide(program_details, remaining, search, search_pages, seat_maps, user_reads(adapters))
+    users = user_reads(adapters)
+    await users.start()
+    exit_stack.push_async_callback(users.stop)
+    return ReadSide(program_details, remaining, search, search_pages, seat_maps, users)
 
 
 @dataclass
@@ -230,8 +236,8 @@ async def open_api(settings: Settings) -> Resources:
     adapters = await Adapters.open(settings)
     exit_stack.push_async_callback(adapters.close)
     try:
-        commands = await open_command_side(adapters, exit_stack)
         reads = await open_read_side(adapters, exit_stack)
+        commands = await open_command_side(adapters, exit_stack, reads.users)
     except BaseException:
         await exit_stack.aclose()
         raise

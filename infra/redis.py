@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -25,16 +25,23 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
 
 def create_redis(settings: RedisSettings, *, retries: int | None = None) -> Redis:
     """A pooled client. ``retries`` replaces redis-py 8's default of 10 retries with backoff
-    (about 5 s before a refused connection is reported) for callers that can do without Redis."""
-    client = Redis(
+    (about 5 s before a refused connection is reported) for callers that can do without Redis.
+
+    The pool blocks: under a burst, a command waits up to ``socket_timeout_s`` for one of the
+    ``max_connections`` connections instead of failing at once (redis-py's plain pool raises
+    ``MaxConnectionsError`` the moment they are all in use: 74 of 200 simultaneous registrations
+    on one process failed that way)."""
+    pool = BlockingConnectionPool(
         host=settings.host,
         port=settings.port,
         db=settings.db,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
         max_connections=settings.max_connections,
+        timeout=settings.socket_timeout_s,
         health_check_interval=settings.health_check_interval_s,
     )
+    client = Redis.from_pool(pool)
     if retries is not None:
         client.set_retry(Retry(NoBackoff(), retries))
     return client

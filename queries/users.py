@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
+import structlog
 from redis.asyncio import Redis
 
 from aggregates.errors import NotFound
@@ -32,11 +33,13 @@ from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import user_state
 from infra.settings import UserSettings
 from queries.cache.bloom import Membership
-from queries.cache.user_bloom import user_bloom
+from queries.cache.user_bloom import ensure_user_bloom, user_bloom
 from queries.shapes import PublicShape
-from queries.views.users import UserRow, load_user, ticket_buyers_of, user_id_by_email, user_id_by_mobile
+from queries.views.users import UserRow, UserStatus, load_user, ticket_buyers_of, user_id_by_email, user_id_by_mobile
 
-ACTIVE = "active"
+log = structlog.get_logger(__name__)
+
+ACTIVE = UserStatus.ACTIVE
 Lookup = Callable[[ShardedDatabase, bytes], Awaitable[int | None]]
 FIRST_POLL_S = 0.005
 LONGEST_POLL_S = 0.05
@@ -88,16 +91,36 @@ class UserReads:
         self._settings = settings
         self._vault = vault
         self._bloom = user_bloom(redis, settings)
+        self._building: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Build the registration Bloom filter in the background when there is none (a first start,
+        a flushed Redis); until then every check asks the lookup table."""
+        self._building = asyncio.create_task(self._ensure_bloom(), name="user-bloom-build")
+
+    async def stop(self) -> None:
+        if self._building is not None:
+            self._building.cancel()
+            await asyncio.gather(self._building, return_exceptions=True)
+
+    async def _ensure_bloom(self) -> None:
+        try:
+            await ensure_user_bloom(self._redis, self._settings, self._db)
+        except Exception as exc:  # noqa: BLE001 — without a filter, checks ask the lookup table
+            log.warning("users.bloom_not_built", error=repr(exc))
 
     # -- registration --------------------------------------------------------------------------
 
     async def registered(self, kind: str, blind: bytes) -> bool:
         """The Bloom filter's "absent" is certain and costs no query; anything else asks the
-        lookup table (a false positive, a filter not built yet)."""
+        lookup table (a false positive, a filter not built yet), then the holder's row."""
         if await self._bloom.check(blind) is Membership.ABSENT:
             return False
         lookup = user_id_by_mobile if kind == "mobile" else user_id_by_email
-        return await lookup(self._db, blind) is not None
+        # A claim whose account never came (a crashed registration) is no account: the ownership
+        # aggregate decides whether it is void yet.
+        holder = await self._holder(lookup, blind)
+        return holder is not None and holder.status == ACTIVE
 
     async def projected(self, user_id: int, version: int, timeout_s: float) -> bool:
         """Wait for the user projector to reach ``version`` of ``user-<id>``: Redis only, backing
