@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import secrets
 from collections.abc import AsyncIterator
 
 import httpx
@@ -140,3 +141,35 @@ async def _kept_answer(system: System, captcha_id: str) -> str:
         await redis.aclose()
     assert isinstance(kept, bytes)
     return kept.decode()
+
+
+async def test_registration_needs_the_captcha_only_above_the_threshold_and_its_answer_once(
+    system: System, store: RedisCaptchaStore
+):
+    async with _client(system) as http:
+        quiet = await http.post("/api/v1/users", json=_registration())
+        for _ in range(THRESHOLD_PER_SECOND * WINDOW_S + 1):
+            await count_registration(store)
+        captcha_id = str((await _checked(http))["captchaId"])
+        without = await http.post("/api/v1/users", json=_registration(captchaId=captcha_id))
+        unchecked = await http.post("/api/v1/users", json=_registration())
+        await http.post("/api/v1/captcha", json={"captchaId": captcha_id})
+        wrong = await http.post("/api/v1/users", json=_registration(captchaId=captcha_id, captchaAnswer="WRONG"))
+        await http.post("/api/v1/captcha", json={"captchaId": captcha_id})
+        answer = await _kept_answer(system, captcha_id)
+        right = await http.post("/api/v1/users", json=_registration(captchaId=captcha_id, captchaAnswer=answer.lower()))
+        reused = await http.post("/api/v1/users", json=_registration(captchaId=captcha_id, captchaAnswer=answer))
+
+    assert quiet.status_code == 201, quiet.text
+    assert [(r.status_code, r.json()["code"]) for r in (without, unchecked, wrong)] == [
+        (422, "CAPTCHA_REQUIRED"),
+        (422, "CAPTCHA_REQUIRED"),
+        (422, "CAPTCHA_WRONG"),
+    ]
+    assert right.status_code == 201, right.text
+    assert (reused.status_code, reused.json()["code"]) == (422, "CAPTCHA_WRONG")
+
+
+def _registration(**extra: str) -> dict[str, str]:
+    mobile = f"139{secrets.randbelow(10**8):08d}"
+    return {"mobile": mobile, "password": "right-horse-42", "confirmPassword": "right-horse-42", **extra}
