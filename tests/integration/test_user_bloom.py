@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 
 from events.envelope import EventEnvelope
 from events.user import EmailClaimed, EmailEvent, MobileClaimed, MobileEvent, MobileReleased
-from infra.personal_data import BlindIndex
+from infra.personal_data import BlindIndex, MasterKeyring
+from infra.personal_data.postgres_store import PostgresDataKeyStore
+from infra.personal_data.vault import PersonalDataVault
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts
 from infra.redis_keys import user_bloom as user_bloom_key
@@ -20,6 +22,7 @@ from projections.batch import Delivered, Positioned
 from projections.user_projector import UserProjector
 from queries.cache.bloom import Membership
 from queries.cache.user_bloom import rebuild_user_bloom, user_bloom
+from queries.users import UserReads
 from queries.views.users import full_route_identifier_blinds
 
 SMALL_FILTER_BITS = 1 << 16
@@ -31,6 +34,10 @@ USER_ID = 7_400_000_000_001
 def small(isolated: Settings) -> Settings:
     """The test's namespace with a filter of 8 KiB instead of 17 MiB."""
     return isolated.model_copy(update={"users": isolated.users.model_copy(update={"bloom_bits": SMALL_FILTER_BITS})})
+
+
+def vault(settings: Settings, sharded: ShardedDatabase) -> PersonalDataVault:
+    return PersonalDataVault(MasterKeyring.from_settings(settings.security), PostgresDataKeyStore(sharded))
 
 
 def _blinds(settings: Settings) -> BlindIndex:
@@ -129,3 +136,24 @@ async def test_rebuild_command_prints_how_many_identifiers_it_added(db, redis, s
     assert command.returncode == 0, err.decode()
     assert "live with 1 mobiles and emails" in out.decode()
     assert await _membership(redis, small, mobile) is Membership.MAYBE_PRESENT
+
+
+async def test_new_mobiles_are_answered_by_the_filter_without_a_query_and_positives_by_the_lookup_table(
+    db, redis, small
+):
+    sharded, queries = db
+    await rebuild_user_bloom(redis, small.users, sharded)
+    taken = _blinds(small).mobile("13700000009")
+    await _project(small, sharded, redis, (1, MobileClaimed(mobile_blind=taken.hex(), user_id=USER_ID)))
+    reads = UserReads(sharded, redis, small.users, vault(small, sharded))
+    fresh = [_blinds(small).mobile(f"135{n:08d}") for n in range(1000)]
+    queries.clear()
+
+    answers = [await reads.registered("mobile", blind) for blind in fresh]
+
+    assert answers == [False] * len(fresh)
+    assert queries == []
+    # A positive is checked against the lookup table (then the holder's row, which this claim lacks:
+    # an account that never registered is no account).
+    assert await reads.registered("mobile", taken) is False
+    assert [q for _, q in queries if "mobile_blind" in q]
