@@ -1,5 +1,6 @@
-"""An event whose numbers the read models cannot hold is undecodable (the projectors dead-letter it),
-never a row that fails or a count that breaks every read after it."""
+"""An event whose numbers the read models cannot hold, or whose personal data is not sealed, is
+undecodable (the projectors dead-letter it), never a row that fails, a count that breaks every read
+after it, or a mobile in clear in a read model."""
 
 import uuid
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ import pytest
 from events.program import SEAT_COLUMN_MAX, TicketCategoryAdded
 from events.reference import POSTGRES_INTEGER_MAX
 from events.serialization import UndecodableEvent, decode, payload_of
+from events.user import CIPHER_MAX_LENGTH, UserRegistered
 from infra.redis_keys import SEAT_ROW_STRIDE
 
 PAST_INTEGER = POSTGRES_INTEGER_MAX + 1
@@ -30,6 +32,23 @@ PROGRAM = {
     "seatSelectable": True,
     "realNameRequired": False,
     "paymentMinutes": 15,
+}
+
+BLIND = "ab" * 32
+CIPHER = "pd1.AAAAAAAA.c2VhbGVk"
+REGISTERED = {
+    "userId": 1,
+    "mobileCipher": CIPHER,
+    "mobileBlind": BLIND,
+    "passwordHash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+}
+BUYER = {
+    "userId": 1,
+    "ticketBuyerId": 2,
+    "nameCipher": CIPHER,
+    "idType": "ID_CARD",
+    "idNumberCipher": CIPHER,
+    "idNumberBlind": BLIND,
 }
 
 
@@ -71,6 +90,16 @@ def raw(event_type: str, payload: dict[str, Any]) -> bytes:
         ("AreaCreated", {"areaId": 310000, "name": "x", "level": "district", "parentId": PAST_INTEGER}),
         ("CategoryCreated", {"categoryId": PAST_INTEGER, "name": "x"}),
         ("CategoryCreated", {"categoryId": 1, "name": "x", "sortOrder": PAST_INTEGER}),
+        ("UserRegistered", REGISTERED | {"userId": PAST_BIGINT}),
+        ("UserRegistered", REGISTERED | {"mobileCipher": "13800138000"}),
+        ("UserRegistered", REGISTERED | {"mobileCipher": "pd1.k." + "A" * CIPHER_MAX_LENGTH}),
+        ("UserRegistered", REGISTERED | {"mobileBlind": BLIND.upper()}),
+        ("UserRegistered", REGISTERED | {"passwordHash": "right-horse-42"}),
+        ("TicketBuyerAdded", BUYER | {"nameCipher": "李四"}),
+        ("TicketBuyerAdded", BUYER | {"idType": "DRIVING_LICENCE"}),
+        ("TicketBuyerAdded", BUYER | {"ticketBuyerId": PAST_BIGINT}),
+        ("MobileClaimed", {"mobileBlind": "13800138000", "userId": 1}),
+        ("MobileClaimed", {"mobileBlind": BLIND, "userId": 1, "voidedUserId": PAST_BIGINT}),
     ],
 )
 def test_event_is_undecodable_when_a_number_or_a_time_is_past_what_the_stores_hold(event_type, payload):
@@ -86,6 +115,12 @@ def test_event_at_the_read_models_bounds_is_decoded():
     event = payload_of(decode(raw("TicketCategoryAdded", payload)))
 
     assert isinstance(event, TicketCategoryAdded) and event.total == POSTGRES_INTEGER_MAX
+
+
+def test_a_user_event_with_sealed_personal_data_is_decoded():
+    event = payload_of(decode(raw("UserRegistered", REGISTERED)))
+
+    assert isinstance(event, UserRegistered) and event.mobile_cipher == CIPHER
 
 
 def test_every_seat_column_stays_inside_its_rows_score_range_in_the_inventory():
