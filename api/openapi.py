@@ -145,7 +145,7 @@ def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
         statuses.add(503)
     if operation.get("parameters") or "requestBody" in operation:
         statuses.add(422)
-    if method in BODY_METHODS:
+    if method in BODY_METHODS or "requestBody" in operation:  # DELETE /users/me takes the password
         statuses |= {400, 408, 413, 415}
     if "{" in path:
         statuses.add(404)

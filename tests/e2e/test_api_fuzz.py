@@ -1,6 +1,6 @@
 """Schemathesis over the whole published OpenAPI document, against a real API and worker on the real
-stack: every operation, anonymous and with the admin credential, all four phases (examples,
-coverage, fuzzing, stateful).
+stack: every operation, anonymous and with the admin credential, and the signed-in user's routes
+with a user's access token; all four phases (examples, coverage, fuzzing, stateful).
 
 Checks: no 5xx, response bodies match their schemas, and every status and content type answered
 is documented. A new route is covered by being in the document; there is no list to keep.
@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -48,6 +49,10 @@ def api_env() -> dict[str, str]:
         "DAMAI_RATE_LIMITS__ADMIN_LIMIT": "1000000",
         "DAMAI_RATE_LIMITS__CAPTCHA_LIMIT": "1000000",
         "DAMAI_RATE_LIMITS__CAPTCHA_CHECK_LIMIT": "1000000",
+        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "1000000",
+        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "1000000",
+        "DAMAI_RATE_LIMITS__USER_COMMAND_LIMIT": "1000000",
+        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "1000000",
     }
 
 
@@ -59,7 +64,7 @@ async def reference_data(system: System) -> None:
 
 
 def fuzz(
-    system: System, seed: int, report: Path, *headers: str
+    system: System, seed: int, report: Path, *headers: str, only: list[str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
     """One schemathesis run over every operation; its exit status and JSON report."""
     command = [
@@ -83,6 +88,7 @@ def fuzz(
         "--report-json-path",
         str(report),
         *[arg for header in headers for arg in ("--header", header)],
+        *(only or []),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False, cwd=report.parent
@@ -112,3 +118,34 @@ def test_an_admin_gets_no_5xx_and_only_documented_answers(system: System, refere
     print(summary(seed, done))
     assert done.returncode == 0, summary(seed, done)
     assert report, "schemathesis wrote no report"
+
+
+# What a signed-in user may do to their own account (logging out would end the run's session).
+USER_ROUTES = ["--include-path-regex", "^/api/v1/users/me"]
+FUZZ_USER_PASSWORD = "fuzz-user-pass-7"
+"""Unlike the examples' password, so the fuzzer cannot delete the account it runs as."""
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_signed_in_user_gets_no_5xx_and_only_documented_answers(system: System, reference_data, seed, tmp_path):
+    token = _signed_in(system)
+    done, report = fuzz(system, seed, tmp_path / "user.json", f"Authorization: Bearer {token}", only=USER_ROUTES)
+
+    print(summary(seed, done))
+    assert done.returncode == 0, summary(seed, done)
+    assert report, "schemathesis wrote no report"
+
+
+def _signed_in(system: System) -> str:
+    """A new user's access token."""
+    mobile = f"137{random.SystemRandom().randrange(10**8):08d}"
+    password = {"password": FUZZ_USER_PASSWORD}
+    with httpx.Client(base_url=system.base_url, timeout=30) as http:
+        registered = http.post(
+            "/api/v1/users", json={"mobile": mobile, **password, "confirmPassword": FUZZ_USER_PASSWORD}
+        )
+        assert registered.status_code == 201, registered.text
+        session = http.post("/api/v1/sessions", json={"mobile": mobile, **password})
+        assert session.status_code == 201, session.text
+    token: str = session.json()["accessToken"]
+    return token
