@@ -251,12 +251,12 @@ ID_NUMBER_FIELD = "id-number"
 async def register_user(cmd: RegisterUser, accounts: Accounts, correlation_id: uuid.UUID | None) -> int:
     """Open an account; returns the new user id once the account can log in.
 
-    Checks, in order, each with its own code: the passwords; the mobile and email; the captcha when
+    Checks, in order, each with its own code: the passwords (match, strength); the mobile and email; the captcha when
     the gate asks for one; whether the mobile or email is in use (Bloom filter, then the lookup
     table); then the ownership aggregates decide for good (``MOBILE_TAKEN``, ``EMAIL_TAKEN``).
     """
+    check_password(cmd.password, cmd.confirm_password, normalise_mobile(cmd.mobile))
     mobile = valid_mobile(cmd.mobile)
-    check_password(cmd.password, cmd.confirm_password, mobile)
     email = valid_email(cmd.email) if cmd.email is not None else None
     await _pass_captcha(cmd, accounts.captcha)
     mobile_blind = accounts.blind.mobile(mobile)

@@ -84,9 +84,18 @@ async def test_a_registered_user_logs_in_at_once_and_reads_a_masked_profile(syst
         ({"password": "short1", "confirmPassword": "short1"}, 422, "PASSWORD_TOO_WEAK"),
         ({"password": "onlyletters", "confirmPassword": "onlyletters"}, 422, "PASSWORD_TOO_WEAK"),
         ({"mobile": "12800138000"}, 422, "MOBILE_INVALID"),
+        (
+            {"password": "x13800138000y", "confirmPassword": "x13800138000y", "mobile": "13800138000"},
+            422,
+            "PASSWORD_TOO_WEAK",
+        ),
         ({"mobile": "1380013800"}, 422, "MOBILE_INVALID"),
         ({"email": "not-an-email"}, 422, "EMAIL_INVALID"),
         ({"userId": "1"}, 422, "VALIDATION_FAILED"),
+        # In order: the passwords, then the mobile, then the email.
+        ({"confirmPassword": "x", "password": "short", "mobile": "12"}, 422, "PASSWORDS_DIFFER"),
+        ({"password": "short", "confirmPassword": "short", "mobile": "12"}, 422, "PASSWORD_TOO_WEAK"),
+        ({"mobile": "12", "email": "nope"}, 422, "MOBILE_INVALID"),
     ],
 )
 async def test_bad_registrations_are_refused_with_their_codes(system: System, change, status, code):
