@@ -10,6 +10,7 @@ handlers (``commands/``) and the read side (``queries/``), for the API, the work
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Hashable
 from contextlib import AsyncExitStack
@@ -27,7 +28,7 @@ from commands.captcha import CaptchaGate
 from commands.program import Catalogue
 from commands.reference import Reference
 from commands.sessions import Sessions
-from commands.user import Accounts
+from commands.user import Accounts, rehash_password
 from infra.aggregate_store import AggregateStore
 from infra.captcha import LibraryCaptchaImages, RedisCaptchaStore, captcha_rule
 from infra.ids import IdService
@@ -156,6 +157,7 @@ async def open_command_side(
         tokens=tokens,
         revocations=revoked,
         dummy_hash=await passwords.hash(SecretStr(secrets.token_urlsafe(16))),
+        rehash=functools.partial(rehash_password, accounts=accounts),
     )
     return CommandSide(publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions)
 

@@ -9,9 +9,11 @@ refused before its password is checked, with the same answer for every identifie
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from aggregates.errors import InvalidCommand, Unauthenticated
@@ -25,7 +27,7 @@ from commands.user import (
     valid_mobile,
 )
 
-DUMMY_PASSWORD = SecretStr("no account has this password 0")
+log = structlog.get_logger(__name__)
 
 
 class LogIn(Command):
@@ -63,6 +65,8 @@ class FailedLogins(Protocol):
 class PasswordCheck(Protocol):
     async def verify(self, stored_hash: str, password: SecretStr) -> bool: ...
 
+    def needs_rehash(self, stored_hash: str) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Session:
@@ -91,6 +95,8 @@ class Sessions:
     revocations: Revocations
     dummy_hash: str
     """A hash of no one's password, verified when no account matches, so both take as long."""
+    rehash: Callable[[int, SecretStr], Awaitable[None]]
+    """Store the password under the current argon2 parameters (``commands.user.rehash_password``)."""
 
 
 class LoginLocked(Exception):
@@ -124,6 +130,11 @@ async def log_in(cmd: LogIn, sessions: Sessions) -> Session:
     if not await sessions.passwords.verify(stored_hash, cmd.password) or found is None:
         await sessions.failures.record_failure(identifier)
         raise invalid_credentials()
+    if sessions.passwords.needs_rehash(found.password_hash):
+        try:
+            await sessions.rehash(found.user_id, cmd.password)
+        except Exception as exc:  # noqa: BLE001 — the login stands; the next one tries again
+            log.warning("sessions.rehash_failed", user_id=found.user_id, error=repr(exc))
     return sessions.tokens.issue_for(found.user_id)
 
 

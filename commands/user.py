@@ -143,6 +143,10 @@ class PasswordHasher(Protocol):
 
     async def verify(self, stored_hash: str, password: SecretStr) -> bool: ...
 
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether the hash was made with other parameters than the current ones."""
+        ...
+
 
 class UserDirectory(Protocol):
     """What the read side knows about accounts (``queries/users.py``)."""
@@ -395,6 +399,20 @@ async def delete_user(user_id: int, cmd: DeleteUser, accounts: Accounts, correla
         await _release(accounts, EmailOwnership, deleted.email_blind, user_id, correlation_id)
     await accounts.personal_data.shred(user_id)
     await _await_projection(accounts, deleted)
+
+
+async def rehash_password(
+    user_id: int, password: SecretStr, accounts: Accounts, correlation_id: uuid.UUID | None = None
+) -> None:
+    """After a successful login with a hash of older parameters: store a hash under the current
+    ones (``PasswordChanged``), unless the password changed meanwhile."""
+    user = await _load_user(accounts, user_id)
+    if not accounts.passwords.needs_rehash(user.password_hash):
+        return
+    if not await accounts.passwords.verify(user.password_hash, password):
+        return
+    fresh = await accounts.passwords.hash(password)
+    await _change_user(accounts, user_id, correlation_id, lambda u: u.change_password(fresh))
 
 
 async def password_matches(user_id: int, password: SecretStr, accounts: Accounts) -> bool:
