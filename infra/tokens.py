@@ -3,7 +3,8 @@
 Claims: ``sub`` (the user id as a string, as ids are everywhere in the API), ``jti`` (a random id,
 what a later revocation names), ``iat`` and ``exp``. Verification accepts HS256 only, whatever the
 token's header says, so a token signed ``none`` or with another algorithm is refused; every claim
-above is required. Revocation is not decided here.
+above is required. Revocation is checked beside verification, by ``api/auth.py:require_user`` against
+``infra/revocations.py``'s local set.
 """
 
 from __future__ import annotations
