@@ -383,8 +383,8 @@ async def remove_ticket_buyer(
 
 
 async def delete_user(user_id: int, cmd: DeleteUser, accounts: Accounts, correlation_id: uuid.UUID | None) -> None:
-    """Close the account (the password proves it is the owner): ``UserDeleted``, the mobile and
-    email released, then the data key destroyed, so nobody can read this person's data again."""
+    """Close the account (the password proves it is the owner): ``UserDeleted``, the data key
+    destroyed (so nobody can read this person's data again), the mobile and email released."""
     user = await _load_user(accounts, user_id)
     await _check_current_password(user, cmd.password, accounts)
 
@@ -394,10 +394,12 @@ async def delete_user(user_id: int, cmd: DeleteUser, accounts: Accounts, correla
         return current
 
     deleted, _ = await change(accounts.store, User, user_key(user_id), decide, correlation_id)
+    # Shred first: the user projector shreds on UserDeleted too, so a crash from here on still
+    # ends with the key destroyed; an unreleased mobile or email is void after the deadline.
+    await accounts.personal_data.shred(user_id)
     await _release(accounts, MobileOwnership, deleted.mobile_blind, user_id, correlation_id)
     if deleted.email_blind is not None:
         await _release(accounts, EmailOwnership, deleted.email_blind, user_id, correlation_id)
-    await accounts.personal_data.shred(user_id)
     await _await_projection(accounts, deleted)
 
 

@@ -33,6 +33,7 @@ from events.user import (
     UserEvent,
     UserRegistered,
 )
+from infra.personal_data.postgres_store import SHRED_DATA_KEYS
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import Shard, ShardLayout
 from infra.redis import LuaScripts
@@ -147,6 +148,7 @@ def _user_writes(layout: ShardLayout, env: EventEnvelope, e: UserEvent) -> list[
             return [
                 Write(user, DELETE_USER, (e.user_id, v)),
                 Write(buyers, REMOVE_TICKET_BUYERS_OF_USER, (e.user_id, v)),
+                Write(layout.user_data_keys(e.user_id), SHRED_DATA_KEYS, (e.user_id,)),
             ]
     # A user event with no columns here still moves the row to its version.
     return [Write(user, ADVANCE_USER_VERSION, (e.user_id, v))]

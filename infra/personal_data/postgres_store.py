@@ -16,6 +16,16 @@ from infra.personal_data.data_keys import StoredDataKeys, WrappedDataKey
 from infra.personal_data.errors import PersonalDataShredded
 from infra.postgres.sharded import ShardedDatabase
 
+SHRED_DATA_KEYS = (
+    "INSERT INTO {table} AS k (user_id, wrapped_keys, shredded, shredded_at)"
+    " VALUES ($1, '[]'::jsonb, true, now())"
+    " ON CONFLICT (user_id) DO UPDATE SET wrapped_keys = '[]'::jsonb, shredded = true,"
+    " shredded_at = coalesce(k.shredded_at, now()), updated_at = now()"
+)
+"""Destroy a user's wrapped data keys for good, leaving a tombstone (idempotent). The user projector
+runs it too, in the transaction that marks the user deleted, so a ``UserDeleted`` in the log always
+ends in a shredded key, even when the handler that appended it died before shredding."""
+
 
 class DataKeysChanged(Exception):
     """The user's stored keys changed since they were loaded: the replacement would drop a key.
@@ -84,14 +94,7 @@ class PostgresDataKeyStore:
     async def shred(self, user_id: int) -> None:
         """Overwrite the user's wrapped keys with nothing and mark the row destroyed (a tombstone,
         also for a user who never had a key). Idempotent: a second shred keeps the first time."""
-        await self._db.fetchval(
-            self._db.layout.user_data_keys(user_id),
-            "INSERT INTO {table} AS k (user_id, wrapped_keys, shredded, shredded_at)"
-            " VALUES ($1, '[]'::jsonb, true, now())"
-            " ON CONFLICT (user_id) DO UPDATE SET wrapped_keys = '[]'::jsonb, shredded = true,"
-            " shredded_at = coalesce(k.shredded_at, now()), updated_at = now()",
-            user_id,
-        )
+        await self._db.fetchval(self._db.layout.user_data_keys(user_id), SHRED_DATA_KEYS, user_id)
 
 
 def _as_json(wrapped: tuple[WrappedDataKey, ...]) -> list[dict[str, Any]]:

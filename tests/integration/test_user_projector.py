@@ -34,6 +34,7 @@ from events.user import (
     UserRegistered,
 )
 from infra.personal_data import BlindIndex, DataKey, MasterKeyring, Secret, StoredDataKeys, UserDataKeys
+from infra.personal_data.postgres_store import PostgresDataKeyStore
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts
 from infra.redis_keys import user_state, user_ticket_buyers
@@ -300,6 +301,9 @@ async def test_deleting_a_user_marks_it_deleted_and_drops_its_buyers(projected, 
     assert await ticket_buyers_of(sharded, person.user_id) == []
     assert await _state(redis, isolated, person.user_id) == {"version": "3", "status": UserStatus.DELETED.value}
     assert not await redis.exists(user_ticket_buyers(isolated.users.key_prefix, person.user_id))
+    # However the handler that appended it ended, a deleted user's data key is destroyed.
+    stored = await PostgresDataKeyStore(sharded).load(person.user_id)
+    assert stored is not None and stored.shredded and stored.wrapped == ()
 
 
 async def test_redelivered_batch_changes_nothing_when_newer_events_were_applied(projected, isolated, redis):
