@@ -75,6 +75,39 @@ def seat_position(fact: bytes) -> tuple[int, int]:
     return int(row), int(column)
 
 
+def seat_categories(program_id: int) -> str:
+    """Hash: seat id → its ticket category id (a chosen seat names no category)."""
+    return f"{program_tag(program_id)}:seat-category"
+
+
+def category_show_times(program_id: int) -> str:
+    """Hash: ticket category id → its show time id."""
+    return f"{program_tag(program_id)}:category-show-time"
+
+
+def category_columns(program_id: int) -> str:
+    """Hash: "<ticket category id>:min" / ":max" → the lowest / highest column of its layout, whose
+    middle is the centre line automatic seat choice prefers (lua/order_reserve.lua)."""
+    return f"{program_tag(program_id)}:category-columns"
+
+
+def order_decision(program_id: int, order_number: int) -> str:
+    """String (JSON): the allocator's decision on one order and, once held, what releasing it must
+    undo (lua/order_reserve.lua states the shape). Deciding again returns it unchanged."""
+    return f"{program_tag(program_id)}:order:{order_number}"
+
+
+def account_tickets(program_id: int, user_id: int) -> str:
+    """Counter: the tickets one user holds or bought for one program (the per-account limit)."""
+    return f"{program_tag(program_id)}:account:{user_id}"
+
+
+def show_documents(program_id: int, show_time_id: int) -> str:
+    """Hash: ID document blind index (hex) → the order holding a ticket for it at this show time
+    (one ticket per document per show, for programs that require real names)."""
+    return f"{program_tag(program_id)}:documents:{show_time_id}"
+
+
 def projector_offsets(projector: str) -> str:
     """Hash: "topic:partition" → the last offset a Redis projector applied (for rewinds, ADR 0003)."""
     return f"projector-offsets:{projector}"

@@ -1,0 +1,162 @@
+"""Order events: a buyer's request for seats (an intent the allocator decides), the allocator's
+decision, and the order's life after it.
+
+``OrderRequested`` travels on ``order-requests``, keyed per program (``order-requests-<program id>``),
+so one allocator decides all of a program's requests in the order they were accepted. It carries
+what the decision needs and nothing it would have to look up elsewhere: the program's rules as the
+API read them when it accepted the request, and each ticket buyer's document blind index (never the
+document). Its envelope's version is always 1: the requests of a program are not an aggregate's
+history; Kafka's offsets order them.
+
+Everything after the decision is the order's own history, on ``order``, keyed ``order-<number>``:
+``SeatsReserved`` or ``OrderRejected`` (event ids derived from the order number, so deciding a
+request again appends the same event), then ``PaymentConfirmed``, ``OrderCancelled`` or
+``OrderExpired``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from events.base import DomainEvent
+from events.program import EntityId, Moment, SeatColumn, SeatRow, SmallCount, StoredPrice
+from events.registry import register_event
+from events.user import BlindIndexHex
+
+ORDER_REQUESTS_FAMILY = "order-requests"
+ORDER_FAMILY = "order"
+TICKETS_PER_ORDER_MAX = 20
+"""The most tickets one order may hold, whatever a program's per-order limit says."""
+
+OrderNumber = EntityId
+"""A gene order number (docs/ids.md): a 63-bit snowflake whose low bits are the user's gene."""
+
+
+def order_key(order_number: int) -> str:
+    return f"order-{order_number}"
+
+
+def order_requests_key(program_id: int) -> str:
+    """The Kafka key of a program's order requests: one partition, one allocator, per program."""
+    return f"order-requests-{program_id}"
+
+
+class RejectionReason(StrEnum):
+    """Why the allocator refused a request; each is the ``code`` of the answer the buyer gets."""
+
+    SOLD_OUT = "SOLD_OUT"
+    NO_ADJACENT_SEATS = "NO_ADJACENT_SEATS"
+    SEAT_NOT_FOUND = "SEAT_NOT_FOUND"
+    SEAT_UNAVAILABLE = "SEAT_UNAVAILABLE"
+    PRICE_CHANGED = "PRICE_CHANGED"
+    PER_ACCOUNT_LIMIT = "PER_ACCOUNT_LIMIT"
+    TICKET_BUYER_HAS_TICKET = "TICKET_BUYER_HAS_TICKET"
+    DEADLINE_PASSED = "DEADLINE_PASSED"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class ChosenSeat(_Part):
+    seat_id: EntityId
+    price: StoredPrice
+    """The price the buyer saw; the seat is refused (``PRICE_CHANGED``) if it is not the price now."""
+
+
+class TicketBuyerDocument(_Part):
+    """A ticket buyer the order names, with the blind index of their document (one ticket per
+    document per show where the program requires real names)."""
+
+    ticket_buyer_id: EntityId
+    id_number_blind: BlindIndexHex
+
+
+class OrderRules(_Part):
+    """The program's rules as the API read them when it accepted the request."""
+
+    per_account_limit: SmallCount
+    real_name_required: bool
+    payment_minutes: SmallCount
+
+
+@register_event
+class OrderRequested(DomainEvent):
+    """A buyer asked for seats: ``count`` seats of ``ticket_category_id`` chosen by the allocator,
+    or the ``seats`` the buyer chose. Decided before ``deadline`` or rejected."""
+
+    event_type = "OrderRequested"
+    topic_family = ORDER_REQUESTS_FAMILY
+
+    order_number: OrderNumber
+    user_id: EntityId
+    program_id: EntityId
+    show_time_id: EntityId
+    ticket_category_id: EntityId | None = None
+    count: int | None = Field(default=None, ge=1, le=TICKETS_PER_ORDER_MAX)
+    seats: tuple[ChosenSeat, ...] = Field(default=(), max_length=TICKETS_PER_ORDER_MAX)
+    ticket_buyers: tuple[TicketBuyerDocument, ...] = Field(default=(), max_length=TICKETS_PER_ORDER_MAX)
+    rules: OrderRules
+    deadline: Moment
+
+    @model_validator(mode="after")
+    def _automatic_or_chosen(self) -> OrderRequested:
+        automatic = self.ticket_category_id is not None and self.count is not None and not self.seats
+        chosen = self.ticket_category_id is None and self.count is None and bool(self.seats)
+        if not (automatic or chosen):
+            raise ValueError("either ticketCategoryId and count, or seats")
+        return self
+
+    @property
+    def tickets(self) -> int:
+        return self.count if self.count is not None else len(self.seats)
+
+    def aggregate_key(self) -> str:
+        return order_requests_key(self.program_id)
+
+
+class OrderEvent(DomainEvent):
+    topic_family = ORDER_FAMILY
+
+    order_number: OrderNumber
+
+    def aggregate_key(self) -> str:
+        return order_key(self.order_number)
+
+
+class HeldTicket(_Part):
+    seat_id: EntityId
+    ticket_category_id: EntityId
+    row: SeatRow
+    column: SeatColumn
+    price: StoredPrice
+    ticket_buyer_id: EntityId | None = None
+
+
+@register_event
+class SeatsReserved(OrderEvent):
+    """The allocator held these seats for the order until ``pay_deadline``."""
+
+    event_type = "SeatsReserved"
+
+    user_id: EntityId
+    program_id: EntityId
+    show_time_id: EntityId
+    tickets: tuple[HeldTicket, ...] = Field(min_length=1, max_length=TICKETS_PER_ORDER_MAX)
+    total_amount: StoredPrice
+    pay_deadline: Moment
+    requested_at: Moment
+
+
+@register_event
+class OrderRejected(OrderEvent):
+    event_type = "OrderRejected"
+
+    user_id: EntityId
+    program_id: EntityId
+    show_time_id: EntityId
+    reason: RejectionReason
+    requested_at: Moment
