@@ -9,12 +9,20 @@
 -- KEYS[4]  the category's available seats (zset)    {p:<id>}:available:<tc>    seat id, score row*C+column
 -- KEYS[5]  the category's seat facts (hash)         {p:<id>}:seat:<tc>         seat id -> "row:column"
 -- KEYS[6]  the versions of the prices (hash)        {p:<id>}:price-version     ticket category -> version
+-- KEYS[7]  the program's seats' categories (hash)   {p:<id>}:seat-category     seat id -> ticket category
+-- KEYS[8]  the categories' show times (hash)        {p:<id>}:category-show-time ticket category -> show time
+-- KEYS[9]  the categories' column bounds (hash)     {p:<id>}:category-columns  "<tc>:min" / "<tc>:max" -> column
 -- ARGV[1]  the event id
 -- ARGV[2]  kind: "category", "seats" or "price"
 -- ARGV[3]  ticket category id
--- ARGV[4..] category: its total, price and the event's aggregate version; seats: the row stride C
---          (score = row * C + column), then seat id, row, column for each seat; price: the new
---          price and the event's aggregate version
+-- ARGV[4..] category: its total, price, the event's aggregate version and its show time id;
+--          seats: the row stride C (score = row * C + column), then seat id, row, column for each
+--          seat; price: the new price and the event's aggregate version
+--
+-- The last three keys are what the allocator (lua/order_reserve.lua) needs besides the seats: a
+-- chosen seat names no category, so it is found through KEYS[7]; a request names its show time,
+-- checked against KEYS[8]; automatic seats prefer the centre line of the category's layout, the
+-- middle of the lowest and highest columns of all its SeatsLaidOut chunks (KEYS[9]).
 --
 -- Prices follow the newest version, not the order of arrival: two admins changing one price at
 -- once may have their events appended in the other order, and Postgres and Elasticsearch keep
@@ -43,11 +51,13 @@ end
 
 if kind == "category" then
   -- The count is stored as given: a Lua number would turn a large one into "9.2233720368547758e+18".
-  local total, price, version = ARGV[4], ARGV[5], tonumber(ARGV[6])
-  if not total or not string.match(total, "^%d+$") or not tonumber(price) or not version then
+  local total, price, version, show_time = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+  if not total or not string.match(total, "^%d+$") or not tonumber(price) or not version
+    or not show_time or not string.match(show_time, "^%d+$") then
     return redis.error_reply("ERR_BAD_ARGUMENT")
   end
   redis.call("HSET", KEYS[2], category, total)
+  redis.call("HSET", KEYS[8], category, show_time)
   set_price(price, version)
 elseif kind == "seats" then
   local stride = tonumber(ARGV[4])
@@ -60,10 +70,18 @@ elseif kind == "seats" then
       return redis.error_reply("ERR_BAD_ARGUMENT")
     end
   end
+  local lowest = tonumber(redis.call("HGET", KEYS[9], category .. ":min"))
+  local highest = tonumber(redis.call("HGET", KEYS[9], category .. ":max"))
   for i = 5, #ARGV, 3 do
     local seat, row, column = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
     redis.call("ZADD", KEYS[4], row * stride + column, seat)
     redis.call("HSET", KEYS[5], seat, row .. ":" .. column)
+    redis.call("HSET", KEYS[7], seat, category)
+    if not lowest or column < lowest then lowest = column end
+    if not highest or column > highest then highest = column end
+  end
+  if lowest then
+    redis.call("HSET", KEYS[9], category .. ":min", lowest, category .. ":max", highest)
   end
 elseif kind == "price" then
   local version = tonumber(ARGV[5])

@@ -1,8 +1,9 @@
 """Projects ticket categories and seat layouts into Redis: the inventory the purchase path reserves from.
 
-Per program, under its hash tag: remaining counts and prices per ticket category, and per
-ticket category the available seats (a sorted set scored by row and column, so a row's free
-seats are one range) and each seat's row and column. Each event is applied at most once
+Per program, under its hash tag: remaining counts, prices, show times and the lowest and highest
+columns per ticket category, each seat's category, and per ticket category the available seats (a
+sorted set scored by row and column, so a row's free seats are one range) and each seat's row and
+column. Each event is applied at most once
 (``lua/inventory_apply.lua`` remembers event ids), so a replay never resells a seat.
 """
 
@@ -20,9 +21,12 @@ from infra.redis import LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
     available_seats,
+    category_columns,
+    category_show_times,
     inventory_applied,
     projector_offsets,
     remaining_counts,
+    seat_categories,
     seat_facts,
     ticket_category_price_versions,
     ticket_category_prices,
@@ -106,11 +110,15 @@ def _script_call(envelope: EventEnvelope) -> tuple[list[str], list[str | int]]:
         available_seats(p, tc),
         seat_facts(p, tc),
         ticket_category_price_versions(p),
+        seat_categories(p),
+        category_show_times(p),
+        category_columns(p),
     ]
     head: list[str | int] = [str(envelope.event_id)]
     match event:
         case TicketCategoryAdded():
-            return keys, [*head, "category", tc, event.total, f"{event.price:.2f}", envelope.aggregate_version]
+            price = f"{event.price:.2f}"
+            return keys, [*head, "category", tc, event.total, price, envelope.aggregate_version, event.show_time_id]
         case TicketCategoryRepriced():
             return keys, [*head, "price", tc, f"{event.price:.2f}", envelope.aggregate_version]
     seats: list[str | int] = []

@@ -9,14 +9,18 @@ import pytest_asyncio
 from prometheus_client import REGISTRY
 
 from events.envelope import EventEnvelope
-from events.program import TicketCategoryAdded, TicketCategoryRepriced
+from events.program import SeatsLaidOut, TicketCategoryAdded, TicketCategoryRepriced
+from events.serialization import payload_of
 from infra.redis import LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
     available_seats,
+    category_columns,
+    category_show_times,
     program_tag,
     projector_offsets,
     remaining_counts,
+    seat_categories,
     seat_facts,
     ticket_category_prices,
 )
@@ -64,6 +68,51 @@ async def test_counts_and_available_seats_match_the_layout(redis, layout):
     seat = first_row[0].decode()
     assert (await redis.hget(seat_facts(program_id, inner), seat)).decode() == "1:1"
     assert (await redis.hget(ticket_category_prices(program_id), str(inner))).decode() == "1355.00"
+
+
+async def test_each_seat_knows_its_category_and_each_category_its_show_time_and_columns(redis, layout):
+    program_id, inner, batch = layout
+    added = [e.item.payload for e in batch if e.item.type == TicketCategoryAdded.event_type]
+    laid_out = [e.item.payload for e in batch if e.item.type == SeatsLaidOut.event_type]
+    inner_chunks = [p for p in laid_out if p["ticketCategoryId"] == inner]
+
+    await InventoryProjector("test.inventory", redis, LuaScripts(redis)).apply(batch)
+
+    show_times = await redis.hgetall(category_show_times(program_id))
+    assert {int(k): int(v) for k, v in show_times.items()} == {a["ticketCategoryId"]: a["showTimeId"] for a in added}
+    categories = await redis.hgetall(seat_categories(program_id))
+    assert len(categories) == 2450
+    assert len(inner_chunks) > 1  # the bounds below span several SeatsLaidOut events
+    assert {int(categories[str(s["seatId"]).encode()]) for p in inner_chunks for s in p["seats"]} == {inner}
+    columns = await redis.hgetall(category_columns(program_id))
+    outer = next(a["ticketCategoryId"] for a in added if a["ticketCategoryId"] != inner)
+    assert {k.decode(): int(v) for k, v in columns.items()} == {
+        f"{inner}:min": 1,
+        f"{inner}:max": 60,
+        f"{outer}:min": 1,
+        f"{outer}:max": 10,
+    }
+
+
+async def test_a_category_s_columns_span_every_chunk_of_its_layout(redis, layout):
+    program_id, _, batch = layout
+    laid_out = next(e.item for e in batch if e.item.type == SeatsLaidOut.event_type)
+    first = payload_of(laid_out)
+    assert isinstance(first, SeatsLaidOut)
+    spec = first.seats[0]
+    chunks = [
+        first.model_copy(update={"seats": [spec.model_copy(update={"seat_id": spec.seat_id + c, "column": c})]})
+        for c in (7, 3, 9, 5)
+    ]
+
+    await InventoryProjector("test.inventory", redis, LuaScripts(redis)).apply(
+        [Positioned(Delivered("t", 0, i), EventEnvelope.wrap(c, aggregate_version=i + 1)) for i, c in enumerate(chunks)]
+    )
+
+    columns = await redis.hmget(
+        category_columns(program_id), *(f"{first.ticket_category_id}:{b}" for b in ("min", "max"))
+    )
+    assert [int(c) for c in columns] == [3, 9]
 
 
 def _repriced(batch, inner: int, price: str, version: int) -> Positioned[EventEnvelope]:
