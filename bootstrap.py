@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from commands.captcha import CaptchaGate
+from commands.order import Orders
 from commands.program import Catalogue
 from commands.reference import Reference
 from commands.sessions import Sessions
@@ -34,6 +35,7 @@ from infra.captcha import LibraryCaptchaImages, RedisCaptchaStore, captcha_rule
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.login_attempts import LoginAttempts
+from infra.order_store import GeneOrderNumbers, RedisIdempotencyKeys, RedisOrderIndex, RedisTicketBuyers
 from infra.passwords import Passwords
 from infra.personal_data import BlindIndex, MasterKeyring
 from infra.personal_data.postgres_store import PostgresDataKeyStore
@@ -48,6 +50,7 @@ from infra.settings import Settings
 from infra.tokens import AccessTokens
 from queries.cache import ProgramDetailCache, RemainingCounts
 from queries.cache.micro import MicroCache
+from queries.orders import CataloguePrograms, OrderReads
 from queries.search import ProgramSearch
 from queries.users import UserReads
 
@@ -108,13 +111,14 @@ class CommandSide:
     revoked: RevokedTokens
     accounts: Accounts
     sessions: Sessions
+    orders: Orders
 
 
 async def open_command_side(
-    adapters: Adapters, exit_stack: AsyncExitStack, users: UserReads | None = None
+    adapters: Adapters, exit_stack: AsyncExitStack, reads: ReadSide | None = None
 ) -> CommandSide:
-    """The handlers' dependencies; what they hold open is closed with ``exit_stack``. ``users`` is the
-    read side the account handlers consult (the API passes its own; others get a fresh one)."""
+    """The handlers' dependencies; what they hold open is closed with ``exit_stack``. ``reads`` is the
+    read side the handlers consult (the API passes its own; others get a fresh one)."""
     settings = adapters.settings
     publisher = EventPublisher(settings.kafka)
     await publisher.start()
@@ -135,7 +139,8 @@ async def open_command_side(
     tokens = AccessTokens(settings.tokens)
     passwords = Passwords(settings.passwords)
     blind = BlindIndex.from_settings(settings.security)
-    users = users or user_reads(adapters)
+    reads = reads or await open_read_side(adapters, exit_stack)
+    users = reads.users
     accounts = Accounts(
         store=store,
         ids=ids,
@@ -159,7 +164,21 @@ async def open_command_side(
         dummy_hash=await passwords.hash(SecretStr(secrets.token_urlsafe(16))),
         rehash=functools.partial(rehash_password, accounts=accounts),
     )
-    return CommandSide(publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions)
+    orders = Orders(
+        programs=CataloguePrograms(reads.program_details),
+        ticket_buyers=RedisTicketBuyers(adapters.redis, settings),
+        availability=reads.remaining,
+        idempotency=RedisIdempotencyKeys(adapters.redis, settings),
+        index=reads.order_index,
+        numbers=GeneOrderNumbers(ids, adapters.db.layout),
+        log=publisher,
+        clock=lambda: datetime.now(UTC),
+        decision_deadline=timedelta(seconds=settings.orders.decision_deadline_s),
+        append_timeout_s=settings.api.command_ack_timeout_s,
+    )
+    return CommandSide(
+        publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions, orders
+    )
 
 
 def personal_data_vault(adapters: Adapters) -> PersonalDataVault:
@@ -178,6 +197,8 @@ class ReadSide:
     search_pages: MicroCache[Hashable, bytes]
     seat_maps: MicroCache[tuple[int, int, int | None], bytes]
     users: UserReads
+    order_index: RedisOrderIndex
+    orders: OrderReads
 
 
 async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> ReadSide:
@@ -204,7 +225,9 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
     users = user_reads(adapters)
     await users.start()
     exit_stack.push_async_callback(users.stop)
-    return ReadSide(program_details, remaining, search, search_pages, seat_maps, users)
+    order_index = RedisOrderIndex(adapters.redis, settings)
+    orders = OrderReads(adapters.redis, order_index)
+    return ReadSide(program_details, remaining, search, search_pages, seat_maps, users, order_index, orders)
 
 
 @dataclass
@@ -239,7 +262,7 @@ async def open_api(settings: Settings) -> Resources:
     exit_stack.push_async_callback(adapters.close)
     try:
         reads = await open_read_side(adapters, exit_stack)
-        commands = await open_command_side(adapters, exit_stack, reads.users)
+        commands = await open_command_side(adapters, exit_stack, reads)
     except BaseException:
         await exit_stack.aclose()
         raise

@@ -52,7 +52,7 @@ ERRORS: dict[int, str] = {
     503: "A store or the event log cannot answer now; retry (see Retry-After)",
 }
 # Routes that act for the signed-in user: a bearer access token, limited per user.
-SIGNED_IN_PREFIXES = ("/api/v1/users/me", "/api/v1/sessions/current")
+SIGNED_IN_PREFIXES = ("/api/v1/users/me", "/api/v1/sessions/current", "/api/v1/orders")
 # Routes that read no store, so they cannot answer 503.
 NO_STORE = frozenset({"/healthz", "/metrics"})
 PLAIN_TEXT = {"/metrics": "text/plain; version=0.0.4; charset=utf-8"}
@@ -90,6 +90,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "VerifyRealName": {"realName": "张三", "idType": "ID_CARD", "idNumber": "11010519491231002X"},
     "AddTicketBuyer": {"name": "李四", "idType": "ID_CARD", "idNumber": "11010519491231002X"},
     "DeleteUser": {"password": "s3cret-pass"},
+    "PlaceOrder": {"programId": "1", "showTimeId": "2", "ticketCategoryId": "3", "count": 2, "ticketBuyerIds": []},
 }
 
 # (operation answering, JSON pointer into its body) → operations taking that value, by parameter.

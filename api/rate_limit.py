@@ -25,6 +25,7 @@ log = structlog.get_logger(__name__)
 UNKNOWN_CLIENT = "unknown"
 ADMIN = "admin"
 USER = "user"
+ORDERS = "orders"
 CAPTCHA_PATHS = frozenset({"/api/v1/captcha", "/api/v1/captcha/check"})
 REGISTRATION_PATH = "/api/v1/users"
 SESSIONS_PATH = "/api/v1/sessions"
@@ -74,6 +75,13 @@ async def limit_user_commands(res: Resources, user_id: int) -> None:
     limits = res.settings.rate_limits
     key = user_rate_limit_window(limits.key_prefix, user_id, USER)
     await _count(res, key, USER, limits.user_command_limit, limits.user_command_window_ms, "this user")
+
+
+async def limit_orders(res: Resources, user_id: int) -> None:
+    """At most ``order_limit`` order requests per ``order_window_ms`` by one signed-in user."""
+    limits = res.settings.rate_limits
+    key = user_rate_limit_window(limits.key_prefix, user_id, ORDERS)
+    await _count(res, key, ORDERS, limits.order_limit, limits.order_window_ms, "this user")
 
 
 async def _count_address(res: Resources, client: str | None, group: str, limit: int, window_ms: int) -> None:

@@ -176,3 +176,14 @@ def user_rate_limit_window(prefix: str, user_id: int, group: str) -> str:
     """Counter of one signed-in user's requests to one route group in the current fixed window
     (``lua/fixed_window_limit.lua``), wherever they come from: ``rate_limit_window`` keyed by user."""
     return f"{prefix}:rl:{{u:{user_id}}}:{group}"
+
+
+def idempotency_key(prefix: str, user_id: int, key: str) -> str:
+    """String (JSON): the order an Idempotency-Key of this user placed and the fingerprint of its body."""
+    return f"{user_tag(prefix, user_id)}:idempotency:{key}"
+
+
+def user_order(prefix: str, user_id: int, order_number: int) -> str:
+    """String: the program id of one of the user's orders, so its view finds the program's decision key
+    (and another user's order number finds nothing)."""
+    return f"{user_tag(prefix, user_id)}:order:{order_number}"

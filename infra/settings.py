@@ -496,6 +496,10 @@ class RateLimitSettings(BaseModel):
     user_command_window_ms: int = Field(
         default=60_000, ge=1, description="Length of the per-user account changes' rate-limit window."
     )
+    order_limit: int = Field(
+        default=20, ge=1, description="Order requests (POST /api/v1/orders) one signed-in user may send per window."
+    )
+    order_window_ms: int = Field(default=10_000, ge=1, description="Length of the per-user order rate-limit window.")
 
 
 class CaptchaSettings(BaseModel):
@@ -578,6 +582,36 @@ class UserSettings(BaseModel):
         le=1_000,
         description="How long each API process's reader of revoked tokens blocks on the stream; a revoked token "
         "is refused by every process within about this much.",
+    )
+
+
+class OrderSettings(BaseModel):
+    """The purchase path (docs/orders.md)."""
+
+    key_prefix: str = Field(
+        default="damai",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="First part of the order keys outside the programs' hash slots (idempotency keys, each user's "
+        "order index); a namespace on a shared Redis.",
+    )
+    decision_deadline_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long after it is accepted an order request may still be decided; the allocator rejects "
+        "it with DEADLINE_PASSED after that, reserving nothing.",
+    )
+    wait_max_s: int = Field(
+        default=10, ge=0, le=60, description="Longest a client may ask POST /api/v1/orders to wait (Prefer: wait=N)."
+    )
+    idempotency_ttl_s: int = Field(
+        default=86_400, ge=60, description="How long an Idempotency-Key names the order it first placed."
+    )
+    view_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="How long a user's order stays readable from Redis (its decision and program) before only "
+        "Postgres answers.",
     )
 
 
@@ -666,6 +700,7 @@ class Settings(BaseSettings):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     captcha: CaptchaSettings = Field(default_factory=CaptchaSettings)
     users: UserSettings = Field(default_factory=UserSettings)
+    orders: OrderSettings = Field(default_factory=OrderSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     @model_validator(mode="after")
@@ -703,6 +738,7 @@ class Settings(BaseSettings):
                 "rate_limits": self.rate_limits.model_copy(update={"key_prefix": tag}),
                 "captcha": self.captcha.model_copy(update={"key_prefix": tag}),
                 "users": self.users.model_copy(update={"key_prefix": tag}),
+                "orders": self.orders.model_copy(update={"key_prefix": tag}),
             }
         )
 
@@ -718,6 +754,7 @@ class Settings(BaseSettings):
             "DAMAI_RATE_LIMITS__KEY_PREFIX": self.rate_limits.key_prefix,
             "DAMAI_CAPTCHA__KEY_PREFIX": self.captcha.key_prefix,
             "DAMAI_USERS__KEY_PREFIX": self.users.key_prefix,
+            "DAMAI_ORDERS__KEY_PREFIX": self.orders.key_prefix,
             "DAMAI_API__PORT": str(self.api.port),
             "DAMAI_STATE_DIR": str(self.state_dir),
         }

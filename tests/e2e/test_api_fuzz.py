@@ -52,6 +52,7 @@ def api_env() -> dict[str, str]:
         "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "1000000",
         "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "1000000",
         "DAMAI_RATE_LIMITS__USER_COMMAND_LIMIT": "1000000",
+        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "1000000",
         "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "1000000",
     }
 
@@ -121,7 +122,7 @@ def test_an_admin_gets_no_5xx_and_only_documented_answers(system: System, refere
 
 
 # What a signed-in user may do to their own account (logging out would end the run's session).
-USER_ROUTES = ["--include-path-regex", "^/api/v1/users/me"]
+USER_ROUTES = ["--include-path-regex", "^/api/v1/(users/me|orders)"]
 FUZZ_USER_PASSWORD = "fuzz-user-pass-7"
 """Unlike the examples' password, so the fuzzer cannot delete the account it runs as."""
 

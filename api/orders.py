@@ -1,0 +1,121 @@
+"""Orders: place one (``commands/order.py``; the allocator decides it), and follow it.
+
+``POST /api/v1/orders`` answers 202 with the order number once the request is in the log. With
+``Prefer: wait=N`` it waits up to N seconds for the decision (Redis only): 201 with the order when
+seats are held, 409 with the rejection's code, or still 202.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Response
+
+from api.auth import CurrentUserDep
+from api.commands import CorrelationDep, handled
+from api.errors import ApiError, error_response
+from api.models import CamelModel
+from api.rate_limit import limit_orders
+from api.resources import ResourcesDep
+from commands import order as handlers
+from commands.order import IDEMPOTENCY_KEY_MAX_LENGTH, PlaceOrder
+from events.program import EntityId
+from queries.orders import PENDING, OrderOut
+
+router = APIRouter(tags=["orders"])
+JSON = "application/json"
+
+PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d{1,6})(?:$|[;,\s])", re.IGNORECASE)
+IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}$")
+
+
+class OrderAccepted(CamelModel):
+    order_number: str
+    status: str = PENDING
+
+
+def order_location(order_number: int) -> str:
+    return f"/api/v1/orders/{order_number}"
+
+
+@router.post(
+    "/api/v1/orders",
+    status_code=202,
+    response_model=OrderAccepted,
+    response_model_by_alias=True,
+    responses={
+        201: {"description": "Prefer: wait=N, and the seats are held: the order", "model": OrderOut},
+        404: {"description": "PROGRAM_NOT_FOUND, SHOW_TIME_NOT_FOUND or TICKET_CATEGORY_NOT_FOUND"},
+        409: {
+            "description": "PROGRAM_NOT_ON_SALE, SHOW_TIME_PAST, SOLD_OUT; with Prefer: wait, the allocator's "
+            "reason (NO_ADJACENT_SEATS, SEAT_UNAVAILABLE, PRICE_CHANGED, PER_ACCOUNT_LIMIT, "
+            "TICKET_BUYER_HAS_TICKET, DEADLINE_PASSED, SOLD_OUT) with details.orderNumber"
+        },
+        422: {
+            "description": "SEAT_CHOICE_NOT_ALLOWED, PER_ORDER_LIMIT, SEAT_REPEATED, TICKET_BUYERS_REPEATED, "
+            "TICKET_BUYERS_REQUIRED, TICKET_BUYERS_TOO_MANY, TICKET_BUYER_NOT_FOUND, IDEMPOTENCY_KEY_REUSED, "
+            "BAD_IDEMPOTENCY_KEY or VALIDATION_FAILED"
+        },
+    },
+)
+async def post_order(
+    cmd: PlaceOrder,
+    user: CurrentUserDep,
+    res: ResourcesDep,
+    correlation_id: CorrelationDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Ask for seats: ``ticketCategoryId`` and ``count`` (the allocator picks adjacent seats), or
+    ``seats`` (those seats, at the prices shown). The buyer is the token's user."""
+    if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise ApiError(
+            422, "BAD_IDEMPOTENCY_KEY", f"an Idempotency-Key is 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} visible characters"
+        )
+    wait_s = _wait_s(prefer, res.settings.orders.wait_max_s)
+    await limit_orders(res, user.user_id)
+    placed = await handled(
+        handlers.place_order(user.user_id, cmd, res.commands.orders, correlation_id, idempotency_key)
+    )
+    headers = {"Location": order_location(placed.order_number)}
+    if wait_s is None:
+        return _accepted(placed.order_number, headers)
+    headers["Preference-Applied"] = f"wait={wait_s}"
+    order = await res.reads.orders.decided(user.user_id, placed.order_number, wait_s)
+    if order.status == PENDING:
+        return _accepted(placed.order_number, headers)
+    if order.status == "rejected":
+        return error_response(
+            409,
+            order.reason or "ORDER_REJECTED",
+            "the order was not accepted",
+            {"orderNumber": order.order_number},
+            headers,
+        )
+    return Response(order.model_dump_json(by_alias=True), status_code=201, headers=headers, media_type=JSON)
+
+
+@router.get(
+    "/api/v1/orders/{order_number}",
+    response_model=OrderOut,
+    response_model_by_alias=True,
+    responses={404: {"description": "ORDER_NOT_FOUND: no order of yours has this number"}},
+)
+async def get_order(order_number: Annotated[EntityId, Path()], user: CurrentUserDep, res: ResourcesDep) -> OrderOut:
+    """One of the signed-in user's orders: pending until the allocator decides, then unpaid (with
+    its seats and payment deadline) or rejected (with the reason)."""
+    return await handled(res.reads.orders.order(user.user_id, order_number))
+
+
+def _accepted(order_number: int, headers: dict[str, str]) -> Response:
+    body = OrderAccepted(order_number=str(order_number)).model_dump_json(by_alias=True)
+    return Response(body, status_code=202, headers=headers, media_type=JSON)
+
+
+def _wait_s(prefer: str | None, wait_max_s: int) -> int | None:
+    """``Prefer: wait=N`` (RFC 7240), at most ``wait_max_s``; None when not asked."""
+    if prefer is None:
+        return None
+    found = PREFER_WAIT.search(prefer)
+    return None if found is None else min(int(found.group(1)), wait_max_s)

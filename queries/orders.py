@@ -1,0 +1,150 @@
+"""The read side of the purchase path: what the order checks need of a program, and a buyer's view
+of their order while it is fresh in Redis (the allocator's decision, read from the program's slot).
+
+No read here touches Postgres: the program comes from the detail cache, the order from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from aggregates.errors import NotFound
+from aggregates.program import ProgramStatus
+from commands.order import OrderableProgram, OrderableShowTime, PlacedOrder
+from infra.order_store import RedisOrderIndex
+from infra.redis_keys import order_decision
+from queries.cache import ProgramDetailCache
+from queries.shapes import PublicShape
+
+FIRST_POLL_S = 0.005
+LONGEST_POLL_S = 0.05
+
+# The allocator's decision statuses (lua/order_reserve.lua, lua/order_release.lua) as the buyer sees them.
+VIEW_STATUS = {"held": "unpaid", "rejected": "rejected", "sold": "paid", "released": "cancelled"}
+PENDING = "pending"
+
+
+class TicketOut(PublicShape):
+    seat_id: str
+    row: int
+    column: int
+    price: str
+    ticket_category_id: str
+    ticket_buyer_id: str | None = None
+
+
+class OrderOut(PublicShape):
+    order_number: str
+    status: str
+    """pending, unpaid, rejected, paid, cancelled, expired or refunded"""
+    reason: str | None = None
+    """Why a rejected order was refused (SOLD_OUT, NO_ADJACENT_SEATS, PRICE_CHANGED, ...)."""
+    program_id: str
+    show_time_id: str
+    tickets: list[TicketOut]
+    total_amount: str
+    pay_deadline: datetime | None = None
+    created_at: datetime
+
+
+class CataloguePrograms:
+    """``commands.order.Programs`` over the program detail cache (memory, then Redis, then Postgres)."""
+
+    def __init__(self, details: ProgramDetailCache) -> None:
+        self._details = details
+
+    async def orderable(self, program_id: int) -> OrderableProgram | None:
+        cached = await self._details.get(program_id)
+        if cached is None:
+            return None
+        detail = cached.detail
+        return OrderableProgram(
+            program_id=detail.id,
+            on_sale=detail.status is ProgramStatus.ON_SALE,
+            seat_selectable=detail.seat_selectable,
+            real_name_required=detail.real_name_required,
+            per_order_limit=detail.per_order_limit,
+            per_account_limit=detail.per_account_limit,
+            payment_minutes=detail.payment_minutes,
+            show_times={
+                s.id: OrderableShowTime(s.id, s.starts_at, frozenset(c.id for c in s.ticket_categories))
+                for s in detail.show_times
+            },
+        )
+
+
+class OrderReads:
+    """A buyer's own orders, from Redis while they are fresh."""
+
+    def __init__(self, redis: Redis, index: RedisOrderIndex) -> None:
+        self._redis = redis
+        self._index = index
+
+    async def order(self, user_id: int, order_number: int) -> OrderOut:
+        """The order as its buyer sees it; ``ORDER_NOT_FOUND`` for another user's or an unknown one."""
+        placed = await self._index.placed(user_id, order_number)
+        if placed is None:
+            raise NotFound(
+                f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)}
+            )
+        return _view(order_number, placed, await self._decision(placed.program_id, order_number))
+
+    async def decided(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
+        """The order once the allocator has decided it, or as it is after ``timeout_s`` (Redis
+        only, read every 5 ms at first, then every 50 ms)."""
+        placed = await self._index.placed(user_id, order_number)
+        if placed is None:
+            raise NotFound(
+                f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)}
+            )
+        deadline = time.monotonic() + timeout_s
+        pause = FIRST_POLL_S
+        while True:
+            decision = await self._decision(placed.program_id, order_number)
+            if decision is not None or time.monotonic() + pause > deadline:
+                return _view(order_number, placed, decision)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, LONGEST_POLL_S)
+
+    async def _decision(self, program_id: int, order_number: int) -> dict[str, Any] | None:
+        raw = await self._redis.get(order_decision(program_id, order_number))
+        return orjson.loads(raw) if raw is not None else None
+
+
+def _view(order_number: int, placed: PlacedOrder, decision: dict[str, Any] | None) -> OrderOut:
+    if decision is None:
+        status, tickets, total, pay, reason = PENDING, [], Decimal("0.00"), None, None
+    else:
+        status = VIEW_STATUS.get(decision["status"], decision["status"])
+        tickets = [
+            TicketOut(
+                seat_id=str(seat),
+                ticket_category_id=str(category),
+                row=int(row),
+                column=int(column),
+                price=f"{Decimal(price):.2f}",
+                ticket_buyer_id=str(buyer) if buyer else None,
+            )
+            for seat, category, row, column, price, buyer in decision.get("t", ())
+        ]
+        total = Decimal(decision.get("total", "0"))
+        pay = datetime.fromtimestamp(int(decision["pay"]) / 1000, UTC) if "pay" in decision else None
+        reason = decision.get("r")
+    return OrderOut(
+        order_number=str(order_number),
+        status=status,
+        reason=reason,
+        program_id=str(placed.program_id),
+        show_time_id=str(placed.show_time_id),
+        tickets=tickets,
+        total_amount=f"{total:.2f}",
+        pay_deadline=pay,
+        created_at=placed.requested_at,
+    )
