@@ -44,13 +44,13 @@ def best_start(columns: Sequence[int], count: int, centre_twice: int) -> int | N
     for first, last in free_runs(columns):
         if last - first + 1 < count:
             continue
-        # The distance is V-shaped in the start column: the best start of a run is the ideal
-        # one (or the next, when the ideal middle falls between two columns) moved into the run.
-        for start in (ideal, ideal + 1):
-            start = min(max(start, first), last - count + 1)
-            candidate = (abs(2 * start + count - 1 - centre_twice), start)
-            if best is None or candidate < best:
-                best = candidate
+        # The distance is V-shaped in the start column, lowest at the ideal start (or equally
+        # low there and at the next, when the ideal middle falls between two columns, and the
+        # lower wins): a run's best start is the ideal one moved into the run.
+        start = min(max(ideal, first), last - count + 1)
+        candidate = (abs(2 * start + count - 1 - centre_twice), start)
+        if best is None or candidate < best:
+            best = candidate
     return best[1] if best is not None else None
 
 

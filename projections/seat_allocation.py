@@ -1,0 +1,137 @@
+"""The allocator's calls into Redis: decide a batch of a program's order requests, and finish a
+held order (released or sold).
+
+The decisions are ``lua/order_reserve.lua``'s, atomic per batch in the program's hash slot; the
+scripts' headers state every check and key. This module only turns ``OrderRequested`` into the
+script's request JSON (ids and prices as strings, times in epoch ms) and its reply into
+``Decision``s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from events.order import HeldTicket, OrderRequested, RejectionReason
+from infra.redis import LuaScripts
+from infra.redis_keys import program_tag, remaining_counts
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class DecisionStatus(StrEnum):
+    """Where a decided order stands in the allocator's memory."""
+
+    HELD = "held"
+    REJECTED = "rejected"
+    RELEASED = "released"
+    SOLD = "sold"
+
+
+class Outcome(StrEnum):
+    """How a held order ends for its seats."""
+
+    RELEASED = "released"
+    SOLD = "sold"
+
+
+@dataclass(frozen=True)
+class Decision:
+    order_number: int
+    status: DecisionStatus
+    reason: RejectionReason | None
+    tickets: tuple[HeldTicket, ...]
+    total: Decimal | None
+    pay_deadline: datetime | None
+    again: bool
+    """True when the order was decided before: this is that decision, and nothing changed."""
+
+
+async def reserve(
+    scripts: LuaScripts,
+    program_id: int,
+    requests: Sequence[OrderRequested],
+    now_ms: int,
+    row_stride: int,
+    rejected_ttl_s: int,
+) -> list[Decision]:
+    """Decide ``requests`` (all of ``program_id``) in order, in one atomic script call; the
+    payment deadline of a hold runs from ``now_ms``."""
+    if not requests:
+        return []
+    if any(r.program_id != program_id for r in requests):
+        raise ValueError(f"every request must be of program {program_id}")
+    reply = await scripts["order_reserve"](
+        keys=[remaining_counts(program_id)],
+        args=[
+            program_tag(program_id),
+            now_ms,
+            row_stride,
+            rejected_ttl_s,
+            *(orjson.dumps(request_json(r, now_ms)) for r in requests),
+        ],
+    )
+    return [decision_of(d) for d in orjson.loads(reply)]
+
+
+async def release(
+    scripts: LuaScripts, program_id: int, order_number: int, outcome: Outcome, row_stride: int, released_ttl_s: int
+) -> bool:
+    """Finish a held order; False when it was not held (finished before, rejected or unknown)."""
+    changed = await scripts["order_release"](
+        keys=[remaining_counts(program_id)],
+        args=[program_tag(program_id), order_number, outcome.value, row_stride, released_ttl_s],
+    )
+    return bool(changed)
+
+
+def request_json(request: OrderRequested, now_ms: int) -> dict[str, Any]:
+    """The request as ``lua/order_reserve.lua`` reads it."""
+    body: dict[str, Any] = {
+        "o": str(request.order_number),
+        "u": str(request.user_id),
+        "st": str(request.show_time_id),
+        "b": [[str(b.ticket_buyer_id), b.id_number_blind] for b in request.ticket_buyers],
+        "lim": request.rules.per_account_limit,
+        "real": int(request.rules.real_name_required),
+        "dl": epoch_ms(request.deadline),
+        "pay": now_ms + timedelta(minutes=request.rules.payment_minutes) // timedelta(milliseconds=1),
+    }
+    if request.ticket_category_id is not None:
+        body |= {"tc": str(request.ticket_category_id), "n": request.count}
+    else:
+        body["s"] = [[str(s.seat_id), f"{s.price:.2f}"] for s in request.seats]
+    return body
+
+
+def decision_of(raw: dict[str, Any]) -> Decision:
+    tickets = tuple(
+        HeldTicket(
+            seat_id=int(seat),
+            ticket_category_id=int(category),
+            row=row,
+            column=column,
+            price=Decimal(price),
+            ticket_buyer_id=int(buyer) if buyer else None,
+        )
+        for seat, category, row, column, price, buyer in raw.get("t", ())
+    )
+    return Decision(
+        order_number=int(raw["o"]),
+        status=DecisionStatus(raw["status"]),
+        reason=RejectionReason(raw["r"]) if "r" in raw else None,
+        tickets=tickets,
+        total=Decimal(raw["total"]) if "total" in raw else None,
+        pay_deadline=datetime.fromtimestamp(raw["pay"] / 1000, UTC) if "pay" in raw else None,
+        again=raw.get("again") == 1,
+    )
+
+
+def epoch_ms(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(milliseconds=1)
