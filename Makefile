@@ -44,6 +44,7 @@ bench: up
 	$(VENV)/bin/python -m bench.program_detail
 	$(VENV)/bin/python -m bench.search_latency --fallback
 	$(VENV)/bin/python -m bench.token_verify
+	$(VENV)/bin/python -m bench.users
 
 ## The API fuzzer with a heavy budget and a fresh random seed (make test runs it lightly).
 fuzz: up
