@@ -292,12 +292,21 @@ def worker() -> None:
 
 
 @app.command()
+def allocator() -> None:
+    """Run a seat allocator: decides order requests (one consumer group; run several to share partitions)."""
+    from projections.allocator import run_allocator
+
+    asyncio.run(run_allocator(_settings()))
+
+
+@app.command()
 def run(seed: Annotated[bool, typer.Option(help="Publish the demo data first")] = True) -> None:
-    """Bring the stack up, migrate, seed the demo data, and run the API and a worker until Ctrl-C."""
+    """Bring the stack up, migrate, seed the demo data, and run the API, a worker and an allocator until Ctrl-C."""
     stack_up(None)
     db_migrate()
     children = [
         subprocess.Popen([sys.executable, "-m", "cli.main", "worker"]),
+        subprocess.Popen([sys.executable, "-m", "cli.main", "allocator"]),
         subprocess.Popen([sys.executable, "-m", "cli.main", "serve"]),
     ]
     if seed:

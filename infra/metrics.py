@@ -37,3 +37,13 @@ SEARCH_FALLBACKS = Counter(
 RATE_LIMITED = Counter(
     "damai_rate_limited_total", "Requests refused with 429 because their IP address was over a limit", ["group"]
 )
+ALLOCATOR_DECISIONS = Counter(
+    "damai_allocator_decisions_total",
+    "Order requests the allocator decided, by outcome (held or the rejection code) and whether decided before",
+    ["outcome", "again"],
+)
+ALLOCATOR_BATCH_SECONDS = Histogram(
+    "damai_allocator_batch_seconds",
+    "One fetch of order requests decided, appended and committed",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

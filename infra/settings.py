@@ -560,7 +560,9 @@ class UserSettings(BaseModel):
         description="Bits of the registration Bloom filter (mobiles and emails in use): 10 million members at "
         "0.1 % false positives need 143,775,876 bits (17.1 MiB) and 10 hashes. Changing it rebuilds the filter.",
     )
-    bloom_hashes: int = Field(default=10, ge=1, le=32, description="Hashes per member of the registration Bloom filter.")
+    bloom_hashes: int = Field(
+        default=10, ge=1, le=32, description="Hashes per member of the registration Bloom filter."
+    )
     bloom_build_batch: int = Field(
         default=5_000, ge=1, description="Members added per round trip while the registration Bloom filter is rebuilt."
     )
@@ -627,6 +629,19 @@ class WorkerSettings(BaseModel):
         default=10.0, description="A worker silent this long is dropped from its group and its partitions move."
     )
     heartbeat_interval_s: float = Field(default=3.0, description="How often a worker tells its group it is alive.")
+    allocator_group: str = Field(
+        default="damai-allocator", description="Consumer group of the seat allocators (over order-requests)."
+    )
+    allocator_batch_size: int = Field(
+        default=1_000, ge=1, le=100_000, description="Most order requests an allocator decides per fetch."
+    )
+    allocator_poll_ms: int = Field(
+        default=20,
+        ge=1,
+        le=1_000,
+        description="Longest an allocator waits for order requests before deciding what it has (a fetch returns "
+        "at once when requests are waiting).",
+    )
     web_port: int = Field(default=6066, description="Faust web port, when a worker enables it.")
     data_dir: str = Field(
         default="", description="Faust's local data directory; empty puts it under the state directory."
@@ -730,7 +745,9 @@ class Settings(BaseSettings):
         return self.model_copy(
             update={
                 "kafka": self.kafka.model_copy(update={"topic_prefix": f"{tag}."}),
-                "worker": self.worker.model_copy(update={"projector_group": f"{tag}-projector"}),
+                "worker": self.worker.model_copy(
+                    update={"projector_group": f"{tag}-projector", "allocator_group": f"{tag}-allocator"}
+                ),
                 "elasticsearch": self.elasticsearch.model_copy(update={"index_prefix": f"{tag}-"}),
                 "postgres": self.postgres.model_copy(update={"schema_name": tag}),
                 "ids": self.ids.model_copy(update={"key_tag": f"{tag}-ids"}),
@@ -747,6 +764,7 @@ class Settings(BaseSettings):
         return {
             "DAMAI_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
             "DAMAI_WORKER__PROJECTOR_GROUP": self.worker.projector_group,
+            "DAMAI_WORKER__ALLOCATOR_GROUP": self.worker.allocator_group,
             "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
             "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
             "DAMAI_IDS__KEY_TAG": self.ids.key_tag,

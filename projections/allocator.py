@@ -1,0 +1,236 @@
+"""The seat allocator: the one writer that decides a program's order requests (issue 11).
+
+A consumer group over ``order-requests`` (keyed per program, so each program's requests sit in one
+partition and reach one allocator, in the order the API accepted them). Each fetch is grouped by
+program and decided with one ``lua/order_reserve.lua`` call per program; the decisions are in
+Redis the moment the script returns (the API's ``Prefer: wait`` and the order view read them
+there), then ``SeatsReserved`` / ``OrderRejected`` are appended to ``order`` (acks=all), and only
+then are the offsets committed.
+
+At least once, with one outcome: a request fetched again after a crash or a rebalance is decided
+again by the script, which answers the decision it stored the first time and changes nothing; its
+event is appended again with the same event id (derived from the order number and type), so a
+reader that keeps event ids sees it once. ADR 0008 says why this is a plain aiokafka consumer and
+not a Faust agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from commands.ports import LogUnavailable
+from events.envelope import EventEnvelope, derived_event_id
+from events.order import OrderRejected, OrderRequested, SeatsReserved
+from events.serialization import UndecodableEvent, decode, payload_of
+from infra.kafka import EventPublisher
+from infra.metrics import ALLOCATOR_BATCH_SECONDS, ALLOCATOR_DECISIONS, DEAD_LETTERS
+from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
+from infra.redis_keys import SEAT_ROW_STRIDE
+from infra.settings import Settings
+from projections.seat_allocation import Decision, DecisionStatus, reserve
+
+log = structlog.get_logger(__name__)
+
+Request = tuple[EventEnvelope, OrderRequested]
+T = TypeVar("T")
+
+
+class Allocator:
+    def __init__(self, settings: Settings, redis: Redis, scripts: LuaScripts, publisher: EventPublisher) -> None:
+        self._settings = settings
+        self._scripts = scripts
+        self._redis = redis
+        self._publisher = publisher
+        self._stopping = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            settings.kafka.topic("order-requests"),
+            bootstrap_servers=settings.kafka.bootstrap,
+            group_id=settings.worker.allocator_group,
+            client_id="damai-allocator",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.worker.heartbeat_interval_s * 1000),
+            max_poll_records=settings.worker.allocator_batch_size,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Decide requests until ``stop``; offsets are committed only after their decisions are in the log."""
+        await self._consumer.start()
+        log.info("allocator.started", group=self._settings.worker.allocator_group)
+        try:
+            while not self._stopping.is_set():
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self._settings.worker.allocator_poll_ms,
+                    max_records=self._settings.worker.allocator_batch_size,
+                )
+                if fetched:
+                    await self.decide(fetched)
+        finally:
+            await self._consumer.stop()
+
+    async def decide(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Decision]:
+        started = time.perf_counter()
+        by_program: dict[int, list[Request]] = defaultdict(list)
+        for records in fetched.values():
+            for record in records:
+                request = self._request(record)
+                if request is not None:
+                    by_program[request[1].program_id].append(request)
+        now = datetime.now(UTC)
+        decided = await asyncio.gather(
+            *(self._decide_program(pid, requests, now) for pid, requests in by_program.items())
+        )
+        envelopes = [envelope for program in decided for _, envelope in program]
+        await self._append(envelopes)
+        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
+        ALLOCATOR_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return [decision for program in decided for decision, _ in program]
+
+    async def _decide_program(
+        self, program_id: int, requests: Sequence[Request], now: datetime
+    ) -> list[tuple[Decision, EventEnvelope]]:
+        now_ms = int(now.timestamp() * 1000)
+        try:
+            decisions = await self._reserve(program_id, requests, now_ms)
+        except ResponseError:
+            # The script refused the batch's arguments before writing anything: one request the
+            # API should never have accepted. Decide them one by one and set that one aside.
+            decided = [await self._decide_alone(program_id, request, now_ms) for request in requests]
+            kept = [(r, d) for r, d in zip(requests, decided, strict=True) if d is not None]
+            requests, decisions = [r for r, _ in kept], [d for _, d in kept if d is not None]
+        out = []
+        for (envelope, request), decision in zip(requests, decisions, strict=True):
+            ALLOCATOR_DECISIONS.labels(outcome=decision.reason or decision.status, again=str(decision.again)).inc()
+            out.append((decision, _decision_event(envelope, request, decision, now)))
+        return out
+
+    async def _reserve(self, program_id: int, requests: Sequence[Request], now_ms: int) -> list[Decision]:
+        ttl_s = self._settings.orders.view_ttl_s
+        requested = [r for _, r in requests]
+        return await _retrying(
+            "reserve", lambda: reserve(self._scripts, program_id, requested, now_ms, SEAT_ROW_STRIDE, ttl_s)
+        )
+
+    async def _decide_alone(self, program_id: int, request: Request, now_ms: int) -> Decision | None:
+        try:
+            [decision] = await self._reserve(program_id, [request], now_ms)
+        except ResponseError as exc:
+            DEAD_LETTERS.labels(consumer_group=self._settings.worker.allocator_group, reason="unapplicable").inc()
+            log.error("allocator.request_refused_by_script", order_number=request[1].order_number, error=str(exc))
+            return None
+        return decision
+
+    def _request(self, record: ConsumerRecord[bytes, bytes]) -> Request | None:
+        try:
+            envelope = decode(record.value or b"")
+            event = payload_of(envelope)
+        except UndecodableEvent as exc:
+            # A request no allocator can read: counted and logged, never retried for ever.
+            DEAD_LETTERS.labels(consumer_group=self._settings.worker.allocator_group, reason="undecodable").inc()
+            log.error("allocator.undecodable", partition=record.partition, offset=record.offset, error=str(exc))
+            return None
+        if not isinstance(event, OrderRequested):
+            return None
+        return envelope, event
+
+    async def _append(self, envelopes: list[EventEnvelope]) -> None:
+        """Until Kafka takes them: a decision already in Redis must reach the log."""
+        if envelopes:
+            await _retrying(
+                "append", lambda: self._publisher.append(envelopes, self._settings.api.command_ack_timeout_s)
+            )
+
+
+def _decision_event(
+    envelope: EventEnvelope, request: OrderRequested, decision: Decision, now: datetime
+) -> EventEnvelope:
+    event: SeatsReserved | OrderRejected
+    if decision.status is DecisionStatus.REJECTED:
+        assert decision.reason is not None
+        event = OrderRejected(
+            order_number=request.order_number,
+            user_id=request.user_id,
+            program_id=request.program_id,
+            show_time_id=request.show_time_id,
+            reason=decision.reason,
+            requested_at=envelope.occurred_at,
+        )
+    else:
+        # Held, or (deciding again) already released or sold: the decision was the hold.
+        assert decision.total is not None and decision.pay_deadline is not None
+        event = SeatsReserved(
+            order_number=request.order_number,
+            user_id=request.user_id,
+            program_id=request.program_id,
+            show_time_id=request.show_time_id,
+            tickets=decision.tickets,
+            total_amount=decision.total,
+            pay_deadline=decision.pay_deadline,
+            requested_at=envelope.occurred_at,
+        )
+    return EventEnvelope.wrap(
+        event,
+        aggregate_version=1,
+        event_id=derived_event_id(request.order_number, event.event_type),
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.event_id,
+        occurred_at=now,
+    )
+
+
+RETRYABLE: tuple[type[BaseException], ...] = (LogUnavailable, *REDIS_ERRORS)
+REFUSED = "ERR_BAD_ARGUMENT"
+
+
+def _refused(exc: BaseException) -> bool:
+    """The script refused its arguments (and wrote nothing): retrying cannot help."""
+    return isinstance(exc, ResponseError) and REFUSED in str(exc)
+RETRY_FIRST_S = 0.1
+RETRY_LONGEST_S = 2.0
+
+
+async def _retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Wait out Redis and Kafka outages: a batch is decided and appended whole, or the allocator waits."""
+    pause = RETRY_FIRST_S
+    while True:
+        try:
+            return await call()
+        except RETRYABLE as exc:
+            if _refused(exc):
+                raise
+            log.warning("allocator.retrying", step=what, error=repr(exc), retry_in_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_LONGEST_S)
+
+
+async def run_allocator(settings: Settings) -> None:
+    """Run one allocator in the foreground until SIGTERM/SIGINT."""
+    redis = create_redis(settings.redis)
+    scripts = LuaScripts(redis)
+    await scripts.preload(redis)
+    publisher = EventPublisher(settings.kafka)
+    await publisher.start()
+    allocator = Allocator(settings, redis, scripts, publisher)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, allocator.stop)
+    try:
+        await allocator.run()
+    finally:
+        await publisher.stop()
+        await redis.aclose()
