@@ -128,17 +128,29 @@ class OrderEvent(DomainEvent):
 
 
 class HeldTicket(_Part):
-    seat_id: EntityId
+    """A ticket the order holds: a seat of ``ticket_category_id`` (its ``seat_id``, ``row`` and
+    ``column``), or, in a category counted by its total (general admission: a livehouse's standing
+    tickets), none of the three, since such a ticket is one of the category's count, not a seat."""
+
+    seat_id: EntityId | None = None
     ticket_category_id: EntityId
-    row: SeatRow
-    column: SeatColumn
+    row: SeatRow | None = None
+    column: SeatColumn | None = None
     price: StoredPrice
     ticket_buyer_id: EntityId | None = None
+
+    @model_validator(mode="after")
+    def _a_seat_or_none(self) -> HeldTicket:
+        given = [v is not None for v in (self.seat_id, self.row, self.column)]
+        if any(given) and not all(given):
+            raise ValueError("seatId, row and column: all three (a seat) or none (general admission)")
+        return self
 
 
 @register_event
 class SeatsReserved(OrderEvent):
-    """The allocator held these seats for the order until ``pay_deadline``."""
+    """The allocator held these tickets for the order until ``pay_deadline``: seats, or counts of a
+    general-admission category (tickets without a seat)."""
 
     event_type = "SeatsReserved"
 

@@ -1,5 +1,5 @@
--- Finish a held order, once: give its seats back (released: cancelled or unpaid in time) or keep
--- them out for good (sold: paid). An order that is not held (already finished, rejected, never
+-- Finish a held order, once: give its tickets back, seats or general-admission counts (released:
+-- cancelled or unpaid in time) or keep them out for good (sold: paid). An order that is not held (already finished, rejected, never
 -- decided) is left as it is, so a repeated or late outcome changes nothing.
 --
 -- KEYS[1]  the program's remaining counts (hash)     {p:<id>}:remaining    ticket category -> count
@@ -12,8 +12,9 @@
 -- The decision is {p:<id>}:order:<order>, as lua/order_reserve.lua stored it; the other keys are
 -- derived from the tag as there (one slot on Redis Cluster by construction).
 --
--- released: each seat back in its category's available set at row * C + column, each category's
---           remaining count up by its seats, the user's account down by the tickets (the counter
+-- released: each seat back in its category's available set at row * C + column (a
+--           general-admission ticket, seat "", has none to give back), each category's remaining
+--           count up by its tickets, the user's account down by the tickets (the counter
 --           removed at zero), each document the order claimed at the show time freed (only while
 --           it still names this order); the decision's status becomes "released", kept ARGV[5] s
 --           (a request decided again after that is past its deadline, so it reserves nothing).
@@ -50,10 +51,16 @@ if outcome == "sold" then
   return 1
 end
 
+local counts = {}
 for _, t in ipairs(decision.t) do
   local seat, tc, row, column = t[1], t[2], t[3], t[4]
-  redis.call("ZADD", tag .. ":available:" .. tc, row * stride + column, seat)
-  redis.call("HINCRBY", KEYS[1], tc, 1)
+  if seat ~= "" then
+    redis.call("ZADD", tag .. ":available:" .. tc, row * stride + column, seat)
+  end
+  counts[tc] = (counts[tc] or 0) + 1
+end
+for tc, count in pairs(counts) do
+  redis.call("HINCRBY", KEYS[1], tc, count)
 end
 local account = tag .. ":account:" .. decision.u
 if redis.call("DECRBY", account, #decision.t) <= 0 then

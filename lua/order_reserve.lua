@@ -31,11 +31,14 @@
 --   chosen seats, each in turn: no such seat in the program, or its category is of another show
 --     time -> SEAT_NOT_FOUND; not available, or named twice -> SEAT_UNAVAILABLE; a price other
 --     than the category's now (compared in cents: "80" is "80.00") -> PRICE_CHANGED
---   automatic: the category is not of the show time -> SEAT_NOT_FOUND; fewer remaining than n ->
---     SOLD_OUT; no n adjacent seats in any row -> NO_ADJACENT_SEATS. The seats are those of
---     aggregates/seating.py (row nearest the stage, then run nearest the centre line, ties to the
---     lower column), found row by row with one ZRANGEBYSCORE each from the lowest available
---     seat's row, so a 50,000-seat category is never read whole.
+--   automatic: the category is not of the show time, or has no price -> SEAT_NOT_FOUND; fewer
+--     remaining than n -> SOLD_OUT; a category with a layout (its "<tc>:min" in
+--     :category-columns): no n adjacent seats in any row -> NO_ADJACENT_SEATS. The seats are those
+--     of aggregates/seating.py (row nearest the stage, then run nearest the centre line, ties to
+--     the lower column), found row by row with one ZRANGEBYSCORE each from the lowest available
+--     seat's row, so a 50,000-seat category is never read whole. A category without a layout is
+--     counted by its total (general admission): n tickets without seats, decided on the count
+--     alone. (A chosen seat is never of such a category: it has no seats, so SEAT_NOT_FOUND.)
 -- A held request takes its seats out of the available sets, its tickets off the remaining counts,
 -- adds them to the user's account and, with real names, maps each buyer's document to the order
 -- at the show time; its decision is kept without TTL (lua/order_release.lua needs it). A rejected
@@ -44,8 +47,10 @@
 -- Returns  a JSON array of the decisions, in request order:
 --          held:     {"o","u","st","status":"held","t":[[seat, tc, row, column, "price",
 --                    ticket buyer id or ""], ...],"total":"123.00","pay": ms,"d":[blinds]}
---                    (ticket i gets buyer i; "d", with real names only, the documents' blind
---                    indexes it claimed at the show time, which a release gives back)
+--                    (ticket i gets buyer i; a general-admission ticket is ["", tc, 0, 0, "price",
+--                    buyer]: no seat, row and column 0, which no seat has; "d", with real names
+--                    only, the documents' blind indexes it claimed at the show time, which a
+--                    release gives back)
 --          rejected: {"o","u","st","status":"rejected","r": reason}
 --          a decision taken before is returned as stored (its status may since be "released" or
 --          "sold") with "again":1 added in the reply only.
@@ -210,18 +215,31 @@ local function best_start(row_reply, n, centre_twice)
   return best
 end
 
+local NO_SEAT = ""
+
+-- n tickets of a category counted by its total: no seat, row or column to give.
+local function counted_tickets(tc, n, price)
+  local tickets = {}
+  for i = 1, n do
+    tickets[i] = {NO_SEAT, tc, 0, 0, price}
+  end
+  return tickets
+end
+
 local function automatic_seats(r)
   local tc, n = r.tc, r.n
-  if redis.call("HGET", show_times_key, tc) ~= r.st then
+  local price = redis.call("HGET", prices_key, tc)
+  -- lua/inventory_apply.lua writes a category's price and show time together: without a price
+  -- the category is not (yet) in the inventory.
+  if not price or redis.call("HGET", show_times_key, tc) ~= r.st then
     return nil, "SEAT_NOT_FOUND"
   end
   if (tonumber(redis.call("HGET", remaining_key, tc)) or 0) < n then
     return nil, "SOLD_OUT"
   end
-  local price = redis.call("HGET", prices_key, tc)
   local bounds = redis.call("HMGET", columns_key, tc .. ":min", tc .. ":max")
-  if not price or not bounds[1] or not bounds[2] then
-    return nil, "NO_ADJACENT_SEATS" -- a category counted by its total has no seats to give
+  if not bounds[1] then
+    return counted_tickets(tc, n, price)
   end
   local centre_twice = tonumber(bounds[1]) + tonumber(bounds[2])
   local available = available_key(tc)
@@ -247,19 +265,24 @@ local function automatic_seats(r)
 end
 
 local function hold(r, tickets)
-  local total, taken, blinds = 0, {}, {}
+  local total, counts, seats, blinds = 0, {}, {}, {}
   for i, t in ipairs(tickets) do
     local tc = t[2]
-    taken[tc] = taken[tc] or {}
-    table.insert(taken[tc], t[1])
+    counts[tc] = (counts[tc] or 0) + 1
+    if t[1] ~= NO_SEAT then
+      seats[tc] = seats[tc] or {}
+      table.insert(seats[tc], t[1])
+    end
     local c = cents(t[5])
     total = total + c
     t[5] = yuan(c)
     t[6] = r.b[i] and r.b[i][1] or ""
   end
-  for tc, seats in pairs(taken) do
-    redis.call("ZREM", available_key(tc), unpack(seats))
-    redis.call("HINCRBY", remaining_key, tc, -#seats)
+  for tc, taken in pairs(seats) do
+    redis.call("ZREM", available_key(tc), unpack(taken))
+  end
+  for tc, count in pairs(counts) do
+    redis.call("HINCRBY", remaining_key, tc, -count)
   end
   redis.call("INCRBY", account_key(r.u), #tickets)
   if r.real == 1 then

@@ -111,12 +111,14 @@ def request_json(request: OrderRequested, now_ms: int) -> dict[str, Any]:
 
 
 def decision_of(raw: dict[str, Any]) -> Decision:
+    """The script's decision as a ``Decision``; a ticket whose seat is "" is a general-admission
+    ticket (no seat, row or column)."""
     tickets = tuple(
         HeldTicket(
-            seat_id=int(seat),
+            seat_id=int(seat) if seat else None,
             ticket_category_id=int(category),
-            row=row,
-            column=column,
+            row=row if seat else None,
+            column=column if seat else None,
             price=Decimal(price),
             ticket_buyer_id=int(buyer) if buyer else None,
         )

@@ -32,9 +32,10 @@ PENDING = "pending"
 
 
 class TicketOut(PublicShape):
-    seat_id: str
-    row: int
-    column: int
+    seat_id: str | None
+    """null, like ``row`` and ``column``, for a general-admission ticket (a category counted by its total)."""
+    row: int | None
+    column: int | None
     price: str
     ticket_category_id: str
     ticket_buyer_id: str | None = None
@@ -125,10 +126,10 @@ def _view(order_number: int, placed: PlacedOrder, decision: dict[str, Any] | Non
         status = VIEW_STATUS.get(decision["status"], decision["status"])
         tickets = [
             TicketOut(
-                seat_id=str(seat),
+                seat_id=str(seat) if seat else None,
                 ticket_category_id=str(category),
-                row=int(row),
-                column=int(column),
+                row=int(row) if seat else None,
+                column=int(column) if seat else None,
                 price=f"{Decimal(price):.2f}",
                 ticket_buyer_id=str(buyer) if buyer else None,
             )

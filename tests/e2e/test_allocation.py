@@ -1,5 +1,5 @@
-"""Orders decided by a real allocator process: held seats, every rejection the buyer can meet, and a
-crowd that never gets one seat twice."""
+"""Orders decided by a real allocator process: held seats, general-admission tickets held off a
+count, every rejection the buyer can meet, and a crowd that never gets one seat twice."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from infra.postgres.sharded import ShardedDatabase
-from infra.redis_keys import available_seats
+from infra.redis_keys import available_seats, remaining_counts
 from queries.views import programs
 from tests.e2e.conftest import System
 from tests.e2e.test_admin_programs import _published, program_body
@@ -54,6 +54,22 @@ async def on_sale(
     [category] = await programs.ticket_categories_of(catalogue, program_id)
     seats = {(s.row_number, s.column_number): s.id for s in await programs.seats_of(catalogue, program_id)}
     return {"program": program_id, "show": show_time.id, "category": category.id, "seats": seats}
+
+
+async def counted_on_sale(system: System, catalogue: ShardedDatabase, redis: Any, total: int) -> dict[str, Any]:
+    """A published program without seat choice, its one show time's one category counted by its
+    ``total`` (general admission), its count in Redis: program, show time and category ids."""
+    body = program_body(seatSelectable=False)
+    body["showTimes"][0]["ticketCategories"] = [{"name": "站票", "price": "280.00", "total": total}]
+    program_id = await _published(system, catalogue, body)
+    [show_time] = await programs.show_times_of(catalogue, program_id)
+    [category] = await programs.ticket_categories_of(catalogue, program_id)
+
+    async def counted() -> bool:
+        return bool(await redis.hget(remaining_counts(program_id), str(category.id)) == str(total).encode())
+
+    await eventually(counted, 30, "the category's count in the inventory")
+    return {"program": program_id, "show": show_time.id, "category": category.id, "seats": {}}
 
 
 async def order(system: System, buyer: Buyer, body: dict[str, Any]) -> Any:
@@ -122,6 +138,27 @@ async def test_each_refusal_of_the_allocator_comes_back_with_its_code(
     ], [r.text for r in (taken, repriced, apart, limit, rest, sold_out)]
     assert pair.status_code == 201
     assert taken.json()["details"]["orderNumber"]
+
+
+async def test_general_admission_tickets_are_held_without_seats_until_the_count_runs_out(
+    system: System, catalogue: ShardedDatabase, allocator: Child, redis
+):
+    show = await counted_on_sale(system, catalogue, redis, total=5)
+    buyers = [await signed_in_buyer(system) for _ in range(3)]
+
+    answers = [await order(system, buyer, automatic(show, 2)) for buyer in buyers]
+
+    assert [a.status_code for a in answers] == [201, 201, 409], [a.text for a in answers]
+    assert answers[2].json()["code"] == "SOLD_OUT"
+    for held in answers[:2]:
+        body = held.json()
+        assert body["status"] == "unpaid" and body["totalAmount"] == "560.00"
+        assert [(t["seatId"], t["row"], t["column"], t["price"]) for t in body["tickets"]] == [
+            (None, None, None, "280.00")
+        ] * 2
+    view = await system.http.get(answers[0].headers["location"], headers=buyers[0].auth)
+    assert view.status_code == 200 and len(view.json()["tickets"]) == 2
+    assert int(await redis.hget(remaining_counts(show["program"]), str(show["category"]))) == 1
 
 
 async def test_one_ticket_per_identity_document_per_show(system: System, catalogue: ShardedDatabase, allocator: Child):

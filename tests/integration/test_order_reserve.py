@@ -47,6 +47,7 @@ NOW_MS = epoch_ms(NOW)
 REJECTED_TTL_S = 600
 SHOW, OTHER_SHOW = 71, 72
 INNER, STAND, ELSEWHERE = 701, 702, 703  # ticket categories; ELSEWHERE is of OTHER_SHOW
+STANDING = 704  # a category of SHOW counted by its total (general admission): no seats
 USER, OTHER_USER = 5001, 5002
 
 
@@ -73,6 +74,15 @@ def lay_out(pipe: Any, program_id: int, show_time_id: int, category: int, rows: 
         pipe.hset(seat_facts(p, category), mapping={str(s): f"{r}:{c}" for (r, c), s in seats.items()})
         pipe.hset(seat_categories(p), mapping={str(s): tc for s in seats.values()})
     return seats
+
+
+def count_out(pipe: Any, program_id: int, show_time_id: int, category: int, total: int, price: str = "80.00") -> None:
+    """Queue a category counted by its total as the inventory projector writes it: a count, a price
+    and a show time, and no seats or column bounds."""
+    p, tc = program_id, str(category)
+    pipe.hset(remaining_counts(p), tc, total)
+    pipe.hset(ticket_category_prices(p), tc, price)
+    pipe.hset(category_show_times(p), tc, str(show_time_id))
 
 
 def request(program_id: int, order_number: int, **changes: Any) -> OrderRequested:
@@ -160,12 +170,14 @@ def test_automatic_seats_are_the_seats_the_rule_chooses_when_laid_out_anyhow(syn
 
 @pytest_asyncio.fixture
 async def program(redis) -> AsyncIterator[int]:
-    """A program with two categories of SHOW (INNER: rows 1-3 of 10 seats; STAND: row 20 of 4
-    seats, 120.00) and one of OTHER_SHOW (ELSEWHERE: row 1 of 10); its keys removed after."""
+    """A program with three categories of SHOW (INNER: rows 1-3 of 10 seats; STAND: row 20 of 4
+    seats, 120.00; STANDING: 5 tickets counted by their total, 60.00) and one of OTHER_SHOW
+    (ELSEWHERE: row 1 of 10); its keys removed after."""
     program_id = new_program_id()
     async with redis.pipeline(transaction=False) as pipe:
         lay_out(pipe, program_id, SHOW, INNER, {r: range(1, 11) for r in (1, 2, 3)})
         lay_out(pipe, program_id, SHOW, STAND, {20: range(1, 5)}, price="120.00")
+        count_out(pipe, program_id, SHOW, STANDING, 5, price="60.00")
         lay_out(pipe, program_id, OTHER_SHOW, ELSEWHERE, {1: range(1, 11)})
         await pipe.execute()
     yield program_id
@@ -272,6 +284,8 @@ async def test_a_price_is_the_same_price_when_written_with_fewer_or_more_decimal
         ({"seats": chosen(seat_id(INNER, 1, 1), seat_id(INNER, 1, 1))}, RejectionReason.SEAT_UNAVAILABLE),
         ({"seats": chosen(seat_id(INNER, 1, 1), price="70.00")}, RejectionReason.PRICE_CHANGED),
         ({"ticket_category_id": STAND, "count": 5}, RejectionReason.SOLD_OUT),
+        ({"ticket_category_id": STANDING, "count": 6}, RejectionReason.SOLD_OUT),
+        ({"ticket_category_id": STANDING, "count": 7}, RejectionReason.PER_ACCOUNT_LIMIT),
         ({"deadline": NOW - timedelta(milliseconds=1)}, RejectionReason.DEADLINE_PASSED),
         ({"count": 7}, RejectionReason.PER_ACCOUNT_LIMIT),
         ({"rules": REAL_NAMES, "ticket_buyers": buyers("甲", "甲")}, RejectionReason.TICKET_BUYER_HAS_TICKET),
@@ -375,6 +389,61 @@ async def test_a_batch_sells_out_in_request_order_and_rejects_the_rest(redis, sc
     assert int(await redis.hget(remaining_counts(program), str(STAND))) == 0
 
 
+async def test_general_admission_tickets_are_held_off_the_count_without_seats_when_enough_remain(
+    redis, scripts, program
+):
+    (decision,) = await decide(scripts, program, request(program, 1, ticket_category_id=STANDING, count=2))
+
+    assert decision.status is DecisionStatus.HELD
+    assert [(t.seat_id, t.row, t.column, t.ticket_category_id, t.price) for t in decision.tickets] == [
+        (None, None, None, STANDING, Decimal("60.00"))
+    ] * 2
+    assert decision.total == Decimal("120.00")
+    assert int(await redis.hget(remaining_counts(program), str(STANDING))) == 3
+    assert int(await redis.get(account_tickets(program, USER))) == 2
+    assert await redis.exists(available_seats(program, STANDING)) == 0
+    stored = orjson.loads(await redis.get(order_decision(program, 1)))
+    assert [t[:4] for t in stored["t"]] == [["", str(STANDING), 0, 0]] * 2
+
+
+async def test_general_admission_sells_out_to_the_last_ticket_when_requests_take_the_count(redis, scripts, program):
+    requests = [request(program, n, ticket_category_id=STANDING, count=2, user_id=6000 + n) for n in range(1, 4)]
+
+    decisions = await decide(scripts, program, *requests)
+
+    assert reasons(decisions) == [None, None, RejectionReason.SOLD_OUT]
+    assert int(await redis.hget(remaining_counts(program), str(STANDING))) == 1
+    (last,) = await decide(scripts, program, request(program, 4, ticket_category_id=STANDING, count=1))
+    assert last.status is DecisionStatus.HELD
+    assert int(await redis.hget(remaining_counts(program), str(STANDING))) == 0
+
+
+async def test_the_per_account_limit_counts_general_admission_and_seats_alike(scripts, program):
+    rules = OrderRules(per_account_limit=4, real_name_required=False, payment_minutes=15)
+
+    decisions = await decide(
+        scripts,
+        program,
+        request(program, 1, ticket_category_id=STANDING, count=3, rules=rules),
+        request(program, 2, count=2, rules=rules),
+        request(program, 3, ticket_category_id=STANDING, count=1, rules=rules),
+    )
+
+    assert reasons(decisions) == [None, RejectionReason.PER_ACCOUNT_LIMIT, None]
+
+
+async def test_a_general_admission_order_decided_again_gets_the_same_tickets_and_changes_nothing(
+    redis, scripts, program
+):
+    (first,) = await decide(scripts, program, request(program, 1, ticket_category_id=STANDING, count=2))
+    after_first = await snapshot(redis, program)
+
+    (again,) = await decide(scripts, program, request(program, 1, ticket_category_id=STANDING, count=2))
+
+    assert again.again and (again.status, again.tickets, again.total) == (first.status, first.tickets, first.total)
+    assert await snapshot(redis, program) == after_first
+
+
 async def test_a_malformed_request_fails_the_whole_batch_before_any_write(redis, scripts, program):
     before = await snapshot(redis, program)
     good = orjson.dumps(request_json(request(program, 1), NOW_MS))
@@ -411,6 +480,24 @@ async def test_a_release_restores_seats_counts_account_and_documents_exactly_onc
     assert await snapshot(redis, program) == before
     assert orjson.loads(await redis.get(order_decision(program, 1)))["status"] == "released"
     assert 0 < await redis.ttl(order_decision(program, 1)) <= REJECTED_TTL_S
+
+
+async def test_a_general_admission_release_puts_the_count_back_exactly_once(redis, scripts, program):
+    before = await snapshot(redis, program)
+    await decide(
+        scripts,
+        program,
+        request(program, 1, ticket_category_id=STANDING, count=2, rules=REAL_NAMES, ticket_buyers=buyers("甲", "乙")),
+    )
+    await decide(scripts, program, request(program, 2, ticket_category_id=STANDING, count=1, user_id=OTHER_USER))
+
+    first = await finish(scripts, program, 1, Outcome.RELEASED)
+    second = await finish(scripts, program, 1, Outcome.RELEASED)
+    await finish(scripts, program, 2, Outcome.RELEASED)
+
+    assert (first, second) == (True, False)
+    assert await snapshot(redis, program) == before
+    assert int(await redis.hget(remaining_counts(program), str(STANDING))) == 5
 
 
 async def test_a_release_frees_only_the_documents_its_order_holds(redis, scripts, program):
