@@ -223,6 +223,7 @@ async def place_order(
                 per_account_limit=program.per_account_limit,
                 real_name_required=program.real_name_required,
                 payment_minutes=program.payment_minutes,
+                seat_selectable=program.seat_selectable,
             ),
             deadline=now + orders.decision_deadline,
         )

@@ -81,6 +81,8 @@ class OrderRules(_Part):
     per_account_limit: SmallCount
     real_name_required: bool
     payment_minutes: SmallCount
+    seat_selectable: bool
+    """Seated (every category has a seat layout) or general admission (categories counted by total)."""
 
 
 @register_event

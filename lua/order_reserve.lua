@@ -32,13 +32,15 @@
 --     time -> SEAT_NOT_FOUND; not available, or named twice -> SEAT_UNAVAILABLE; a price other
 --     than the category's now (compared in cents: "80" is "80.00") -> PRICE_CHANGED
 --   automatic: the category is not of the show time, or has no price -> SEAT_NOT_FOUND; fewer
---     remaining than n -> SOLD_OUT; a category with a layout (its "<tc>:min" in
---     :category-columns): no n adjacent seats in any row -> NO_ADJACENT_SEATS. The seats are those
+--     remaining than n -> SOLD_OUT; a seated program's category ("seated": 1, the program lets
+--     buyers choose seats, so every category has a layout): no n adjacent seats in any row, or no
+--     layout in the inventory yet -> NO_ADJACENT_SEATS. The seats are those
 --     of aggregates/seating.py (row nearest the stage, then run nearest the centre line, ties to
 --     the lower column), found row by row with one ZRANGEBYSCORE each from the lowest available
---     seat's row, so a 50,000-seat category is never read whole. A category without a layout is
---     counted by its total (general admission): n tickets without seats, decided on the count
---     alone. (A chosen seat is never of such a category: it has no seats, so SEAT_NOT_FOUND.)
+--     seat's row, so a 50,000-seat category is never read whole. A category of a program that is
+--     not seated ("seated": 0) is counted by its total (general admission): n tickets without
+--     seats, decided on the count alone; the request says which, so a seated category whose seats
+--     are not projected yet is never sold by count. (A chosen seat is never of such a category: it has no seats, so SEAT_NOT_FOUND.)
 -- A held request takes its seats out of the available sets, its tickets off the remaining counts,
 -- adds them to the user's account and, with real names, maps each buyer's document to the order
 -- at the show time; its decision is kept without TTL (lua/order_release.lua needs it). A rejected
@@ -97,7 +99,7 @@ local function parse(raw)
     end
   end
   if not (id(r.o) and id(r.u) and id(r.st) and whole(r.lim, 0) and (r.real == 0 or r.real == 1)
-      and whole(r.dl, 0) and whole(r.pay, 0)) then
+      and (r.seated == 0 or r.seated == 1) and whole(r.dl, 0) and whole(r.pay, 0)) then
     return nil
   end
   if r.tc ~= nil or r.n ~= nil then
@@ -238,8 +240,12 @@ local function automatic_seats(r)
     return nil, "SOLD_OUT"
   end
   local bounds = redis.call("HMGET", columns_key, tc .. ":min", tc .. ":max")
-  if not bounds[1] then
+  if r.seated == 0 then
     return counted_tickets(tc, n, price)
+  end
+  if not bounds[1] then
+    -- A seated program's category whose seats are not in the inventory yet: nothing to hold.
+    return nil, "NO_ADJACENT_SEATS"
   end
   local centre_twice = tonumber(bounds[1]) + tonumber(bounds[2])
   local available = available_key(tc)

@@ -100,6 +100,7 @@ def request_json(request: OrderRequested, now_ms: int) -> dict[str, Any]:
         "b": [[str(b.ticket_buyer_id), b.id_number_blind] for b in request.ticket_buyers],
         "lim": request.rules.per_account_limit,
         "real": int(request.rules.real_name_required),
+        "seated": int(request.rules.seat_selectable),
         "dl": epoch_ms(request.deadline),
         "pay": now_ms + timedelta(minutes=request.rules.payment_minutes) // timedelta(milliseconds=1),
     }

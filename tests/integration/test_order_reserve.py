@@ -91,12 +91,16 @@ def request(program_id: int, order_number: int, **changes: Any) -> OrderRequeste
         "user_id": USER,
         "program_id": program_id,
         "show_time_id": SHOW,
-        "rules": OrderRules(per_account_limit=6, real_name_required=False, payment_minutes=15),
+        "rules": OrderRules(per_account_limit=6, real_name_required=False, payment_minutes=15, seat_selectable=True),
         "deadline": NOW + timedelta(seconds=5),
     }
     if "seats" not in changes:
         body |= {"ticket_category_id": INNER, "count": 2}
-    return OrderRequested(**(body | changes))
+    body |= changes
+    if body.get("ticket_category_id") == STANDING:
+        # The fixture keeps both kinds in one program; a request says which kind its program is.
+        body["rules"] = body["rules"].model_copy(update={"seat_selectable": False})
+    return OrderRequested(**body)
 
 
 def chosen(*seats: int, price: str = "80.00") -> tuple[ChosenSeat, ...]:
@@ -110,7 +114,7 @@ def buyers(*names: str) -> tuple[TicketBuyerDocument, ...]:
     )
 
 
-REAL_NAMES = OrderRules(per_account_limit=6, real_name_required=True, payment_minutes=15)
+REAL_NAMES = OrderRules(per_account_limit=6, real_name_required=True, payment_minutes=15, seat_selectable=True)
 
 
 # -- the rule, held equal to aggregates/seating.py --------------------------------------------------
@@ -341,7 +345,7 @@ async def test_a_rejection_decided_again_stays_a_rejection_when_seats_are_free_s
 
 
 async def test_the_per_account_limit_counts_a_user_s_orders_in_one_batch_and_across_batches(scripts, program):
-    rules = OrderRules(per_account_limit=4, real_name_required=False, payment_minutes=15)
+    rules = OrderRules(per_account_limit=4, real_name_required=False, payment_minutes=15, seat_selectable=True)
 
     in_one = await decide(
         scripts,
@@ -419,7 +423,7 @@ async def test_general_admission_sells_out_to_the_last_ticket_when_requests_take
 
 
 async def test_the_per_account_limit_counts_general_admission_and_seats_alike(scripts, program):
-    rules = OrderRules(per_account_limit=4, real_name_required=False, payment_minutes=15)
+    rules = OrderRules(per_account_limit=4, real_name_required=False, payment_minutes=15, seat_selectable=True)
 
     decisions = await decide(
         scripts,
