@@ -35,7 +35,13 @@ from infra.captcha import LibraryCaptchaImages, RedisCaptchaStore, captcha_rule
 from infra.ids import IdService
 from infra.kafka import EventPublisher
 from infra.login_attempts import LoginAttempts
-from infra.order_store import GeneOrderNumbers, RedisIdempotencyKeys, RedisOrderIndex, RedisTicketBuyers
+from infra.order_store import (
+    GeneOrderNumbers,
+    RedisDecisions,
+    RedisIdempotencyKeys,
+    RedisOrderIndex,
+    RedisTicketBuyers,
+)
 from infra.passwords import Passwords
 from infra.personal_data import BlindIndex, MasterKeyring
 from infra.personal_data.postgres_store import PostgresDataKeyStore
@@ -170,6 +176,7 @@ async def open_command_side(
         availability=reads.remaining,
         idempotency=RedisIdempotencyKeys(adapters.redis, settings),
         index=reads.order_index,
+        decisions=RedisDecisions(adapters.redis),
         numbers=GeneOrderNumbers(ids, adapters.db.layout),
         log=publisher,
         clock=lambda: datetime.now(UTC),

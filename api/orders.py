@@ -108,6 +108,36 @@ async def get_order(order_number: Annotated[EntityId, Path()], user: CurrentUser
     return await handled(res.reads.orders.order(user.user_id, order_number))
 
 
+@router.post(
+    "/api/v1/orders/{order_number}/cancel",
+    response_model=OrderOut,
+    response_model_by_alias=True,
+    responses={
+        202: {"description": "The cancel is recorded but not decided yet: the order as it is", "model": OrderOut},
+        404: {"description": "ORDER_NOT_FOUND: no order of yours has this number"},
+        409: {"description": "ORDER_NOT_CANCELLABLE: the order is not unpaid (details.status says what it is)"},
+    },
+)
+async def post_cancel(
+    order_number: Annotated[EntityId, Path()], user: CurrentUserDep, res: ResourcesDep, correlation_id: CorrelationDep
+) -> Response:
+    """Cancel one of your unpaid orders: its seats go back on sale. A payment or the payment deadline
+    that came first wins (409 with the order's status)."""
+    await limit_orders(res, user.user_id)
+    await handled(handlers.cancel_order(user.user_id, order_number, res.commands.orders, correlation_id))
+    order = await res.reads.orders.ended(user.user_id, order_number, res.settings.orders.cancel_wait_s)
+    if order.status == "unpaid":
+        return Response(order.model_dump_json(by_alias=True), status_code=202, media_type=JSON)
+    if order.status != "cancelled":
+        return error_response(
+            409,
+            "ORDER_NOT_CANCELLABLE",
+            f"the order was {order.status} first",
+            {"orderNumber": order.order_number, "status": order.status},
+        )
+    return Response(order.model_dump_json(by_alias=True), status_code=200, media_type=JSON)
+
+
 def _accepted(order_number: int, headers: dict[str, str]) -> Response:
     body = OrderAccepted(order_number=str(order_number)).model_dump_json(by_alias=True)
     return Response(body, status_code=202, headers=headers, media_type=JSON)

@@ -300,13 +300,23 @@ def allocator() -> None:
 
 
 @app.command()
+def lifecycle() -> None:
+    """Run an order lifecycle: cancels, expires at the payment deadline, records payments (one consumer group)."""
+    from projections.lifecycle import run_lifecycle
+
+    asyncio.run(run_lifecycle(_settings()))
+
+
+@app.command()
 def run(seed: Annotated[bool, typer.Option(help="Publish the demo data first")] = True) -> None:
-    """Bring the stack up, migrate, seed the demo data, and run the API, a worker and an allocator until Ctrl-C."""
+    """Bring the stack up, migrate, seed the demo data, and run the API, a worker, an allocator and an order
+    lifecycle until Ctrl-C."""
     stack_up(None)
     db_migrate()
     children = [
         subprocess.Popen([sys.executable, "-m", "cli.main", "worker"]),
         subprocess.Popen([sys.executable, "-m", "cli.main", "allocator"]),
+        subprocess.Popen([sys.executable, "-m", "cli.main", "lifecycle"]),
         subprocess.Popen([sys.executable, "-m", "cli.main", "serve"]),
     ]
     if seed:

@@ -26,6 +26,7 @@ from commands.program import Command, PriceIn
 from events.envelope import EventEnvelope
 from events.order import (
     TICKETS_PER_ORDER_MAX,
+    CancelRequested,
     ChosenSeat,
     OrderRequested,
     OrderRules,
@@ -34,6 +35,8 @@ from events.order import (
 from events.program import EntityId
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 128
+HELD = "held"
+"""The allocator's status of an order whose seats are held and not paid."""
 
 
 class SeatChoice(Command):
@@ -137,6 +140,16 @@ class OrderIndex(Protocol):
         """Make the order findable by its buyer (the order view)."""
         ...
 
+    async def placed(self, user_id: int, order_number: int) -> PlacedOrder | None:
+        """One of the user's orders; None for someone else's or an unknown one."""
+        ...
+
+
+class Decisions(Protocol):
+    async def status_of(self, program_id: int, order_number: int) -> str | None:
+        """The allocator's word on the order (held, rejected, cancelled, expired, sold); None before it."""
+        ...
+
 
 class OrderNumbers(Protocol):
     def next_for(self, user_id: int) -> int:
@@ -157,6 +170,7 @@ class Orders:
     availability: Availability
     idempotency: IdempotencyKeys
     index: OrderIndex
+    decisions: Decisions
     numbers: OrderNumbers
     log: EventLog
     clock: Clock
@@ -310,3 +324,25 @@ async def _check_not_sold_out(cmd: PlaceOrder, orders: Orders) -> None:
             code="SOLD_OUT",
             details={"ticketCategoryId": str(cmd.ticket_category_id)},
         )
+
+
+async def cancel_order(user_id: int, order_number: int, orders: Orders, correlation_id: uuid.UUID | None) -> int:
+    """Ask the lifecycle to cancel one of the user's held orders; returns its program id.
+
+    ``ORDER_NOT_FOUND`` (404) for an order that is not the user's; ``ORDER_NOT_CANCELLABLE`` (409)
+    unless it is held (unpaid). The lifecycle decides: a cancel that meets an expiry or a payment in
+    flight loses to whichever came first."""
+    placed = await orders.index.placed(user_id, order_number)
+    if placed is None:
+        raise NotFound(f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)})
+    status = await orders.decisions.status_of(placed.program_id, order_number)
+    if status != HELD:
+        raise Conflict(
+            "only an unpaid order can be cancelled",
+            code="ORDER_NOT_CANCELLABLE",
+            details={"orderNumber": str(order_number), "status": status or "pending"},
+        )
+    intent = CancelRequested(order_number=order_number, user_id=user_id, program_id=placed.program_id)
+    envelope = EventEnvelope.wrap(intent, aggregate_version=1, correlation_id=correlation_id)
+    await orders.log.append([envelope], orders.append_timeout_s)
+    return placed.program_id

@@ -17,6 +17,7 @@ request again appends the same event), then ``PaymentConfirmed``, ``OrderCancell
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -174,3 +175,65 @@ class OrderRejected(OrderEvent):
     show_time_id: EntityId
     reason: RejectionReason
     requested_at: Moment
+
+
+# -- after the decision -------------------------------------------------------------------------
+
+
+@register_event
+class CancelRequested(OrderEvent):
+    """The buyer asked to cancel (an intent the lifecycle decides: only a held order is cancelled)."""
+
+    event_type = "CancelRequested"
+
+    user_id: EntityId
+    program_id: EntityId
+
+
+class OrderEnded(OrderEvent):
+    user_id: EntityId
+    program_id: EntityId
+
+
+@register_event
+class OrderCancelled(OrderEnded):
+    """Cancelled by its buyer before paying: its tickets are back on sale."""
+
+    event_type = "OrderCancelled"
+
+
+@register_event
+class OrderExpired(OrderEnded):
+    """Not paid by its payment deadline: its tickets are back on sale."""
+
+    event_type = "OrderExpired"
+
+
+@register_event
+class PaymentConfirmed(OrderEvent):
+    """The payment provider confirmed the order's payment (the payments issue appends it)."""
+
+    event_type = "PaymentConfirmed"
+
+    user_id: EntityId
+    program_id: EntityId
+    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    amount: StoredPrice
+    paid_at: Moment
+
+
+@register_event
+class OrderPaid(OrderEnded):
+    """Paid while held: its seats are sold."""
+
+    event_type = "OrderPaid"
+
+
+@register_event
+class RefundRequired(OrderEnded):
+    """A payment arrived for an order already cancelled or expired: the money goes back."""
+
+    event_type = "RefundRequired"
+
+    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    amount: StoredPrice

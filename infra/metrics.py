@@ -47,3 +47,6 @@ ALLOCATOR_BATCH_SECONDS = Histogram(
     "One fetch of order requests decided, appended and committed",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+ORDERS_ENDED = Counter(
+    "damai_orders_ended_total", "Held orders ended by the lifecycle, by how (cancelled, expired, paid)", ["outcome"]
+)

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from commands.order import PlacedOrder, Remembered
 from infra.ids import IdService
 from infra.postgres.routing import ShardLayout
-from infra.redis_keys import idempotency_key, user_order, user_ticket_buyers
+from infra.redis_keys import idempotency_key, order_decision, user_order, user_ticket_buyers
 from infra.settings import Settings
 
 
@@ -87,3 +87,17 @@ class GeneOrderNumbers:
 
     def next_for(self, user_id: int) -> int:
         return self._ids.next_order_number(self._layout.gene_of_user(user_id))
+
+
+class RedisDecisions:
+    """The allocator's decisions, in the programs' slots (lua/order_reserve.lua, lua/order_release.lua)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def status_of(self, program_id: int, order_number: int) -> str | None:
+        raw = await self._redis.get(order_decision(program_id, order_number))
+        if raw is None:
+            return None
+        status: str = orjson.loads(raw)["status"]
+        return status

@@ -187,3 +187,9 @@ def user_order(prefix: str, user_id: int, order_number: int) -> str:
     """String: the program id of one of the user's orders, so its view finds the program's decision key
     (and another user's order number finds nothing)."""
     return f"{user_tag(prefix, user_id)}:order:{order_number}"
+
+
+def order_expiries(prefix: str, partition: int) -> str:
+    """Sorted set: the held orders of one ``order`` partition ("<order>:<program>:<user>"), scored by
+    their payment deadline (ms); the lifecycle that owns the partition expires them when due."""
+    return f"{prefix}:{{order-expiry:{partition}}}"

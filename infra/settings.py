@@ -609,6 +609,19 @@ class OrderSettings(BaseModel):
     idempotency_ttl_s: int = Field(
         default=86_400, ge=60, description="How long an Idempotency-Key names the order it first placed."
     )
+    payment_window_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="When set, every hold's payment deadline is this many seconds after its decision instead of "
+        "the program's paymentMinutes: for expiry drills and tests, never for a real sale.",
+    )
+    cancel_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=30,
+        description="Longest POST /api/v1/orders/{n}/cancel waits for the lifecycle to end the order before "
+        "answering 202.",
+    )
     view_ttl_s: int = Field(
         default=7 * 86_400,
         ge=60,
@@ -631,6 +644,16 @@ class WorkerSettings(BaseModel):
     heartbeat_interval_s: float = Field(default=3.0, description="How often a worker tells its group it is alive.")
     allocator_group: str = Field(
         default="damai-allocator", description="Consumer group of the seat allocators (over order-requests)."
+    )
+    lifecycle_group: str = Field(
+        default="damai-lifecycle", description="Consumer group of the order lifecycles (over order)."
+    )
+    lifecycle_tick_ms: int = Field(
+        default=500,
+        ge=50,
+        le=1_000,
+        description="How often a lifecycle looks for holds past their payment deadline (they expire within "
+        "about this much after it).",
     )
     allocator_batch_size: int = Field(
         default=1_000, ge=1, le=100_000, description="Most order requests an allocator decides per fetch."
@@ -733,6 +756,8 @@ class Settings(BaseSettings):
         ]
         if public:
             raise ValueError(f"environment {self.environment!r} uses the public development secrets: {public}")
+        if self.orders.payment_window_s is not None:
+            raise ValueError(f"environment {self.environment!r}: DAMAI_ORDERS__PAYMENT_WINDOW_S is for drills and tests")
         return self
 
     def namespaced(self, tag: str) -> Settings:
@@ -746,7 +771,11 @@ class Settings(BaseSettings):
             update={
                 "kafka": self.kafka.model_copy(update={"topic_prefix": f"{tag}."}),
                 "worker": self.worker.model_copy(
-                    update={"projector_group": f"{tag}-projector", "allocator_group": f"{tag}-allocator"}
+                    update={
+                        "projector_group": f"{tag}-projector",
+                        "allocator_group": f"{tag}-allocator",
+                        "lifecycle_group": f"{tag}-lifecycle",
+                    }
                 ),
                 "elasticsearch": self.elasticsearch.model_copy(update={"index_prefix": f"{tag}-"}),
                 "postgres": self.postgres.model_copy(update={"schema_name": tag}),
@@ -765,6 +794,7 @@ class Settings(BaseSettings):
             "DAMAI_KAFKA__TOPIC_PREFIX": self.kafka.topic_prefix,
             "DAMAI_WORKER__PROJECTOR_GROUP": self.worker.projector_group,
             "DAMAI_WORKER__ALLOCATOR_GROUP": self.worker.allocator_group,
+            "DAMAI_WORKER__LIFECYCLE_GROUP": self.worker.lifecycle_group,
             "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
             "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
             "DAMAI_IDS__KEY_TAG": self.ids.key_tag,

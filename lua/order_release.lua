@@ -1,27 +1,31 @@
--- Finish a held order, once: give its tickets back, seats or general-admission counts (released:
--- cancelled or unpaid in time) or keep them out for good (sold: paid). An order that is not held (already finished, rejected, never
--- decided) is left as it is, so a repeated or late outcome changes nothing.
+-- End a held order, once: give its tickets back, seats or general-admission counts (cancelled by
+-- its buyer, or expired unpaid at its deadline), or keep them out for good (sold: paid). An order
+-- that is not held (already ended, rejected, never decided) is left as it is, so a repeated, late
+-- or racing ending changes nothing, and every caller learns how the order did end: cancel, expiry
+-- and payment all ask this script, and the first to ask decides.
 --
 -- KEYS[1]  the program's remaining counts (hash)     {p:<id>}:remaining    ticket category -> count
 -- ARGV[1]  the program's hash tag                    {p:<id>}              (KEYS[1] must be <tag>:remaining)
 -- ARGV[2]  the order number
--- ARGV[3]  the outcome: "released" or "sold"
+-- ARGV[3]  the ending: "cancelled", "expired" or "sold"
 -- ARGV[4]  the row stride C of the seat scores (score = row * C + column)
--- ARGV[5]  how long a released decision is remembered, seconds
+-- ARGV[5]  how long a cancelled or expired decision is remembered, seconds
 --
 -- The decision is {p:<id>}:order:<order>, as lua/order_reserve.lua stored it; the other keys are
 -- derived from the tag as there (one slot on Redis Cluster by construction).
 --
--- released: each seat back in its category's available set at row * C + column (a
+-- cancelled, expired: each seat back in its category's available set at row * C + column (a
 --           general-admission ticket, seat "", has none to give back), each category's remaining
 --           count up by its tickets, the user's account down by the tickets (the counter
 --           removed at zero), each document the order claimed at the show time freed (only while
---           it still names this order); the decision's status becomes "released", kept ARGV[5] s
+--           it still names this order); the decision's status becomes the ending, kept ARGV[5] s
 --           (a request decided again after that is past its deadline, so it reserves nothing).
 -- sold:     the decision's status becomes "sold", without TTL (a refund will give its seats
 --           back); seats, counts and the account stay as they are.
 --
--- Returns  1 when the order was held and is now released or sold; 0 otherwise.
+-- Returns  {changed, status}: changed 1 when the order was held and has ended now, 0 otherwise;
+--          status the decision's status after the call ("cancelled", "expired", "sold", "held",
+--          "rejected"), or "" for an order never decided.
 -- Errors   "ERR_BAD_ARGUMENT" for a tag, order number, outcome or number that is not one.
 
 local tag, order, outcome = ARGV[1], ARGV[2], ARGV[3]
@@ -30,7 +34,7 @@ local function whole(v)
   return v and v == math.floor(v) and v >= 1
 end
 if type(tag) ~= "string" or not string.match(tag, "^{p:%d+}$") or KEYS[1] ~= tag .. ":remaining"
-  or not order or not string.match(order, "^%d+$") or (outcome ~= "released" and outcome ~= "sold")
+  or not order or not string.match(order, "^%d+$") or (outcome ~= "cancelled" and outcome ~= "expired" and outcome ~= "sold")
   or not whole(stride) or not whole(ttl) then
   return redis.error_reply("ERR_BAD_ARGUMENT")
 end
@@ -38,17 +42,17 @@ end
 local decision_key = tag .. ":order:" .. order
 local stored = redis.call("GET", decision_key)
 if not stored then
-  return 0
+  return {0, ""}
 end
 local decision = cjson.decode(stored)
 if decision.status ~= "held" then
-  return 0
+  return {0, decision.status}
 end
 
 decision.status = outcome
 if outcome == "sold" then
   redis.call("SET", decision_key, cjson.encode(decision))
-  return 1
+  return {1, outcome}
 end
 
 local counts = {}
@@ -73,4 +77,4 @@ for _, blind in ipairs(decision.d or {}) do
   end
 end
 redis.call("SET", decision_key, cjson.encode(decision), "EX", ttl)
-return 1
+return {1, outcome}

@@ -121,9 +121,12 @@ class Allocator:
 
     async def _reserve(self, program_id: int, requests: Sequence[Request], now_ms: int) -> list[Decision]:
         ttl_s = self._settings.orders.view_ttl_s
+        window_s = self._settings.orders.payment_window_s
+        window_ms = int(window_s * 1000) if window_s is not None else None
         requested = [r for _, r in requests]
-        return await _retrying(
-            "reserve", lambda: reserve(self._scripts, program_id, requested, now_ms, SEAT_ROW_STRIDE, ttl_s)
+        return await retrying(
+            "reserve",
+            lambda: reserve(self._scripts, program_id, requested, now_ms, SEAT_ROW_STRIDE, ttl_s, window_ms),
         )
 
     async def _decide_alone(self, program_id: int, request: Request, now_ms: int) -> Decision | None:
@@ -151,7 +154,7 @@ class Allocator:
     async def _append(self, envelopes: list[EventEnvelope]) -> None:
         """Until Kafka takes them: a decision already in Redis must reach the log."""
         if envelopes:
-            await _retrying(
+            await retrying(
                 "append", lambda: self._publisher.append(envelopes, self._settings.api.command_ack_timeout_s)
             )
 
@@ -171,7 +174,7 @@ def _decision_event(
             requested_at=envelope.occurred_at,
         )
     else:
-        # Held, or (deciding again) already released or sold: the decision was the hold.
+        # Held, or (deciding again) already ended: the decision was the hold.
         assert decision.total is not None and decision.pay_deadline is not None
         event = SeatsReserved(
             order_number=request.order_number,
@@ -200,11 +203,13 @@ REFUSED = "ERR_BAD_ARGUMENT"
 def _refused(exc: BaseException) -> bool:
     """The script refused its arguments (and wrote nothing): retrying cannot help."""
     return isinstance(exc, ResponseError) and REFUSED in str(exc)
+
+
 RETRY_FIRST_S = 0.1
 RETRY_LONGEST_S = 2.0
 
 
-async def _retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
+async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
     """Wait out Redis and Kafka outages: a batch is decided and appended whole, or the allocator waits."""
     pause = RETRY_FIRST_S
     while True:

@@ -1,5 +1,5 @@
-"""The allocator's calls into Redis: decide a batch of a program's order requests, and finish a
-held order (released or sold).
+"""The allocator's and the lifecycle's calls into Redis: decide a batch of a program's order
+requests, and end a held order (cancelled, expired or sold).
 
 The decisions are ``lua/order_reserve.lua``'s, atomic per batch in the program's hash slot; the
 scripts' headers state every check and key. This module only turns ``OrderRequested`` into the
@@ -30,15 +30,25 @@ class DecisionStatus(StrEnum):
 
     HELD = "held"
     REJECTED = "rejected"
-    RELEASED = "released"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
     SOLD = "sold"
 
 
-class Outcome(StrEnum):
-    """How a held order ends for its seats."""
+class Ending(StrEnum):
+    """How a held order ends: its seats back on sale (cancelled, expired) or sold."""
 
-    RELEASED = "released"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
     SOLD = "sold"
+
+
+@dataclass(frozen=True)
+class Ended:
+    changed: bool
+    """True when this call ended the order; False when it had ended (or was never held) before."""
+    status: DecisionStatus | None
+    """How the order stands now (None: never decided): the first ending asked for wins."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +70,11 @@ async def reserve(
     now_ms: int,
     row_stride: int,
     rejected_ttl_s: int,
+    payment_window_ms: int | None = None,
 ) -> list[Decision]:
     """Decide ``requests`` (all of ``program_id``) in order, in one atomic script call; the
-    payment deadline of a hold runs from ``now_ms``."""
+    payment deadline of a hold runs from ``now_ms``, for the program's payment minutes (or
+    ``payment_window_ms`` when given: drills and tests)."""
     if not requests:
         return []
     if any(r.program_id != program_id for r in requests):
@@ -74,24 +86,25 @@ async def reserve(
             now_ms,
             row_stride,
             rejected_ttl_s,
-            *(orjson.dumps(request_json(r, now_ms)) for r in requests),
+            *(orjson.dumps(request_json(r, now_ms, payment_window_ms)) for r in requests),
         ],
     )
     return [decision_of(d) for d in orjson.loads(reply)]
 
 
-async def release(
-    scripts: LuaScripts, program_id: int, order_number: int, outcome: Outcome, row_stride: int, released_ttl_s: int
-) -> bool:
-    """Finish a held order; False when it was not held (finished before, rejected or unknown)."""
-    changed = await scripts["order_release"](
+async def finish(
+    scripts: LuaScripts, program_id: int, order_number: int, ending: Ending, row_stride: int, ended_ttl_s: int
+) -> Ended:
+    """End a held order (``lua/order_release.lua``), once; say how it stands either way."""
+    changed, status = await scripts["order_release"](
         keys=[remaining_counts(program_id)],
-        args=[program_tag(program_id), order_number, outcome.value, row_stride, released_ttl_s],
+        args=[program_tag(program_id), order_number, ending.value, row_stride, ended_ttl_s],
     )
-    return bool(changed)
+    text = status.decode() if isinstance(status, bytes) else str(status)
+    return Ended(bool(changed), DecisionStatus(text) if text else None)
 
 
-def request_json(request: OrderRequested, now_ms: int) -> dict[str, Any]:
+def request_json(request: OrderRequested, now_ms: int, payment_window_ms: int | None = None) -> dict[str, Any]:
     """The request as ``lua/order_reserve.lua`` reads it."""
     body: dict[str, Any] = {
         "o": str(request.order_number),
@@ -102,7 +115,8 @@ def request_json(request: OrderRequested, now_ms: int) -> dict[str, Any]:
         "real": int(request.rules.real_name_required),
         "seated": int(request.rules.seat_selectable),
         "dl": epoch_ms(request.deadline),
-        "pay": now_ms + timedelta(minutes=request.rules.payment_minutes) // timedelta(milliseconds=1),
+        "pay": now_ms
+        + (payment_window_ms or timedelta(minutes=request.rules.payment_minutes) // timedelta(milliseconds=1)),
     }
     if request.ticket_category_id is not None:
         body |= {"tc": str(request.ticket_category_id), "n": request.count}

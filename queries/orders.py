@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,8 +28,9 @@ FIRST_POLL_S = 0.005
 LONGEST_POLL_S = 0.05
 
 # The allocator's decision statuses (lua/order_reserve.lua, lua/order_release.lua) as the buyer sees them.
-VIEW_STATUS = {"held": "unpaid", "rejected": "rejected", "sold": "paid", "released": "cancelled"}
+VIEW_STATUS = {"held": "unpaid", "rejected": "rejected", "sold": "paid", "cancelled": "cancelled", "expired": "expired"}
 PENDING = "pending"
+UNPAID = "unpaid"
 
 
 class TicketOut(PublicShape):
@@ -98,8 +100,17 @@ class OrderReads:
         return _view(order_number, placed, await self._decision(placed.program_id, order_number))
 
     async def decided(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
-        """The order once the allocator has decided it, or as it is after ``timeout_s`` (Redis
-        only, read every 5 ms at first, then every 50 ms)."""
+        """The order once the allocator has decided it, or as it is after ``timeout_s``."""
+        return await self._until(user_id, order_number, timeout_s, lambda order: order.status != PENDING)
+
+    async def ended(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
+        """The order once it is no longer unpaid (cancelled, expired or paid), or as it is after ``timeout_s``."""
+        return await self._until(user_id, order_number, timeout_s, lambda order: order.status != UNPAID)
+
+    async def _until(
+        self, user_id: int, order_number: int, timeout_s: float, done: Callable[[OrderOut], bool]
+    ) -> OrderOut:
+        """Redis only, read every 5 ms at first, then every 50 ms."""
         placed = await self._index.placed(user_id, order_number)
         if placed is None:
             raise NotFound(
@@ -108,9 +119,9 @@ class OrderReads:
         deadline = time.monotonic() + timeout_s
         pause = FIRST_POLL_S
         while True:
-            decision = await self._decision(placed.program_id, order_number)
-            if decision is not None or time.monotonic() + pause > deadline:
-                return _view(order_number, placed, decision)
+            order = _view(order_number, placed, await self._decision(placed.program_id, order_number))
+            if done(order) or time.monotonic() + pause > deadline:
+                return order
             await asyncio.sleep(pause)
             pause = min(pause * 2, LONGEST_POLL_S)
 

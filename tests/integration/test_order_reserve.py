@@ -40,7 +40,17 @@ from infra.redis_keys import (
     ticket_category_prices,
 )
 from infra.settings import Settings
-from projections.seat_allocation import Decision, DecisionStatus, Outcome, epoch_ms, release, request_json, reserve
+from projections.seat_allocation import (
+    Decision,
+    DecisionStatus,
+    Ending,
+    epoch_ms,
+    request_json,
+    reserve,
+)
+from projections.seat_allocation import (
+    finish as end_order,
+)
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 NOW_MS = epoch_ms(NOW)
@@ -199,8 +209,9 @@ async def decide(scripts: LuaScripts, program_id: int, *requests: OrderRequested
     return await reserve(scripts, program_id, requests, NOW_MS, SEAT_ROW_STRIDE, REJECTED_TTL_S)
 
 
-async def finish(scripts: LuaScripts, program_id: int, order_number: int, outcome: Outcome) -> bool:
-    return await release(scripts, program_id, order_number, outcome, SEAT_ROW_STRIDE, REJECTED_TTL_S)
+async def finish(scripts: LuaScripts, program_id: int, order_number: int, ending: Ending) -> bool:
+    ended = await end_order(scripts, program_id, order_number, ending, SEAT_ROW_STRIDE, REJECTED_TTL_S)
+    return ended.changed
 
 
 async def snapshot(redis, program_id: int) -> dict[bytes, Any]:
@@ -477,12 +488,12 @@ async def test_a_release_restores_seats_counts_account_and_documents_exactly_onc
     seats = (*chosen(seat_id(INNER, 1, 1)), *chosen(seat_id(STAND, 20, 1), price="120.00"))
     await decide(scripts, program, request(program, 1, seats=seats, rules=REAL_NAMES, ticket_buyers=buyers("甲", "乙")))
 
-    first = await finish(scripts, program, 1, Outcome.RELEASED)
-    second = await finish(scripts, program, 1, Outcome.RELEASED)
+    first = await finish(scripts, program, 1, Ending.CANCELLED)
+    second = await finish(scripts, program, 1, Ending.CANCELLED)
 
     assert (first, second) == (True, False)
     assert await snapshot(redis, program) == before
-    assert orjson.loads(await redis.get(order_decision(program, 1)))["status"] == "released"
+    assert orjson.loads(await redis.get(order_decision(program, 1)))["status"] == "cancelled"
     assert 0 < await redis.ttl(order_decision(program, 1)) <= REJECTED_TTL_S
 
 
@@ -495,9 +506,9 @@ async def test_a_general_admission_release_puts_the_count_back_exactly_once(redi
     )
     await decide(scripts, program, request(program, 2, ticket_category_id=STANDING, count=1, user_id=OTHER_USER))
 
-    first = await finish(scripts, program, 1, Outcome.RELEASED)
-    second = await finish(scripts, program, 1, Outcome.RELEASED)
-    await finish(scripts, program, 2, Outcome.RELEASED)
+    first = await finish(scripts, program, 1, Ending.CANCELLED)
+    second = await finish(scripts, program, 1, Ending.CANCELLED)
+    await finish(scripts, program, 2, Ending.CANCELLED)
 
     assert (first, second) == (True, False)
     assert await snapshot(redis, program) == before
@@ -510,19 +521,19 @@ async def test_a_release_frees_only_the_documents_its_order_holds(redis, scripts
     blind = buyers("甲")[0].id_number_blind
     await redis.hset(show_documents(program, SHOW), blind, "2")  # since given to another order
 
-    await finish(scripts, program, 1, Outcome.RELEASED)
+    await finish(scripts, program, 1, Ending.CANCELLED)
 
     assert await redis.hget(show_documents(program, SHOW), blind) == b"2"
 
 
-async def test_a_sold_order_keeps_its_seats_when_released_after(redis, scripts, program):
+async def test_a_sold_order_keeps_its_seats_when_cancelled_after(redis, scripts, program):
     (held,) = await decide(scripts, program, request(program, 1))
     after_hold = await snapshot(redis, program)
 
-    sold = await finish(scripts, program, 1, Outcome.SOLD)
-    released = await finish(scripts, program, 1, Outcome.RELEASED)
+    sold = await finish(scripts, program, 1, Ending.SOLD)
+    cancelled = await finish(scripts, program, 1, Ending.CANCELLED)
 
-    assert (sold, released) == (True, False)
+    assert (sold, cancelled) == (True, False)
     assert await snapshot(redis, program) == after_hold
     stored = orjson.loads(await redis.get(order_decision(program, 1)))
     assert stored["status"] == "sold" and await redis.ttl(order_decision(program, 1)) == -1
@@ -530,7 +541,22 @@ async def test_a_sold_order_keeps_its_seats_when_released_after(redis, scripts, 
     assert (again.status, again.tickets, again.again) == (DecisionStatus.SOLD, held.tickets, True)
 
 
-async def test_an_unknown_or_rejected_order_is_not_released(scripts, program):
+async def test_an_unknown_or_rejected_order_is_not_ended(scripts, program):
     await decide(scripts, program, request(program, 1, count=7))
 
-    assert [await finish(scripts, program, n, Outcome.RELEASED) for n in (1, 2)] == [False, False]
+    assert [await finish(scripts, program, n, Ending.CANCELLED) for n in (1, 2)] == [False, False]
+
+
+async def test_the_first_ending_asked_for_wins_and_every_later_one_learns_it(scripts, program):
+    await decide(scripts, program, request(program, 1))
+
+    endings = [
+        await end_order(scripts, program, 1, ending, SEAT_ROW_STRIDE, REJECTED_TTL_S)
+        for ending in (Ending.EXPIRED, Ending.CANCELLED, Ending.SOLD)
+    ]
+    never = await end_order(scripts, program, 99, Ending.CANCELLED, SEAT_ROW_STRIDE, REJECTED_TTL_S)
+
+    assert [(e.changed, e.status) for e in endings] == [(True, DecisionStatus.EXPIRED)] + [
+        (False, DecisionStatus.EXPIRED)
+    ] * 2
+    assert (never.changed, never.status) == (False, None)
