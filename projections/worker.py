@@ -12,6 +12,7 @@ from infra.settings import Settings
 from projections.app import create_app
 from projections.dead_letter import DeadLetters
 from projections.inventory_projector import InventoryProjector
+from projections.order_projector import OrderProjector
 from projections.program_projector import ProgramProjector
 from projections.projector import Projector, run_projector
 from projections.reference_projector import ReferenceProjector
@@ -35,6 +36,7 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     # A second agent on the program topic: the inventory advances independently of Postgres.
     inventory = InventoryProjector(f"{app.conf.id}.inventory", redis, stores.adapters.scripts)
     user = UserProjector(f"{app.conf.id}.user", db.pools, db.layout, redis, stores.adapters.scripts, settings)
+    order = OrderProjector(f"{app.conf.id}.order", db.pools, db.layout)
 
     @app.agent(topics.reference, name="reference-projector")
     async def project_reference(stream: StreamT[bytes]) -> None:
@@ -56,10 +58,16 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
         await stores.wait_ready()
         await run_projector(stream, user, dead_letters, settings.worker)
 
+    @app.agent(topics.order, name="order-projector")
+    async def project_orders(stream: StreamT[bytes]) -> None:
+        await stores.wait_ready()
+        await run_projector(stream, order, dead_letters, settings.worker)
+
     projectors_by_topic: dict[str, list[Projector]] = {
         settings.kafka.topic("reference"): [reference],
         settings.kafka.topic("program"): [program, inventory],
         settings.kafka.topic("user"): [user],
+        settings.kafka.topic("order"): [order],
     }
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the signal loosely

@@ -1,0 +1,135 @@
+"""Projects orders into their Postgres shards (order, order tickets: the buyer's gene table), and
+their seats' states into the program's seat rows.
+
+Each event's writes are one function, ``when_<event>``; ``_writes`` names which one an event
+takes. An order row is created by its decision (version 1) and never again: a duplicated
+decision, appended twice with the same event id after an allocator crash, finds the row and
+changes nothing. Later events of the order update the row only where its ``aggregate_version`` is
+older than theirs.
+
+A seat is locked only while it is ``available`` and was not last held by this order: a release
+(cancelled or expired order) keeps the seat's ``order_number`` as its last holder, so a duplicated
+``SeatsReserved`` that reaches the log after its order ended cannot lock the seat again. The seat
+rows must exist when the order is projected, as they do live (the allocator holds only seats laid
+out before); a rebuild replays the program topic before the order topic.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from itertools import groupby
+from typing import Any, NamedTuple
+
+import asyncpg
+
+from events.base import DomainEvent
+from events.envelope import EventEnvelope
+from events.order import OrderEvent, OrderRejected, SeatsReserved
+from events.serialization import payload_of
+from infra.postgres.pools import ShardPools
+from infra.postgres.routing import Shard, ShardLayout
+from projections.offsets import take_unapplied
+from projections.projector import Batch, OffsetsInEveryShard
+from queries.views.orders import OrderStatus
+
+
+class SeatStatus(StrEnum):
+    """A seat row's ``status`` (migration 0008's CHECK is its twin); only orders change it."""
+
+    AVAILABLE = "available"
+    LOCKED = "locked"
+    SOLD = "sold"
+
+
+NOTHING_HELD = 0
+"""The ticket count and amount of a rejected order."""
+
+INSERT_ORDER = """
+INSERT INTO {table} (order_number, user_id, program_id, show_time_id, ticket_count, total_amount, status,
+    reject_reason, pay_deadline, aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (order_number) DO NOTHING
+"""
+INSERT_TICKET = """
+INSERT INTO {table} (order_number, ticket_index, user_id, ticket_buyer_id, ticket_category_id, seat_id, row_number,
+    column_number, price, aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (order_number, ticket_index) DO NOTHING
+"""
+LOCK_SEATS = f"""
+UPDATE {{table}} SET status = '{SeatStatus.LOCKED}', order_number = $3, updated_at = now()
+WHERE program_id = $1 AND id = ANY($2::bigint[]) AND status = '{SeatStatus.AVAILABLE}'
+    AND order_number IS DISTINCT FROM $3
+"""
+
+
+class Write(NamedTuple):
+    shard: Shard
+    statement: str
+    args: tuple[Any, ...]
+
+
+def when_seats_reserved(layout: ShardLayout, env: EventEnvelope, e: SeatsReserved) -> list[Write]:
+    """An unpaid order with its tickets, and its seats locked in the program's shard."""
+    n, v = e.order_number, env.aggregate_version
+    order = (n, e.user_id, e.program_id, e.show_time_id, len(e.tickets), e.total_amount, OrderStatus.UNPAID.value)
+    writes = [Write(layout.order(n), INSERT_ORDER, (*order, None, e.pay_deadline, v, e.requested_at))]
+    tickets = layout.order_tickets(n)
+    for index, t in enumerate(e.tickets):
+        held = (t.ticket_category_id, t.seat_id, t.row, t.column, t.price)
+        writes.append(Write(tickets, INSERT_TICKET, (n, index, e.user_id, t.ticket_buyer_id, *held, v, e.requested_at)))
+    # General-admission tickets hold no seat.
+    seat_ids = [t.seat_id for t in e.tickets if t.seat_id is not None]
+    if seat_ids:
+        writes.append(Write(layout.program_family("seat", e.program_id), LOCK_SEATS, (e.program_id, seat_ids, n)))
+    return writes
+
+
+def when_order_rejected(layout: ShardLayout, env: EventEnvelope, e: OrderRejected) -> list[Write]:
+    """A rejected order with its reason; it holds nothing."""
+    n, nothing = e.order_number, Decimal(NOTHING_HELD)
+    order = (n, e.user_id, e.program_id, e.show_time_id, NOTHING_HELD, nothing, OrderStatus.REJECTED.value)
+    args = (*order, e.reason.value, None, env.aggregate_version, e.requested_at)
+    return [Write(layout.order(n), INSERT_ORDER, args)]
+
+
+def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent) -> list[Write]:
+    """The row writes one event makes, in the order they apply; an order event with no rows here
+    (the lifecycle's, until their ``when_…`` is written) makes none."""
+    match e:
+        case SeatsReserved():
+            return when_seats_reserved(layout, env, e)
+        case OrderRejected():
+            return when_order_rejected(layout, env, e)
+    return []
+
+
+class OrderProjector(OffsetsInEveryShard):
+    """Each database applies the batch's rows it holds (orders and tickets of its order tables,
+    seats of its program tables) in one transaction, with its offsets."""
+
+    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout):
+        self.name = name
+        self._pools = pools
+        self._layout = layout
+
+    async def apply(self, batch: Batch) -> None:
+        # Each payload is validated once, here, whatever the number of databases.
+        typed = {r.position: (r.item, e) for r in batch if (e := _order_event(r.item)) is not None}
+        for database, pool in self._pools:
+            async with pool.acquire() as conn, conn.transaction():
+                fresh = [typed[r.position] for r in await take_unapplied(conn, self.name, batch) if r.position in typed]
+                writes = [w for env, e in fresh for w in _writes(self._layout, env, e) if w.shard.database == database]
+                await _execute(conn, writes)
+
+
+async def _execute(conn: asyncpg.Connection, writes: list[Write]) -> None:
+    """In order; a run of writes with the same statement on the same table goes as one executemany."""
+    for (table, statement), run in groupby(writes, key=lambda w: (w.shard.table, w.statement)):
+        await conn.executemany(statement.format(table=table), [w.args for w in run])
+
+
+def _order_event(envelope: EventEnvelope) -> OrderEvent | None:
+    event: DomainEvent = payload_of(envelope)
+    return event if isinstance(event, OrderEvent) else None
