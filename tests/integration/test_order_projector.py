@@ -302,3 +302,21 @@ async def test_a_decision_appended_again_after_its_seats_were_released_does_not_
     await projector.apply(log.again(batch))
 
     assert (await _seat_states(db, venue.program_id))[seat.seat_id] == ("available", reserved.order_number)
+
+
+async def test_general_admission_tickets_land_without_seats_and_lock_none(projected, venue):
+    projector, db, log = projected
+    ticket = HeldTicket(ticket_category_id=venue.laid_out.ticket_category_id, price=Decimal("380.00"))
+    held = _reserved(db, venue, next(_user_ids), [venue.laid_out.seats[0]])
+    reserved = SeatsReserved.model_validate(
+        {**held.model_dump(), "tickets": (ticket, ticket), "total_amount": Decimal("760.00")}
+    )
+
+    await projector.apply(log.batch(reserved))
+
+    tickets = await tickets_of_order(db, reserved.order_number)
+    assert [(t.ticket_index, t.seat_id, t.row_number, t.column_number) for t in tickets] == [
+        (0, None, None, None),
+        (1, None, None, None),
+    ]
+    assert set((await _seat_states(db, venue.program_id)).values()) == {("available", None)}
