@@ -25,7 +25,7 @@ import asyncpg
 
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
-from events.order import OrderEvent, OrderRejected, SeatsReserved
+from events.order import OrderCancelled, OrderEvent, OrderExpired, OrderPaid, OrderRejected, SeatsReserved
 from events.serialization import payload_of
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import Shard, ShardLayout
@@ -64,6 +64,25 @@ WHERE program_id = $1 AND id = ANY($2::bigint[]) AND status = '{SeatStatus.AVAIL
 """
 
 
+END_ORDER = """
+UPDATE {table} SET status = $2, closed_at = $3, aggregate_version = $4, updated_at = now()
+WHERE order_number = $1 AND aggregate_version < $4
+"""
+PAY_ORDER = """
+UPDATE {table} SET status = $2, paid_at = $3, aggregate_version = $4, updated_at = now()
+WHERE order_number = $1 AND aggregate_version < $4
+"""
+# A released seat keeps its last holder's order number (see the module's docstring).
+RELEASE_SEATS = f"""
+UPDATE {{table}} SET status = '{SeatStatus.AVAILABLE}', updated_at = now()
+WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.LOCKED}'
+"""
+SELL_SEATS = f"""
+UPDATE {{table}} SET status = '{SeatStatus.SOLD}', updated_at = now()
+WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.LOCKED}'
+"""
+
+
 class Write(NamedTuple):
     shard: Shard
     statement: str
@@ -94,14 +113,37 @@ def when_order_rejected(layout: ShardLayout, env: EventEnvelope, e: OrderRejecte
     return [Write(layout.order(n), INSERT_ORDER, args)]
 
 
+def when_order_ended(layout: ShardLayout, env: EventEnvelope, e: OrderCancelled | OrderExpired) -> list[Write]:
+    """Cancelled or expired: the order closed, its seats available again."""
+    status = OrderStatus.CANCELLED if isinstance(e, OrderCancelled) else OrderStatus.EXPIRED
+    n = e.order_number
+    return [
+        Write(layout.order(n), END_ORDER, (n, status.value, env.occurred_at, env.aggregate_version)),
+        Write(layout.program_family("seat", e.program_id), RELEASE_SEATS, (e.program_id, n)),
+    ]
+
+
+def when_order_paid(layout: ShardLayout, env: EventEnvelope, e: OrderPaid) -> list[Write]:
+    """Paid: the order's seats are sold."""
+    n = e.order_number
+    return [
+        Write(layout.order(n), PAY_ORDER, (n, OrderStatus.PAID.value, env.occurred_at, env.aggregate_version)),
+        Write(layout.program_family("seat", e.program_id), SELL_SEATS, (e.program_id, n)),
+    ]
+
+
 def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent) -> list[Write]:
-    """The row writes one event makes, in the order they apply; an order event with no rows here
-    (the lifecycle's, until their ``when_…`` is written) makes none."""
+    """The row writes one event makes, in the order they apply."""
     match e:
         case SeatsReserved():
             return when_seats_reserved(layout, env, e)
         case OrderRejected():
             return when_order_rejected(layout, env, e)
+        case OrderCancelled() | OrderExpired():
+            return when_order_ended(layout, env, e)
+        case OrderPaid():
+            return when_order_paid(layout, env, e)
+    # Intents (CancelRequested), payments and refunds to come change no row here.
     return []
 
 

@@ -17,7 +17,16 @@ import pytest_asyncio
 
 from commands.program import CreateProgram, KnownReferences
 from events.envelope import EventEnvelope, derived_event_id
-from events.order import HeldTicket, OrderEvent, OrderRejected, RejectionReason, SeatsReserved
+from events.order import (
+    HeldTicket,
+    OrderCancelled,
+    OrderEvent,
+    OrderExpired,
+    OrderPaid,
+    OrderRejected,
+    RejectionReason,
+    SeatsReserved,
+)
 from events.program import SeatsLaidOut, SeatSpec
 from infra.ids.layout import EPOCH_MS, ORDER_NUMBER
 from infra.postgres.sharded import ShardedDatabase
@@ -90,7 +99,12 @@ class OrderLog:
         return [
             Positioned(
                 Delivered(self.topic, 0, next(self._offsets)),
-                EventEnvelope.wrap(e, aggregate_version=1, event_id=derived_event_id(e.order_number, e.event_type)),
+                EventEnvelope.wrap(
+                    e,
+                    # The decision is an order's first event; its ending (the lifecycle's) its second.
+                    aggregate_version=1 if isinstance(e, SeatsReserved | OrderRejected) else 2,
+                    event_id=derived_event_id(e.order_number, e.event_type),
+                ),
             )
             for e in events
         ]
@@ -320,3 +334,43 @@ async def test_general_admission_tickets_land_without_seats_and_lock_none(projec
         (1, None, None, None),
     ]
     assert set((await _seat_states(db, venue.program_id)).values()) == {("available", None)}
+
+
+async def test_a_cancelled_or_expired_order_closes_and_its_seats_are_available_again(projected, venue):
+    projector, db, log = projected
+    cancelled = _reserved(db, venue, next(_user_ids), venue.laid_out.seats[:2])
+    expired = _reserved(db, venue, next(_user_ids), venue.laid_out.seats[2:3])
+    await projector.apply(log.batch(cancelled, expired))
+
+    await projector.apply(
+        log.batch(
+            OrderCancelled(order_number=cancelled.order_number, user_id=cancelled.user_id, program_id=venue.program_id),
+            OrderExpired(order_number=expired.order_number, user_id=expired.user_id, program_id=venue.program_id),
+        )
+    )
+
+    assert [
+        (o.status)
+        for o in [await load_order(db, cancelled.order_number), await load_order(db, expired.order_number)]
+        if o
+    ] == [
+        "cancelled",
+        "expired",
+    ]
+    states = await _seat_states(db, venue.program_id)
+    assert {states[s.seat_id][0] for s in venue.laid_out.seats[:3]} == {"available"}
+
+
+async def test_a_paid_order_sells_its_seats_and_a_later_ending_changes_nothing(projected, venue):
+    projector, db, log = projected
+    reserved = _reserved(db, venue, next(_user_ids), venue.laid_out.seats[:2])
+    await projector.apply(log.batch(reserved))
+    ids = {"order_number": reserved.order_number, "user_id": reserved.user_id, "program_id": venue.program_id}
+
+    await projector.apply(log.batch(OrderPaid(**ids)))
+    await projector.apply(log.batch(OrderExpired(**ids)))
+
+    order = await load_order(db, reserved.order_number)
+    assert order is not None and order.status == "paid" and order.paid_at is not None
+    states = await _seat_states(db, venue.program_id)
+    assert {states[s.seat_id] for s in venue.laid_out.seats[:2]} == {("sold", reserved.order_number)}
