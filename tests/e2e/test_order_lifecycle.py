@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -134,7 +135,8 @@ async def test_a_cancel_racing_the_expiry_ends_the_order_one_way_and_frees_its_s
     )
 
     for p in placed:
-        await eventually(lambda p=p: _ended(system, buyer, p["orderNumber"]), PAYMENT_WINDOW_S + 5, "the ending")
+        number: str = p["orderNumber"]
+        await eventually(partial(_ended, system, buyer, number), PAYMENT_WINDOW_S + 5, "the ending")
     assert {a.status_code for a in answers} <= {200, 202, 409}
     assert await redis.zcard(available_seats(show["program"], show["category"])) == SEATS
     assert int(await redis.hget(remaining_counts(show["program"]), str(show["category"]))) == SEATS
