@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import partial
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import jwt
