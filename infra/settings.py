@@ -757,7 +757,9 @@ class Settings(BaseSettings):
         if public:
             raise ValueError(f"environment {self.environment!r} uses the public development secrets: {public}")
         if self.orders.payment_window_s is not None:
-            raise ValueError(f"environment {self.environment!r}: DAMAI_ORDERS__PAYMENT_WINDOW_S is for drills and tests")
+            raise ValueError(
+                f"environment {self.environment!r}: DAMAI_ORDERS__PAYMENT_WINDOW_S is for drills and tests only"
+            )
         return self
 
     def namespaced(self, tag: str) -> Settings:
