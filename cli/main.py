@@ -220,6 +220,67 @@ def verify_inventory(
         raise typer.Exit(1)
 
 
+@verify_app.command("orders")
+def verify_orders(
+    program_id: Annotated[
+        int | None, typer.Option("--program", help="Only this program (default: all, a full route)")
+    ] = None,
+) -> None:
+    """Check each program's orders across Redis and Postgres (seats held once, remaining counts, account
+    totals, seat rows); exit 1 on any difference."""
+    from bootstrap import Adapters
+    from projections.verify import OrdersReport, verify_all_orders, verify_program_orders
+
+    settings = _settings()
+
+    async def verify() -> list[OrdersReport]:
+        adapters = await Adapters.open(settings, index_templates=False)
+        db, redis = adapters.db, adapters.redis
+        try:
+            if program_id is not None:
+                return [await verify_program_orders(db, redis, program_id)]
+            return [report async for report in verify_all_orders(db, redis)]
+        finally:
+            await adapters.close()
+
+    reports = asyncio.run(verify())
+    for report in reports:
+        typer.echo(report.summary())
+        for difference in report.differences:
+            typer.echo(f"  {difference}")
+    differences = sum(len(r.differences) for r in reports)
+    typer.echo(f"{len(reports)} programs checked, {differences} differences")
+    if differences:
+        raise typer.Exit(1)
+
+
+@rebuild_app.command("inventory")
+def rebuild_inventory(program_id: Annotated[int, typer.Option("--program", help="The program to rebuild")]) -> None:
+    """Replace one program's Redis purchase state (inventory, decisions, accounts, documents) with the one
+    its log describes, atomically; exit 1 if its state kept changing (pause its sale, then run again)."""
+    from infra.redis import create_redis
+    from projections.rebuild_inventory import RebuildRefused, Rebuilt, rebuild_program_inventory
+
+    settings = _settings()
+
+    async def rebuild() -> Rebuilt:
+        redis = create_redis(settings.redis)
+        try:
+            return await rebuild_program_inventory(settings, redis, program_id)
+        finally:
+            await redis.aclose()
+
+    try:
+        rebuilt = asyncio.run(rebuild())
+    except RebuildRefused as refused:
+        typer.echo(str(refused))
+        raise typer.Exit(1) from refused
+    typer.echo(
+        f"program {program_id} rebuilt from the log: {rebuilt.catalogue_events} catalogue events,"
+        f" {rebuilt.decisions} decisions ({rebuilt.live_orders} held or sold), attempt {rebuilt.attempts}"
+    )
+
+
 @seed_app.command("demo")
 def seed_demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated catalogue: same seed, same programs")] = 7,

@@ -15,19 +15,37 @@ not ``row:column``) is reported like any other disagreement, never a traceback.
 
 Run by ``damai verify inventory`` (all programs: a full route, an operator's tool) and usable
 for one program.
+
+``verify_program_orders`` (``damai verify orders``) checks the orders against the inventory they
+took from: no seat in two live (held or sold) decisions; per ticket category, remaining = layout -
+held - sold; per user, the account = the tickets of their live orders; every unavailable seat held
+by one live order and none of theirs available; and, for the orders Postgres has caught up with,
+their seat rows locked or sold as Redis says.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from infra.postgres.routing import Shard
 from infra.postgres.sharded import ShardedDatabase
-from infra.redis_keys import available_seats, remaining_counts, seat_facts, seat_position, ticket_category_prices
+from infra.redis_keys import (
+    account_tickets,
+    available_seats,
+    order_decision,
+    remaining_counts,
+    seat_facts,
+    seat_position,
+    ticket_category_prices,
+)
 from queries.views import programs
+from queries.views.orders import OrderStatus
 
 
 @dataclass(frozen=True)
@@ -136,3 +154,255 @@ async def verify_all_inventories(db: ShardedDatabase, redis: Redis) -> AsyncIter
     async for program_ids in programs.full_route_program_ids(db):
         for program_id in program_ids:
             yield program_id, await verify_program_inventory(db, redis, program_id)
+
+
+# -- orders: Redis decisions, the inventory they took from, and the seat rows in Postgres ---------
+
+LIVE = ("held", "sold")
+"""The statuses of a Redis decision that still hold their tickets (lua/order_reserve.lua,
+lua/order_release.lua); the other statuses hold nothing."""
+SEAT_STATUS_OF_LIVE = {"held": "locked", "sold": "sold"}
+"""A live order's seat rows' status in Postgres (projections/order_projector.py)."""
+ORDER_STATUS_OF_DECISION = {
+    "held": "unpaid",
+    "sold": "paid",
+    "cancelled": "cancelled",
+    "expired": "expired",
+    "rejected": "rejected",
+}
+"""The order row's status once the order projector has the decision's latest event."""
+SCAN_COUNT = 1000
+"""Keys asked for per SCAN step of one program's decisions and accounts."""
+
+
+@dataclass(frozen=True)
+class OrderDifference:
+    program_id: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"program {self.program_id}: {self.what}"
+
+
+@dataclass(frozen=True)
+class OrdersReport:
+    """What ``verify_program_orders`` found for one program."""
+
+    program_id: int
+    live_orders: int
+    """Orders Redis shows held or sold."""
+    live_tickets: int
+    awaiting_projection: int
+    """Orders whose latest decision Postgres does not show yet (not compared with the seat rows)."""
+    differences: tuple[OrderDifference, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        return (
+            f"program {self.program_id}: {self.live_orders} live orders, {self.live_tickets} tickets,"
+            f" {self.awaiting_projection} awaiting projection, {len(self.differences)} differences"
+        )
+
+
+@dataclass(frozen=True)
+class _Decided:
+    order_number: int
+    user_id: int
+    status: str
+    seats: tuple[tuple[int, int], ...]
+    """(seat id, ticket category) of each seated ticket."""
+    tickets_by_category: dict[int, int]
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE
+
+
+async def verify_program_orders(db: ShardedDatabase, redis: Redis, program_id: int) -> OrdersReport:
+    """Every way the program's orders disagree between Redis and Postgres: seats held twice,
+    remaining counts and account totals off the live orders, unavailable seats held by no order,
+    seat rows whose status is not their order's. Orders Postgres has not caught up with are
+    counted, not compared."""
+    found: list[str] = []
+    decided = await _decisions(redis, program_id, found.append)
+    live = [d for d in decided.values() if d.live]
+    _seats_held_once(live, found.append)
+    program = await programs.get_program(db, program_id)
+    categories = await programs.ticket_categories_of(db, program_id)
+    seats = await programs.seats_of(db, program_id)
+    await _counts_agree(redis, program_id, categories, seats, bool(program and program.seat_selectable), live, found)
+    await _accounts_agree(redis, program_id, live, found.append)
+    await _availability_agrees(redis, program_id, categories, live, found.append)
+    awaiting = await _seat_rows_agree(db, seats, decided, found.append)
+    return OrdersReport(
+        program_id,
+        live_orders=len(live),
+        live_tickets=sum(sum(d.tickets_by_category.values()) for d in live),
+        awaiting_projection=awaiting,
+        differences=tuple(OrderDifference(program_id, what) for what in found),
+    )
+
+
+async def _decisions(redis: Redis, program_id: int, differs: Callable[[str], None]) -> dict[int, _Decided]:
+    keys = await _scan(redis, order_decision(program_id, 0)[:-1] + "*")
+    decided: dict[int, _Decided] = {}
+    for key, raw in zip(keys, await _values(redis, keys), strict=True):
+        if raw is None:  # expired since the scan
+            continue
+        try:
+            decision = _decided(json.loads(raw))
+        except (ValueError, KeyError, TypeError, IndexError):
+            differs(f"unreadable decision {_text(key)}: {_text(raw)[:80]}")
+            continue
+        decided[decision.order_number] = decision
+    return decided
+
+
+async def _scan(redis: Redis, pattern: str) -> list[bytes]:
+    return [k async for k in redis.scan_iter(match=pattern, count=SCAN_COUNT)]
+
+
+async def _values(redis: Redis, keys: list[bytes]) -> list[bytes | None]:
+    """The values of string keys (None for one gone since it was found)."""
+    return cast(list[bytes | None], await redis.mget(keys)) if keys else []
+
+
+def _decided(d: dict[str, Any]) -> _Decided:
+    """A decision as lua/order_reserve.lua stores it; tickets are [seat or "", category, ...]."""
+    counts: dict[int, int] = {}
+    for t in d.get("t", ()):
+        counts[int(t[1])] = counts.get(int(t[1]), 0) + 1
+    seats = tuple((int(t[0]), int(t[1])) for t in d.get("t", ()) if t[0])
+    return _Decided(int(d["o"]), int(d["u"]), str(d["status"]), seats, counts)
+
+
+def _seats_held_once(live: list[_Decided], differs: Callable[[str], None]) -> None:
+    holders: dict[int, list[int]] = {}
+    for d in live:
+        for seat, _ in d.seats:
+            holders.setdefault(seat, []).append(d.order_number)
+    for seat, orders in sorted(holders.items()):
+        if len(orders) > 1:
+            differs(f"seat {seat} in {len(orders)} live orders: {', '.join(map(str, sorted(orders)))}")
+
+
+async def _counts_agree(
+    redis: Redis,
+    program_id: int,
+    categories: list[programs.TicketCategoryRow],
+    seats: list[programs.SeatRow],
+    seated: bool,
+    live: list[_Decided],
+    found: list[str],
+) -> None:
+    remaining = cast(dict[bytes, bytes], await redis.hgetall(remaining_counts(program_id)))
+    for c in categories:
+        layout = sum(1 for s in seats if s.ticket_category_id == c.id) if seated else c.total
+        held = sum(d.tickets_by_category.get(c.id, 0) for d in live if d.status == "held")
+        sold = sum(d.tickets_by_category.get(c.id, 0) for d in live if d.status == "sold")
+        raw = remaining.get(str(c.id).encode())
+        count = None if raw is None else _whole(raw)
+        if count != layout - held - sold:
+            found.append(
+                f"ticket category {c.id}: remaining {_text(raw)} in Redis,"
+                f" layout {layout} - held {held} - sold {sold} = {layout - held - sold}"
+            )
+
+
+async def _accounts_agree(redis: Redis, program_id: int, live: list[_Decided], differs: Callable[[str], None]) -> None:
+    expected: dict[int, int] = {}
+    for d in live:
+        expected[d.user_id] = expected.get(d.user_id, 0) + sum(d.tickets_by_category.values())
+    keys = await _scan(redis, account_tickets(program_id, 0)[:-1] + "*")
+    held: dict[int, bytes | None] = {}
+    for key, raw in zip(keys, await _values(redis, keys), strict=True):
+        user = _whole(key.rsplit(b":", 1)[1])
+        if user is None:
+            differs(f"account key {_text(key)} names no user")
+        else:
+            held[user] = raw
+    for user in sorted(expected.keys() | held.keys()):
+        raw = held.get(user)
+        total = 0 if raw is None else _whole(raw)
+        if total != expected.get(user, 0):
+            differs(f"user {user}: account {_text(raw)} in Redis, {expected.get(user, 0)} tickets in live orders")
+
+
+async def _availability_agrees(
+    redis: Redis,
+    program_id: int,
+    categories: list[programs.TicketCategoryRow],
+    live: list[_Decided],
+    differs: Callable[[str], None],
+) -> None:
+    held_seats = {seat: tc for d in live for seat, tc in d.seats}
+    async with redis.pipeline(transaction=False) as pipe:
+        for c in categories:
+            pipe.hkeys(seat_facts(program_id, c.id))
+            pipe.zrange(available_seats(program_id, c.id), 0, -1)
+        replies = await pipe.execute()
+    for index, c in enumerate(categories):
+        laid_out = {s for s in map(_whole, replies[2 * index]) if s is not None}
+        available = {s for s in map(_whole, replies[2 * index + 1]) if s is not None}
+        held_here = {seat for seat, tc in held_seats.items() if tc == c.id}
+        if unheld := sorted(laid_out - available - held_here):
+            differs(
+                f"ticket category {c.id}: {len(unheld)} seats unavailable in Redis but in no live order,"
+                f" e.g. {unheld[0]}"
+            )
+        if offered := sorted(held_here & available):
+            differs(f"ticket category {c.id}: {len(offered)} seats of live orders still available, e.g. {offered[0]}")
+
+
+async def _seat_rows_agree(
+    db: ShardedDatabase, seats: list[programs.SeatRow], decided: dict[int, _Decided], differs: Callable[[str], None]
+) -> int:
+    """Compare the seat rows with the decisions of the orders Postgres has caught up with; return
+    how many it has not (a short lag behind Redis is normal: Redis decides, then the log, then
+    the projector)."""
+    taken: dict[int, list[programs.SeatRow]] = {}
+    for s in seats:
+        if s.status in SEAT_STATUS_OF_LIVE.values() and s.order_number is not None:
+            taken.setdefault(s.order_number, []).append(s)
+    statuses = await _order_statuses(db, decided.keys() | taken.keys())
+    awaiting = 0
+    for order_number in sorted(decided.keys() | taken.keys()):
+        d, rows_of_order, status = decided.get(order_number), taken.get(order_number, []), statuses.get(order_number)
+        if d is None:
+            if status in (OrderStatus.UNPAID, OrderStatus.PAID):
+                differs(f"order {order_number} is {status} in Postgres but Redis holds no decision for it")
+            continue
+        if status != ORDER_STATUS_OF_DECISION.get(d.status):
+            awaiting += 1
+            continue
+        want = {seat: SEAT_STATUS_OF_LIVE[d.status] for seat, _ in d.seats} if d.live else {}
+        have = {s.id: s.status for s in rows_of_order}
+        if want != have:
+            wrong = sorted(want.keys() ^ have.keys() | {s for s in want.keys() & have.keys() if want[s] != have[s]})
+            differs(
+                f"order {order_number} ({d.status} in Redis): {len(wrong)} seat rows of another status in Postgres,"
+                f" e.g. seat {wrong[0]} {have.get(wrong[0], 'not taken')}, expected {want.get(wrong[0], 'not taken')}"
+            )
+    return awaiting
+
+
+async def _order_statuses(db: ShardedDatabase, order_numbers: Iterable[int]) -> dict[int, OrderStatus]:
+    """Each order's status in its order table (one query per table); absent when not projected."""
+    by_table: dict[Shard, list[int]] = {}
+    for n in order_numbers:
+        by_table.setdefault(db.layout.order(n), []).append(n)
+    found: dict[int, OrderStatus] = {}
+    for shard, numbers in sorted(by_table.items()):
+        sql = "SELECT order_number, status FROM {table} WHERE order_number = ANY($1::bigint[])"
+        found |= {r["order_number"]: OrderStatus(r["status"]) for r in await db.fetch(shard, sql, numbers)}
+    return found
+
+
+async def verify_all_orders(db: ShardedDatabase, redis: Redis) -> AsyncIterator[OrdersReport]:
+    """FULL ROUTE: every program's orders checked (an operator's tool)."""
+    async for program_ids in programs.full_route_program_ids(db):
+        for program_id in program_ids:
+            yield await verify_program_orders(db, redis, program_id)
