@@ -58,6 +58,7 @@ from queries.cache import ProgramDetailCache, RemainingCounts
 from queries.cache.micro import MicroCache
 from queries.orders import CataloguePrograms, OrderReads
 from queries.search import ProgramSearch
+from queries.seat_map import SeatLayouts
 from queries.users import UserReads
 
 log = structlog.get_logger(__name__)
@@ -145,8 +146,8 @@ async def open_command_side(
     tokens = AccessTokens(settings.tokens)
     passwords = Passwords(settings.passwords)
     blind = BlindIndex.from_settings(settings.security)
-    reads = reads or await open_read_side(adapters, exit_stack)
-    users = reads.users
+    consulted = _ConsultedReads.of(reads) if reads is not None else _ConsultedReads.idle(adapters, exit_stack)
+    users = consulted.users
     accounts = Accounts(
         store=store,
         ids=ids,
@@ -171,11 +172,11 @@ async def open_command_side(
         rehash=functools.partial(rehash_password, accounts=accounts),
     )
     orders = Orders(
-        programs=CataloguePrograms(reads.program_details),
+        programs=CataloguePrograms(consulted.program_details),
         ticket_buyers=RedisTicketBuyers(adapters.redis, settings),
-        availability=reads.remaining,
+        availability=consulted.remaining,
         idempotency=RedisIdempotencyKeys(adapters.redis, settings),
-        index=reads.order_index,
+        index=consulted.order_index,
         decisions=RedisDecisions(adapters.redis),
         numbers=GeneOrderNumbers(ids, adapters.db.layout),
         log=publisher,
@@ -186,6 +187,35 @@ async def open_command_side(
     return CommandSide(
         publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions, orders
     )
+
+
+@dataclass
+class _ConsultedReads:
+    """What of the read side the handlers consult."""
+
+    program_details: ProgramDetailCache
+    remaining: RemainingCounts
+    users: UserReads
+    order_index: RedisOrderIndex
+
+    @classmethod
+    def of(cls, reads: ReadSide) -> _ConsultedReads:
+        return cls(reads.program_details, reads.remaining, reads.users, reads.order_index)
+
+    @classmethod
+    def idle(cls, adapters: Adapters, exit_stack: AsyncExitStack) -> _ConsultedReads:
+        """For a process without a read side (the CLI): the same readers, without their background
+        work (no invalidation listener, no Bloom filter builds)."""
+        remaining = RemainingCounts.open(adapters.settings)
+        exit_stack.push_async_callback(remaining.close)
+        details = ProgramDetailCache.open(adapters.db, adapters.settings)
+        exit_stack.push_async_callback(details.stop)
+        return cls(
+            details,
+            remaining,
+            user_reads(adapters),
+            RedisOrderIndex(adapters.redis, adapters.settings),
+        )
 
 
 def personal_data_vault(adapters: Adapters) -> PersonalDataVault:
@@ -203,6 +233,7 @@ class ReadSide:
     search: ProgramSearch
     search_pages: MicroCache[Hashable, bytes]
     seat_maps: MicroCache[tuple[int, int, int | None], bytes]
+    seat_layouts: SeatLayouts
     users: UserReads
     order_index: RedisOrderIndex
     orders: OrderReads
@@ -229,12 +260,17 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
     seat_maps: MicroCache[tuple[int, int, int | None], bytes] = MicroCache(
         "seat_maps", settings.program_cache.seat_map_ttl_s, settings.program_cache.local_max_entries
     )
+    seat_layouts = SeatLayouts(
+        adapters.redis, settings.program_cache.seat_layouts_max_entries, settings.program_cache.seat_map_ttl_s
+    )
     users = user_reads(adapters)
     await users.start()
     exit_stack.push_async_callback(users.stop)
     order_index = RedisOrderIndex(adapters.redis, settings)
-    orders = OrderReads(adapters.redis, order_index)
-    return ReadSide(program_details, remaining, search, search_pages, seat_maps, users, order_index, orders)
+    orders = OrderReads(adapters.redis, order_index, adapters.db)
+    return ReadSide(
+        program_details, remaining, search, search_pages, seat_maps, seat_layouts, users, order_index, orders
+    )
 
 
 @dataclass
