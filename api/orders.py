@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from api.auth import CurrentUserDep
 from api.commands import CorrelationDep, handled
@@ -21,7 +21,8 @@ from api.resources import ResourcesDep
 from commands import order as handlers
 from commands.order import IDEMPOTENCY_KEY_MAX_LENGTH, PlaceOrder
 from events.program import EntityId
-from queries.orders import PENDING, OrderOut
+from queries.orders import PENDING, OrderOut, OrderPageOut
+from queries.views.orders import OrderStatus
 
 router = APIRouter(tags=["orders"])
 JSON = "application/json"
@@ -94,6 +95,23 @@ async def post_order(
             headers,
         )
     return Response(order.model_dump_json(by_alias=True), status_code=201, headers=headers, media_type=JSON)
+
+
+PAGE_SIZE_MAX = 50
+PAGE_MAX = 1_000
+
+
+@router.get("/api/v1/orders", response_model=OrderPageOut, response_model_by_alias=True)
+async def get_orders(
+    user: CurrentUserDep,
+    res: ResourcesDep,
+    page: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 1,
+    size: Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX)] = 20,
+    status: Annotated[OrderStatus | None, Query()] = None,
+) -> OrderPageOut:
+    """Your orders, newest first (from your one order table), optionally of one status. An order
+    shows here once the order projector has it, a moment after its decision."""
+    return await handled(res.reads.orders.page(user.user_id, status.value if status else None, page, size))
 
 
 @router.get(

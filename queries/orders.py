@@ -20,9 +20,11 @@ from aggregates.errors import NotFound
 from aggregates.program import ProgramStatus
 from commands.order import OrderableProgram, OrderableShowTime, PlacedOrder
 from infra.order_store import RedisOrderIndex
+from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import order_decision
 from queries.cache import ProgramDetailCache
 from queries.shapes import PublicShape
+from queries.views.orders import OrderRow, OrderTicketRow, load_order, orders_of_user, tickets_of_order
 
 FIRST_POLL_S = 0.005
 LONGEST_POLL_S = 0.05
@@ -83,21 +85,41 @@ class CataloguePrograms:
         )
 
 
-class OrderReads:
-    """A buyer's own orders, from Redis while they are fresh."""
+class OrderPageOut(PublicShape):
+    items: list[OrderOut]
+    total: int
+    """Orders of the user with this status (or all), over every page."""
+    page: int
+    size: int
 
-    def __init__(self, redis: Redis, index: RedisOrderIndex) -> None:
+
+class OrderReads:
+    """A buyer's own orders: from Redis while they are fresh (the allocator's decision, at once),
+    from the order's shard after (the order projector's rows)."""
+
+    def __init__(self, redis: Redis, index: RedisOrderIndex, db: ShardedDatabase) -> None:
         self._redis = redis
         self._index = index
+        self._db = db
 
     async def order(self, user_id: int, order_number: int) -> OrderOut:
         """The order as its buyer sees it; ``ORDER_NOT_FOUND`` for another user's or an unknown one."""
         placed = await self._index.placed(user_id, order_number)
-        if placed is None:
+        if placed is not None:
+            # The index and the decision live as long (DAMAI_ORDERS__VIEW_TTL_S): no decision yet is pending.
+            return _view(order_number, placed, await self._decision(placed.program_id, order_number))
+        stored = await load_order(self._db, order_number)
+        if stored is None or stored.user_id != user_id:
             raise NotFound(
                 f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)}
             )
-        return _view(order_number, placed, await self._decision(placed.program_id, order_number))
+        return _stored_view(stored, await tickets_of_order(self._db, order_number))
+
+    async def page(self, user_id: int, status: str | None, page: int, size: int) -> OrderPageOut:
+        """The user's orders newest first, from their one order table."""
+        found, total = await orders_of_user(self._db, user_id, status=status, page=page, size=size)
+        items = [_stored_view(o, await tickets_of_order(self._db, o.order_number)) for o in found]
+        return OrderPageOut(items=items, total=total, page=page, size=size)
 
     async def decided(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
         """The order once the allocator has decided it, or as it is after ``timeout_s``."""
@@ -128,6 +150,30 @@ class OrderReads:
     async def _decision(self, program_id: int, order_number: int) -> dict[str, Any] | None:
         raw = await self._redis.get(order_decision(program_id, order_number))
         return orjson.loads(raw) if raw is not None else None
+
+
+def _stored_view(order: OrderRow, tickets: list[OrderTicketRow]) -> OrderOut:
+    return OrderOut(
+        order_number=str(order.order_number),
+        status=order.status.value,
+        reason=order.reject_reason,
+        program_id=str(order.program_id),
+        show_time_id=str(order.show_time_id),
+        tickets=[
+            TicketOut(
+                seat_id=str(t.seat_id) if t.seat_id is not None else None,
+                row=t.row_number,
+                column=t.column_number,
+                price=f"{t.price:.2f}",
+                ticket_category_id=str(t.ticket_category_id),
+                ticket_buyer_id=str(t.ticket_buyer_id) if t.ticket_buyer_id is not None else None,
+            )
+            for t in tickets
+        ],
+        total_amount=f"{order.total_amount:.2f}",
+        pay_deadline=order.pay_deadline,
+        created_at=order.created_at,
+    )
 
 
 def _view(order_number: int, placed: PlacedOrder, decision: dict[str, Any] | None) -> OrderOut:

@@ -22,7 +22,7 @@ from events.order import OrderCancelled, OrderExpired, OrderPaid, PaymentConfirm
 from events.serialization import decode, payload_of
 from infra.kafka import EventPublisher
 from infra.postgres.sharded import ShardedDatabase
-from infra.redis_keys import account_tickets, available_seats, remaining_counts
+from infra.redis_keys import account_tickets, available_seats, remaining_counts, user_order
 from tests.e2e.conftest import System
 from tests.e2e.test_allocation import automatic, on_sale, order
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
@@ -244,3 +244,33 @@ async def _ending(system: System, order_number: int) -> list[type]:
 
 async def _has(system: System, order_number: int, kind: type) -> bool:
     return any(isinstance(e, kind) for e in await _events_of(system, order_number))
+
+
+async def test_a_buyer_lists_their_orders_newest_first_and_reads_old_ones_from_postgres(
+    system: System, catalogue: ShardedDatabase, processors, redis
+):
+    show = await on_sale_now(system, catalogue)
+    buyer, other = await signed_in_buyer(system), await signed_in_buyer(system)
+    first = await held(system, show, buyer, count=1)
+    second = await held(system, show, buyer, count=2)
+    await system.http.post(f"/api/v1/orders/{first['orderNumber']}/cancel", headers=buyer.auth)
+
+    async def listed() -> bool:
+        page = (await system.http.get("/api/v1/orders", headers=buyer.auth)).json()
+        return [(o["orderNumber"], o["status"]) for o in page["items"]] == [
+            (second["orderNumber"], "unpaid"),
+            (first["orderNumber"], "cancelled"),
+        ]
+
+    await eventually(listed, 30, "both orders in the buyer's list")
+    unpaid = (await system.http.get("/api/v1/orders?status=unpaid&size=1", headers=buyer.auth)).json()
+    assert unpaid["total"] == 1 and unpaid["items"][0]["orderNumber"] == second["orderNumber"]
+    assert len(unpaid["items"][0]["tickets"]) == 2
+    assert (await system.http.get("/api/v1/orders", headers=other.auth)).json()["items"] == []
+    bad = await system.http.get("/api/v1/orders?size=51", headers=buyer.auth)
+    assert (bad.status_code, bad.json()["code"]) == (422, "VALIDATION_FAILED")
+    # Once Redis no longer has the order (its view's time is up), its shard answers.
+    await redis.delete(user_order(system.settings.orders.key_prefix, _user_of(buyer), int(first["orderNumber"])))
+    old = await system.http.get(f"/api/v1/orders/{first['orderNumber']}", headers=buyer.auth)
+    assert old.status_code == 200 and old.json()["status"] == "cancelled" and len(old.json()["tickets"]) == 1
+    assert (await system.http.get(f"/api/v1/orders/{first['orderNumber']}", headers=other.auth)).status_code == 404

@@ -14,6 +14,7 @@ from tests.e2e.conftest import System
 
 PASSWORD = "right-horse-42"
 LOGIN_WINDOW_MS = 3_000
+TICKET_BUYERS_MAX = 3
 # Loopback is a whole /8: each address is a client of its own, with rate-limit windows of its own.
 _addresses = (f"127.0.2.{n}" for n in itertools.count(1))
 
@@ -25,6 +26,7 @@ def api_env() -> dict[str, str]:
         "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "1000",
         "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "1000",
         "DAMAI_USERS__LOGIN_WINDOW_MS": str(LOGIN_WINDOW_MS),
+        "DAMAI_USERS__TICKET_BUYERS_MAX": str(TICKET_BUYERS_MAX),
     }
 
 
@@ -228,7 +230,7 @@ async def test_ticket_buyers_are_kept_masked_once_per_document(system: System):
     assert passport.status_code == 201 and passport.json()["idNumber"] == "E1*****78"
     assert listed.status_code == 200
     assert [b["id"] for b in listed.json()["items"]] == [added.json()["id"], passport.json()["id"]]
-    assert listed.json()["limit"] == 20
+    assert listed.json()["limit"] == TICKET_BUYERS_MAX
     assert "11010519491231002X" not in listed.text and "李四" not in listed.text
 
     removed = await system.http.delete(f"/api/v1/users/me/ticket-buyers/{added.json()['id']}", headers=auth)
@@ -308,3 +310,22 @@ async def test_a_deleted_account_cannot_log_in_and_frees_its_mobile(system: Syst
     assert (await log_in(system, email=email)).status_code == 401
     again = await register(system, mobile, email)
     assert (await log_in(system, mobile=mobile)).json()["userId"] == again
+
+
+async def test_a_user_keeps_at_most_the_limit_of_ticket_buyers(system: System):
+    mobile = new_mobile()
+    await register(system, mobile)
+    auth = await signed_in(system, mobile)
+
+    answers = [
+        await system.http.post(
+            "/api/v1/users/me/ticket-buyers",
+            json={"name": "观众", "idType": "PASSPORT", "idNumber": f"E{n:08d}"},
+            headers=auth,
+        )
+        for n in range(TICKET_BUYERS_MAX + 1)
+    ]
+
+    assert [a.status_code for a in answers] == [201] * TICKET_BUYERS_MAX + [409]
+    assert answers[-1].json()["code"] == "TICKET_BUYERS_LIMIT"
+    assert answers[-1].json()["details"] == {"limit": TICKET_BUYERS_MAX}
