@@ -225,6 +225,19 @@ class ProgramCacheSettings(BaseModel):
         description="How long a process reuses a show time's seat map for identical requests (0: build it for "
         "every request; concurrent ones still share one build). A seat taken meanwhile is refused at purchase.",
     )
+    seat_layout_max_age_s: int = Field(
+        default=60,
+        ge=0,
+        description="Cache-Control max-age of a show time's seat layout: how long clients and shared caches reuse "
+        "it unasked before they revalidate it (If-None-Match, answered 304 while the program is unchanged).",
+    )
+    seat_layouts_max_entries: int = Field(
+        default=32,
+        ge=1,
+        description="Most show times' seat layouts one process keeps (about 220 bytes a seat: 11 MiB for a "
+        "50,000-seat stadium, under 0.5 MiB for a 2,000-seat theatre); the least recently used go first. A "
+        "layout is kept while its program's categories stay the same.",
+    )
     remaining_ttl_s: float = Field(
         default=1.0,
         ge=0,
