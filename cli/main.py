@@ -355,17 +355,19 @@ def worker() -> None:
 @app.command()
 def allocator() -> None:
     """Run a seat allocator: decides order requests (one consumer group; run several to share partitions)."""
-    from projections.allocator import run_allocator
+    from projections.allocator import Allocator
+    from projections.deciders import run_decider
 
-    asyncio.run(run_allocator(_settings()))
+    asyncio.run(run_decider(_settings(), Allocator))
 
 
 @app.command()
 def lifecycle() -> None:
     """Run an order lifecycle: cancels, expires at the payment deadline, records payments (one consumer group)."""
-    from projections.lifecycle import run_lifecycle
+    from projections.deciders import run_decider
+    from projections.lifecycle import Lifecycle
 
-    asyncio.run(run_lifecycle(_settings()))
+    asyncio.run(run_decider(_settings(), Lifecycle))
 
 
 @app.command()

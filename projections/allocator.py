@@ -17,33 +17,30 @@ not a Faust agent.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from commands.ports import LogUnavailable
 from events.envelope import EventEnvelope, derived_event_id
 from events.order import OrderRejected, OrderRequested, SeatsReserved
 from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
 from infra.metrics import ALLOCATOR_BATCH_SECONDS, ALLOCATOR_DECISIONS, DEAD_LETTERS
-from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
+from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE
 from infra.settings import Settings
+from projections.deciders import retrying
 from projections.seat_allocation import Decision, DecisionStatus, reserve
 
 log = structlog.get_logger(__name__)
 
 Request = tuple[EventEnvelope, OrderRequested]
-T = TypeVar("T")
 
 
 class Allocator:
@@ -194,48 +191,3 @@ def _decision_event(
         causation_id=envelope.event_id,
         occurred_at=now,
     )
-
-
-RETRYABLE: tuple[type[BaseException], ...] = (LogUnavailable, *REDIS_ERRORS)
-REFUSED = "ERR_BAD_ARGUMENT"
-
-
-def _refused(exc: BaseException) -> bool:
-    """The script refused its arguments (and wrote nothing): retrying cannot help."""
-    return isinstance(exc, ResponseError) and REFUSED in str(exc)
-
-
-RETRY_FIRST_S = 0.1
-RETRY_LONGEST_S = 2.0
-
-
-async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
-    """Wait out Redis and Kafka outages: a batch is decided and appended whole, or the allocator waits."""
-    pause = RETRY_FIRST_S
-    while True:
-        try:
-            return await call()
-        except RETRYABLE as exc:
-            if _refused(exc):
-                raise
-            log.warning("allocator.retrying", step=what, error=repr(exc), retry_in_s=pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_LONGEST_S)
-
-
-async def run_allocator(settings: Settings) -> None:
-    """Run one allocator in the foreground until SIGTERM/SIGINT."""
-    redis = create_redis(settings.redis)
-    scripts = LuaScripts(redis)
-    await scripts.preload(redis)
-    publisher = EventPublisher(settings.kafka)
-    await publisher.start()
-    allocator = Allocator(settings, redis, scripts, publisher)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, allocator.stop)
-    try:
-        await allocator.run()
-    finally:
-        await publisher.stop()
-        await redis.aclose()

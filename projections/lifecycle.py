@@ -14,7 +14,6 @@ racing across a rebalance, append one outcome.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import uuid
 from collections.abc import Iterable
@@ -39,10 +38,10 @@ from events.order import (
 from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
 from infra.metrics import DEAD_LETTERS, ORDERS_ENDED
-from infra.redis import LuaScripts, create_redis
+from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries
 from infra.settings import Settings
-from projections.allocator import retrying
+from projections.deciders import retrying
 from projections.seat_allocation import DecisionStatus, Ending, finish
 
 log = structlog.get_logger(__name__)
@@ -253,21 +252,3 @@ class Lifecycle:
         if envelopes:
             timeout_s = self._settings.api.command_ack_timeout_s
             await retrying("append", lambda: self._publisher.append(envelopes, timeout_s))
-
-
-async def run_lifecycle(settings: Settings) -> None:
-    """Run one order lifecycle in the foreground until SIGTERM/SIGINT."""
-    redis = create_redis(settings.redis)
-    scripts = LuaScripts(redis)
-    await scripts.preload(redis)
-    publisher = EventPublisher(settings.kafka)
-    await publisher.start()
-    lifecycle = Lifecycle(settings, redis, scripts, publisher)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lifecycle.stop)
-    try:
-        await lifecycle.run()
-    finally:
-        await publisher.stop()
-        await redis.aclose()

@@ -1,0 +1,77 @@
+"""What the processors that decide (the seat allocator, the order lifecycle) share: how they wait
+out an outage, and how one runs in the foreground.
+
+Unlike the projectors (Faust agents, ``projections/projector.py``), these are plain aiokafka
+consumer groups that decide with Redis scripts and append their decisions (ADR 0008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from commands.ports import LogUnavailable
+from infra.kafka import EventPublisher
+from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
+from infra.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+RETRYABLE: tuple[type[BaseException], ...] = (LogUnavailable, *REDIS_ERRORS)
+REFUSED = "ERR_BAD_ARGUMENT"
+RETRY_FIRST_S = 0.1
+RETRY_LONGEST_S = 2.0
+
+
+def refused(exc: BaseException) -> bool:
+    """A script refused its arguments (and wrote nothing): retrying cannot help."""
+    return isinstance(exc, ResponseError) and REFUSED in str(exc)
+
+
+async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``call()`` until Redis and Kafka answer: a batch is decided and appended whole, or the
+    processor waits (backing off from 0.1 s to 2 s). A refusal is raised at once."""
+    pause = RETRY_FIRST_S
+    while True:
+        try:
+            return await call()
+        except RETRYABLE as exc:
+            if refused(exc):
+                raise
+            log.warning("decider.retrying", step=what, error=repr(exc), retry_in_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_LONGEST_S)
+
+
+class Decider(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_decider(
+    settings: Settings, make: Callable[[Settings, Redis, LuaScripts, EventPublisher], Decider]
+) -> None:
+    """Run one decider in the foreground until SIGTERM/SIGINT, with its Redis and publisher."""
+    redis = create_redis(settings.redis)
+    scripts = LuaScripts(redis)
+    await scripts.preload(redis)
+    publisher = EventPublisher(settings.kafka)
+    await publisher.start()
+    decider = make(settings, redis, scripts, publisher)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, decider.stop)
+    try:
+        await decider.run()
+    finally:
+        await publisher.stop()
+        await redis.aclose()
