@@ -117,8 +117,18 @@ async def read_aggregate_events(
     read from the start, keeping its key.
 
     Reading a whole partition is the slow path of a load: it runs only when the command side
-    holds no snapshot of the aggregate (ADR 0006).
+    holds no snapshot of the aggregate (ADR 0006). ``LogUnavailable`` when the brokers do not
+    answer in time (the command may be retried).
     """
+    try:
+        return await _read_aggregate_events(settings, partition, aggregate_id)
+    except KafkaError as exc:
+        raise LogUnavailable("the event log could not be read in time; retry") from exc
+
+
+async def _read_aggregate_events(
+    settings: KafkaSettings, partition: TopicPartition, aggregate_id: str
+) -> list[EventEnvelope]:
     key = aggregate_id.encode()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,

@@ -11,13 +11,20 @@ from pathlib import Path
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from infra.settings import REPO_ROOT, RedisSettings
 
 LUA_DIR = REPO_ROOT / "lua"
+DEFAULT_RETRIES = 10
+"""redis-py 8's own default for a client: 10 retries of a connection or timeout error ..."""
+
+
+def default_backoff() -> ExponentialWithJitterBackoff:
+    """... with jittered exponential backoff from 10 ms up to 1 s (redis-py 8's default)."""
+    return ExponentialWithJitterBackoff(base=0.01, cap=1)
 
 # What Redis being unreachable, overloaded or full looks like to a client that can do without it.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
@@ -31,6 +38,10 @@ def create_redis(settings: RedisSettings, *, retries: int | None = None) -> Redi
     ``max_connections`` connections instead of failing at once (redis-py's plain pool raises
     ``MaxConnectionsError`` the moment they are all in use: 74 of 200 simultaneous registrations
     on one process failed that way)."""
+    # A pool given to the client keeps its own connection arguments: the retry redis-py gives the
+    # connections of a pool it makes itself must be passed here, or a connection closed by a Redis
+    # restart fails its next command instead of reconnecting.
+    retry = Retry(NoBackoff(), retries) if retries is not None else Retry(default_backoff(), DEFAULT_RETRIES)
     pool = BlockingConnectionPool(
         host=settings.host,
         port=settings.port,
@@ -40,11 +51,9 @@ def create_redis(settings: RedisSettings, *, retries: int | None = None) -> Redi
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout_s,
         health_check_interval=settings.health_check_interval_s,
+        retry=retry,
     )
-    client = Redis.from_pool(pool)
-    if retries is not None:
-        client.set_retry(Retry(NoBackoff(), retries))
-    return client
+    return Redis.from_pool(pool)
 
 
 def blocking_client(settings: RedisSettings, *, retries: int | None = None) -> Redis:

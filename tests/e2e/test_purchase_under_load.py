@@ -68,7 +68,9 @@ async def crowd(
     system: System, show: dict[str, Any], auth: list[dict[str, str]], during: Any = None, requests: int = REQUESTS
 ) -> list[Any]:
     """The requests at once over 64 connections (a request waits for a free one as long as it takes)."""
-    limits = httpx.Limits(max_connections=64)
+    # Idle connections are dropped before the API's keep-alive timeout (5 s) can close one under a
+    # request being sent on it.
+    limits = httpx.Limits(max_connections=64, keepalive_expiry=2.0)
     timeout = httpx.Timeout(60, pool=None)
     async with httpx.AsyncClient(base_url=system.base_url, timeout=timeout, limits=limits) as http:
         sends = [

@@ -27,7 +27,7 @@ RACERS = 200
 # A claim is void once older than the command deadline: ack timeout + twice the producer's request
 # timeout (ADR 0007). Short here, so the test can wait it out.
 ACK_TIMEOUT_S = 1.0
-REQUEST_TIMEOUT_MS = 1_000
+REQUEST_TIMEOUT_MS = 2_500
 VOID_AFTER_S = ACK_TIMEOUT_S + 2 * REQUEST_TIMEOUT_MS / 1000
 
 
