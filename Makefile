@@ -45,6 +45,8 @@ bench: up
 	$(VENV)/bin/python -m bench.search_latency --fallback
 	$(VENV)/bin/python -m bench.token_verify
 	$(VENV)/bin/python -m bench.users
+	$(VENV)/bin/python -m bench.seat_map
+	$(VENV)/bin/python -m bench.purchase
 
 ## The API fuzzer with a heavy budget and a fresh random seed (make test runs it lightly).
 fuzz: up
