@@ -18,19 +18,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from itertools import groupby
-from typing import Any, NamedTuple
-
-import asyncpg
 
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.order import OrderCancelled, OrderEvent, OrderExpired, OrderPaid, OrderRejected, SeatsReserved
 from events.serialization import payload_of
 from infra.postgres.pools import ShardPools
-from infra.postgres.routing import Shard, ShardLayout
-from projections.offsets import take_unapplied
-from projections.projector import Batch, OffsetsInEveryShard
+from infra.postgres.routing import ShardLayout
+from projections.projector import Batch, OffsetsInEveryShard, RowWrite, apply_row_writes
 from queries.views.orders import OrderStatus
 
 
@@ -83,56 +78,52 @@ WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.LOCKED}'
 """
 
 
-class Write(NamedTuple):
-    shard: Shard
-    statement: str
-    args: tuple[Any, ...]
-
-
-def when_seats_reserved(layout: ShardLayout, env: EventEnvelope, e: SeatsReserved) -> list[Write]:
+def when_seats_reserved(layout: ShardLayout, env: EventEnvelope, e: SeatsReserved) -> list[RowWrite]:
     """An unpaid order with its tickets, and its seats locked in the program's shard."""
     n, v = e.order_number, env.aggregate_version
     order = (n, e.user_id, e.program_id, e.show_time_id, len(e.tickets), e.total_amount, OrderStatus.UNPAID.value)
-    writes = [Write(layout.order(n), INSERT_ORDER, (*order, None, e.pay_deadline, v, e.requested_at))]
+    writes = [RowWrite(layout.order(n), INSERT_ORDER, (*order, None, e.pay_deadline, v, e.requested_at))]
     tickets = layout.order_tickets(n)
     for index, t in enumerate(e.tickets):
         held = (t.ticket_category_id, t.seat_id, t.row, t.column, t.price)
-        writes.append(Write(tickets, INSERT_TICKET, (n, index, e.user_id, t.ticket_buyer_id, *held, v, e.requested_at)))
+        writes.append(
+            RowWrite(tickets, INSERT_TICKET, (n, index, e.user_id, t.ticket_buyer_id, *held, v, e.requested_at))
+        )
     # General-admission tickets hold no seat.
     seat_ids = [t.seat_id for t in e.tickets if t.seat_id is not None]
     if seat_ids:
-        writes.append(Write(layout.program_family("seat", e.program_id), LOCK_SEATS, (e.program_id, seat_ids, n)))
+        writes.append(RowWrite(layout.program_family("seat", e.program_id), LOCK_SEATS, (e.program_id, seat_ids, n)))
     return writes
 
 
-def when_order_rejected(layout: ShardLayout, env: EventEnvelope, e: OrderRejected) -> list[Write]:
+def when_order_rejected(layout: ShardLayout, env: EventEnvelope, e: OrderRejected) -> list[RowWrite]:
     """A rejected order with its reason; it holds nothing."""
     n, nothing = e.order_number, Decimal(NOTHING_HELD)
     order = (n, e.user_id, e.program_id, e.show_time_id, NOTHING_HELD, nothing, OrderStatus.REJECTED.value)
     args = (*order, e.reason.value, None, env.aggregate_version, e.requested_at)
-    return [Write(layout.order(n), INSERT_ORDER, args)]
+    return [RowWrite(layout.order(n), INSERT_ORDER, args)]
 
 
-def when_order_ended(layout: ShardLayout, env: EventEnvelope, e: OrderCancelled | OrderExpired) -> list[Write]:
+def when_order_ended(layout: ShardLayout, env: EventEnvelope, e: OrderCancelled | OrderExpired) -> list[RowWrite]:
     """Cancelled or expired: the order closed, its seats available again."""
     status = OrderStatus.CANCELLED if isinstance(e, OrderCancelled) else OrderStatus.EXPIRED
     n = e.order_number
     return [
-        Write(layout.order(n), END_ORDER, (n, status.value, env.occurred_at, env.aggregate_version)),
-        Write(layout.program_family("seat", e.program_id), RELEASE_SEATS, (e.program_id, n)),
+        RowWrite(layout.order(n), END_ORDER, (n, status.value, env.occurred_at, env.aggregate_version)),
+        RowWrite(layout.program_family("seat", e.program_id), RELEASE_SEATS, (e.program_id, n)),
     ]
 
 
-def when_order_paid(layout: ShardLayout, env: EventEnvelope, e: OrderPaid) -> list[Write]:
+def when_order_paid(layout: ShardLayout, env: EventEnvelope, e: OrderPaid) -> list[RowWrite]:
     """Paid: the order's seats are sold."""
     n = e.order_number
     return [
-        Write(layout.order(n), PAY_ORDER, (n, OrderStatus.PAID.value, env.occurred_at, env.aggregate_version)),
-        Write(layout.program_family("seat", e.program_id), SELL_SEATS, (e.program_id, n)),
+        RowWrite(layout.order(n), PAY_ORDER, (n, OrderStatus.PAID.value, env.occurred_at, env.aggregate_version)),
+        RowWrite(layout.program_family("seat", e.program_id), SELL_SEATS, (e.program_id, n)),
     ]
 
 
-def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent) -> list[Write]:
+def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent) -> list[RowWrite]:
     """The row writes one event makes, in the order they apply."""
     match e:
         case SeatsReserved():
@@ -159,17 +150,7 @@ class OrderProjector(OffsetsInEveryShard):
     async def apply(self, batch: Batch) -> None:
         # Each payload is validated once, here, whatever the number of databases.
         typed = {r.position: (r.item, e) for r in batch if (e := _order_event(r.item)) is not None}
-        for database, pool in self._pools:
-            async with pool.acquire() as conn, conn.transaction():
-                fresh = [typed[r.position] for r in await take_unapplied(conn, self.name, batch) if r.position in typed]
-                writes = [w for env, e in fresh for w in _writes(self._layout, env, e) if w.shard.database == database]
-                await _execute(conn, writes)
-
-
-async def _execute(conn: asyncpg.Connection, writes: list[Write]) -> None:
-    """In order; a run of writes with the same statement on the same table goes as one executemany."""
-    for (table, statement), run in groupby(writes, key=lambda w: (w.shard.table, w.statement)):
-        await conn.executemany(statement.format(table=table), [w.args for w in run])
+        await apply_row_writes(self.name, self._pools, batch, typed, lambda t: _writes(self._layout, *t))
 
 
 def _order_event(envelope: EventEnvelope) -> OrderEvent | None:

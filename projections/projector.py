@@ -8,9 +8,10 @@ is kept), and an event that cannot be applied at all goes to the dead-letter top
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Protocol
+from itertools import groupby
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 import structlog
@@ -25,13 +26,16 @@ from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode
 from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
 from infra.postgres.pools import ShardPools
+from infra.postgres.routing import Shard
 from infra.search import search_unavailable
 from infra.settings import WorkerSettings
 from projections.batch import Delivered, Positioned
 from projections.dead_letter import DeadLetters
-from projections.offsets import lowest_applied_offsets, skip_offsets
+from projections.offsets import lowest_applied_offsets, skip_offsets, take_unapplied
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 # Store outages: the batch waits and is applied again. Everything else is about the data and
 # ends in the dead-letter topic, so nothing here may be a condition that passes on its own:
@@ -178,3 +182,30 @@ async def _retrying(name: str, call: Callable[[], Awaitable[None]], settings: Wo
             log.warning("projector.store_unavailable", projector=name, error=repr(exc), retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, settings.retry_max_s)
+
+
+class RowWrite(NamedTuple):
+    """One statement a projector runs on one shard table (``{table}`` in it is the table's name)."""
+
+    shard: Shard
+    statement: str
+    args: tuple[Any, ...]
+
+
+async def apply_row_writes(
+    projector: str,
+    pools: ShardPools,
+    batch: Batch,
+    typed: Mapping[Delivered, T],
+    writes_of: Callable[[T], list[RowWrite]],
+) -> None:
+    """Apply a sharded projector's batch: each database takes the records it has not applied
+    (``take_unapplied``) and runs, in one transaction with its offsets, the writes of their events
+    that fall in it — in order, a run of one statement on one table as one ``executemany``.
+    ``typed`` holds the batch's events of the projector (validated once), by position."""
+    for database, pool in pools:
+        async with pool.acquire() as conn, conn.transaction():
+            fresh = [typed[r.position] for r in await take_unapplied(conn, projector, batch) if r.position in typed]
+            writes = [w for item in fresh for w in writes_of(item) if w.shard.database == database]
+            for (table, statement), run in groupby(writes, key=lambda w: (w.shard.table, w.statement)):
+                await conn.executemany(statement.format(table=table), [w.args for w in run])

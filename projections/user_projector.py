@@ -10,10 +10,7 @@ tombstone at the release's version, so no replayed older claim brings the mappin
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import groupby
-from typing import Any, NamedTuple
 
-import asyncpg
 from redis.asyncio import Redis
 
 from events.base import DomainEvent
@@ -35,12 +32,11 @@ from events.user import (
 )
 from infra.personal_data.postgres_store import SHRED_DATA_KEYS
 from infra.postgres.pools import ShardPools
-from infra.postgres.routing import Shard, ShardLayout
+from infra.postgres.routing import ShardLayout
 from infra.redis import LuaScripts
 from infra.redis_keys import user_state, user_ticket_buyers
 from infra.settings import Settings
-from projections.offsets import take_unapplied
-from projections.projector import Batch, OffsetsInEveryShard
+from projections.projector import Batch, OffsetsInEveryShard, RowWrite, apply_row_writes
 from queries.cache.user_bloom import add_identifiers_to_bloom
 from queries.views.users import UserStatus
 
@@ -110,51 +106,45 @@ Typed = list[tuple[EventEnvelope, UserFamilyEvent]]
 """Events of a batch with their validated payloads."""
 
 
-class Write(NamedTuple):
-    shard: Shard
-    statement: str
-    args: tuple[Any, ...]
-
-
 def _blind(hex_blind: str | None) -> bytes | None:
     return bytes.fromhex(hex_blind) if hex_blind is not None else None
 
 
-def _user_writes(layout: ShardLayout, env: EventEnvelope, e: UserEvent) -> list[Write]:
+def _user_writes(layout: ShardLayout, env: EventEnvelope, e: UserEvent) -> list[RowWrite]:
     user, buyers, v = layout.user(e.user_id), layout.ticket_buyers(e.user_id), env.aggregate_version
     match e:
         case UserRegistered():
             row = (e.user_id, e.mobile_cipher, _blind(e.mobile_blind), e.email_cipher, _blind(e.email_blind))
-            return [Write(user, INSERT_USER, (*row, e.password_hash, v, env.occurred_at))]
+            return [RowWrite(user, INSERT_USER, (*row, e.password_hash, v, env.occurred_at))]
         case ProfileChanged():
             gender = e.gender.value if e.gender is not None else None
             changes = (e.name_cipher, gender, e.email_cipher, _blind(e.email_blind), e.mobile_cipher)
-            return [Write(user, CHANGE_PROFILE, (e.user_id, *changes, _blind(e.mobile_blind), v))]
+            return [RowWrite(user, CHANGE_PROFILE, (e.user_id, *changes, _blind(e.mobile_blind), v))]
         case PasswordChanged():
-            return [Write(user, CHANGE_PASSWORD, (e.user_id, e.password_hash, v))]
+            return [RowWrite(user, CHANGE_PASSWORD, (e.user_id, e.password_hash, v))]
         case RealNameVerified():
             document = (e.id_type.value, e.id_number_cipher, _blind(e.id_number_blind))
-            return [Write(user, VERIFY_REAL_NAME, (e.user_id, e.real_name_cipher, *document, v))]
+            return [RowWrite(user, VERIFY_REAL_NAME, (e.user_id, e.real_name_cipher, *document, v))]
         case TicketBuyerAdded():
             document = (e.id_type.value, e.id_number_cipher, _blind(e.id_number_blind))
             buyer = (e.ticket_buyer_id, e.user_id, e.name_cipher, *document, v, env.occurred_at)
-            return [Write(buyers, INSERT_TICKET_BUYER, buyer), Write(user, ADVANCE_USER_VERSION, (e.user_id, v))]
+            return [RowWrite(buyers, INSERT_TICKET_BUYER, buyer), RowWrite(user, ADVANCE_USER_VERSION, (e.user_id, v))]
         case TicketBuyerRemoved():
             return [
-                Write(buyers, REMOVE_TICKET_BUYER, (e.ticket_buyer_id, e.user_id, v)),
-                Write(user, ADVANCE_USER_VERSION, (e.user_id, v)),
+                RowWrite(buyers, REMOVE_TICKET_BUYER, (e.ticket_buyer_id, e.user_id, v)),
+                RowWrite(user, ADVANCE_USER_VERSION, (e.user_id, v)),
             ]
         case UserDeleted():
             return [
-                Write(user, DELETE_USER, (e.user_id, v)),
-                Write(buyers, REMOVE_TICKET_BUYERS_OF_USER, (e.user_id, v)),
-                Write(layout.user_data_keys(e.user_id), SHRED_DATA_KEYS, (e.user_id,)),
+                RowWrite(user, DELETE_USER, (e.user_id, v)),
+                RowWrite(buyers, REMOVE_TICKET_BUYERS_OF_USER, (e.user_id, v)),
+                RowWrite(layout.user_data_keys(e.user_id), SHRED_DATA_KEYS, (e.user_id,)),
             ]
     # A user event with no columns here still moves the row to its version.
-    return [Write(user, ADVANCE_USER_VERSION, (e.user_id, v))]
+    return [RowWrite(user, ADVANCE_USER_VERSION, (e.user_id, v))]
 
 
-def _writes(layout: ShardLayout, env: EventEnvelope, e: UserFamilyEvent) -> list[Write]:
+def _writes(layout: ShardLayout, env: EventEnvelope, e: UserFamilyEvent) -> list[RowWrite]:
     """The row writes one event makes, in the order they apply."""
     v, at = env.aggregate_version, env.occurred_at
     match e:
@@ -163,11 +153,11 @@ def _writes(layout: ShardLayout, env: EventEnvelope, e: UserFamilyEvent) -> list
         case MobileEvent():
             blind = bytes.fromhex(e.mobile_blind)
             holder = e.user_id if isinstance(e, MobileClaimed) else None
-            return [Write(layout.user_mobile(blind), SET_MOBILE_HOLDER, (blind, holder, v, at))]
+            return [RowWrite(layout.user_mobile(blind), SET_MOBILE_HOLDER, (blind, holder, v, at))]
         case EmailEvent():
             blind = bytes.fromhex(e.email_blind)
             holder = e.user_id if isinstance(e, EmailClaimed) else None
-            return [Write(layout.user_email(blind), SET_EMAIL_HOLDER, (blind, holder, v, at))]
+            return [RowWrite(layout.user_email(blind), SET_EMAIL_HOLDER, (blind, holder, v, at))]
     return []
 
 
@@ -201,11 +191,7 @@ class UserProjector(OffsetsInEveryShard):
     async def apply(self, batch: Batch) -> None:
         # Each payload is validated once, here, whatever the number of databases.
         typed = {r.position: (r.item, e) for r in batch if (e := _user_family_event(r.item)) is not None}
-        for database, pool in self._pools:
-            async with pool.acquire() as conn, conn.transaction():
-                fresh = [typed[r.position] for r in await take_unapplied(conn, self.name, batch) if r.position in typed]
-                writes = [w for env, e in fresh for w in _writes(self._layout, env, e) if w.shard.database == database]
-                await _execute(conn, writes)
+        await apply_row_writes(self.name, self._pools, batch, typed, lambda t: _writes(self._layout, *t))
         # After commit, for the whole batch: a retried batch whose rows were already committed
         # still reaches Redis, and the version guards make a repeat change nothing.
         events = list(typed.values())
@@ -233,12 +219,6 @@ class UserProjector(OffsetsInEveryShard):
             if isinstance(e, MobileClaimed | EmailClaimed)
         ]
         await add_identifiers_to_bloom(self._redis, self._settings.users, claimed)
-
-
-async def _execute(conn: asyncpg.Connection, writes: list[Write]) -> None:
-    """In order; a run of writes with the same statement on the same table goes as one executemany."""
-    for (table, statement), run in groupby(writes, key=lambda w: (w.shard.table, w.statement)):
-        await conn.executemany(statement.format(table=table), [w.args for w in run])
 
 
 def _user_family_event(envelope: EventEnvelope) -> UserFamilyEvent | None:
