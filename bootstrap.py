@@ -267,7 +267,7 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
     await users.start()
     exit_stack.push_async_callback(users.stop)
     order_index = RedisOrderIndex(adapters.redis, settings)
-    orders = OrderReads(adapters.redis, order_index, adapters.db)
+    orders = OrderReads(RedisDecisions(adapters.redis), order_index, adapters.db)
     return ReadSide(
         program_details, remaining, search, search_pages, seat_maps, seat_layouts, users, order_index, orders
     )

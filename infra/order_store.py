@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -95,9 +96,14 @@ class RedisDecisions:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def status_of(self, program_id: int, order_number: int) -> str | None:
+    async def decision(self, program_id: int, order_number: int) -> dict[str, Any] | None:
+        """The decision as the scripts stored it (JSON); None before the allocator decided."""
         raw = await self._redis.get(order_decision(program_id, order_number))
         if raw is None:
             return None
-        status: str = orjson.loads(raw)["status"]
-        return status
+        decided: dict[str, Any] = orjson.loads(raw)
+        return decided
+
+    async def status_of(self, program_id: int, order_number: int) -> str | None:
+        decided = await self.decision(program_id, order_number)
+        return None if decided is None else str(decided["status"])

@@ -1,7 +1,7 @@
-"""The read side of the purchase path: what the order checks need of a program, and a buyer's view
-of their order while it is fresh in Redis (the allocator's decision, read from the program's slot).
-
-No read here touches Postgres: the program comes from the detail cache, the order from Redis.
+"""The read side of the purchase path: what the order checks need of a program (from the detail
+cache), and a buyer's view of their orders — one order from Redis while it is fresh (the
+allocator's decision, read from the program's slot; waiting on it never reads Postgres), from its
+shard after; the list of a buyer's orders from their one order table.
 """
 
 from __future__ import annotations
@@ -13,15 +13,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-from redis.asyncio import Redis
-
 from aggregates.errors import NotFound
 from aggregates.program import ProgramStatus
 from commands.order import OrderableProgram, OrderableShowTime, PlacedOrder
-from infra.order_store import RedisOrderIndex
+from infra.order_store import RedisDecisions, RedisOrderIndex
 from infra.postgres.sharded import ShardedDatabase
-from infra.redis_keys import order_decision
 from queries.cache import ProgramDetailCache
 from queries.shapes import PublicShape
 from queries.views.orders import OrderRow, OrderTicketRow, load_order, orders_of_user, tickets_of_order
@@ -97,8 +93,8 @@ class OrderReads:
     """A buyer's own orders: from Redis while they are fresh (the allocator's decision, at once),
     from the order's shard after (the order projector's rows)."""
 
-    def __init__(self, redis: Redis, index: RedisOrderIndex, db: ShardedDatabase) -> None:
-        self._redis = redis
+    def __init__(self, decisions: RedisDecisions, index: RedisOrderIndex, db: ShardedDatabase) -> None:
+        self._decisions = decisions
         self._index = index
         self._db = db
 
@@ -107,7 +103,7 @@ class OrderReads:
         placed = await self._index.placed(user_id, order_number)
         if placed is not None:
             # The index and the decision live as long (DAMAI_ORDERS__VIEW_TTL_S): no decision yet is pending.
-            return _view(order_number, placed, await self._decision(placed.program_id, order_number))
+            return _view(order_number, placed, await self._decisions.decision(placed.program_id, order_number))
         stored = await load_order(self._db, order_number)
         if stored is None or stored.user_id != user_id:
             raise NotFound(
@@ -141,15 +137,11 @@ class OrderReads:
         deadline = time.monotonic() + timeout_s
         pause = FIRST_POLL_S
         while True:
-            order = _view(order_number, placed, await self._decision(placed.program_id, order_number))
+            order = _view(order_number, placed, await self._decisions.decision(placed.program_id, order_number))
             if done(order) or time.monotonic() + pause > deadline:
                 return order
             await asyncio.sleep(pause)
             pause = min(pause * 2, LONGEST_POLL_S)
-
-    async def _decision(self, program_id: int, order_number: int) -> dict[str, Any] | None:
-        raw = await self._redis.get(order_decision(program_id, order_number))
-        return orjson.loads(raw) if raw is not None else None
 
 
 def _stored_view(order: OrderRow, tickets: list[OrderTicketRow]) -> OrderOut:
