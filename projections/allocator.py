@@ -23,19 +23,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from events.envelope import EventEnvelope, derived_event_id
 from events.order import OrderRejected, OrderRequested, SeatsReserved
-from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
 from infra.metrics import ALLOCATOR_BATCH_SECONDS, ALLOCATOR_DECISIONS, DEAD_LETTERS
 from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE
 from infra.settings import Settings
-from projections.deciders import retrying
+from projections.deciders import decoded, group_consumer, retrying
 from projections.seat_allocation import Decision, DecisionStatus, reserve
 
 log = structlog.get_logger(__name__)
@@ -50,15 +49,11 @@ class Allocator:
         self._redis = redis
         self._publisher = publisher
         self._stopping = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = group_consumer(
+            settings,
+            settings.worker.allocator_group,
+            "damai-allocator",
             settings.kafka.topic("order-requests"),
-            bootstrap_servers=settings.kafka.bootstrap,
-            group_id=settings.worker.allocator_group,
-            client_id="damai-allocator",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(settings.worker.heartbeat_interval_s * 1000),
             max_poll_records=settings.worker.allocator_batch_size,
         )
 
@@ -136,17 +131,10 @@ class Allocator:
         return decision
 
     def _request(self, record: ConsumerRecord[bytes, bytes]) -> Request | None:
-        try:
-            envelope = decode(record.value or b"")
-            event = payload_of(envelope)
-        except UndecodableEvent as exc:
-            # A request no allocator can read: counted and logged, never retried for ever.
-            DEAD_LETTERS.labels(consumer_group=self._settings.worker.allocator_group, reason="undecodable").inc()
-            log.error("allocator.undecodable", partition=record.partition, offset=record.offset, error=str(exc))
+        found = decoded(record, self._settings.worker.allocator_group)
+        if found is None or not isinstance(found[1], OrderRequested):
             return None
-        if not isinstance(event, OrderRequested):
-            return None
-        return envelope, event
+        return found[0], found[1]
 
     async def _append(self, envelopes: list[EventEnvelope]) -> None:
         """Until Kafka takes them: a decision already in Redis must reach the log."""

@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from commands.ports import LogUnavailable
+from events.base import DomainEvent
+from events.envelope import EventEnvelope
+from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
+from infra.metrics import DEAD_LETTERS
 from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
 from infra.settings import Settings
 
@@ -49,6 +54,34 @@ async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
             log.warning("decider.retrying", step=what, error=repr(exc), retry_in_s=pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, RETRY_LONGEST_S)
+
+
+def group_consumer(settings: Settings, group: str, client_id: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A member of a decider's consumer group: offsets committed by hand, after the decisions are
+    in the log; from the earliest offset when the group has none."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=group,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.worker.heartbeat_interval_s * 1000),
+        **options,
+    )
+
+
+def decoded(record: ConsumerRecord[bytes, bytes], group: str) -> tuple[EventEnvelope, DomainEvent] | None:
+    """The record's envelope and event; None, counted and logged, for one no decider can read
+    (it is never retried for ever)."""
+    try:
+        envelope = decode(record.value or b"")
+        return envelope, payload_of(envelope)
+    except UndecodableEvent as exc:
+        DEAD_LETTERS.labels(consumer_group=group, reason="undecodable").inc()
+        log.error("decider.undecodable", group=group, partition=record.partition, offset=record.offset, error=str(exc))
+        return None
 
 
 class Decider(Protocol):

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from redis.asyncio import Redis
 
+from events.base import DomainEvent
 from events.envelope import EventEnvelope, derived_event_id
 from events.order import (
     CancelRequested,
@@ -35,13 +36,12 @@ from events.order import (
     RefundRequired,
     SeatsReserved,
 )
-from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
-from infra.metrics import DEAD_LETTERS, ORDERS_ENDED
+from infra.metrics import ORDERS_ENDED
 from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries
 from infra.settings import Settings
-from projections.deciders import retrying
+from projections.deciders import decoded, group_consumer, retrying
 from projections.seat_allocation import DecisionStatus, Ending, finish
 
 log = structlog.get_logger(__name__)
@@ -87,15 +87,7 @@ class Lifecycle:
         self._publisher = publisher
         self._stopping = asyncio.Event()
         self._assignment = _Assignment()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap,
-            group_id=settings.worker.lifecycle_group,
-            client_id="damai-lifecycle",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(settings.worker.heartbeat_interval_s * 1000),
-        )
+        self._consumer = group_consumer(settings, settings.worker.lifecycle_group, "damai-lifecycle")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -122,9 +114,9 @@ class Lifecycle:
         out: list[EventEnvelope] = []
         for tp, records in fetched.items():
             for record in records:
-                envelope = self._decoded(record)
-                if envelope is not None:
-                    out += await self._apply(tp.partition, envelope)
+                found = decoded(record, self._settings.worker.lifecycle_group)
+                if found is not None:
+                    out += await self._apply(tp.partition, *found)
         await self._append(out)
         await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
 
@@ -145,8 +137,7 @@ class Lifecycle:
             ended += out
         return ended
 
-    async def _apply(self, partition: int, envelope: EventEnvelope) -> list[EventEnvelope]:
-        event = payload_of(envelope)
+    async def _apply(self, partition: int, envelope: EventEnvelope, event: DomainEvent) -> list[EventEnvelope]:
         match event:
             case SeatsReserved():
                 key = order_expiries(self._settings.orders.key_prefix, partition)
@@ -237,16 +228,6 @@ class Lifecycle:
     @property
     def _ttl_s(self) -> int:
         return self._settings.orders.view_ttl_s
-
-    def _decoded(self, record: ConsumerRecord[bytes, bytes]) -> EventEnvelope | None:
-        try:
-            envelope = decode(record.value or b"")
-            payload_of(envelope)
-        except UndecodableEvent as exc:
-            DEAD_LETTERS.labels(consumer_group=self._settings.worker.lifecycle_group, reason="undecodable").inc()
-            log.error("lifecycle.undecodable", partition=record.partition, offset=record.offset, error=str(exc))
-            return None
-        return envelope
 
     async def _append(self, envelopes: list[EventEnvelope]) -> None:
         if envelopes:
