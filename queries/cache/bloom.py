@@ -69,6 +69,15 @@ class BloomFilter:
         live, building = await self._add(keys=[self.keys.live, self.keys.building], args=self.shape.offsets(member))
         return bool(live or building)
 
+    async def add_many(self, members: Sequence[bytes]) -> None:
+        """Add ``members`` in one round trip (a pipeline of ``add``)."""
+        if not members:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                await self._add(keys=[self.keys.live, self.keys.building], args=self.shape.offsets(member), client=pipe)
+            await pipe.execute()
+
     async def exists(self) -> bool:
         return bool(await self._redis.exists(self.keys.live))
 

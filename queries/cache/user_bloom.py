@@ -36,9 +36,7 @@ def user_bloom(redis: Redis, settings: UserSettings) -> BloomFilter:
 async def add_identifiers_to_bloom(redis: Redis, settings: UserSettings, blinds: Sequence[bytes]) -> None:
     """Record that these mobiles and emails (their 32-byte blind indexes) are in use. Call it after
     their claims are committed, including on redelivered events (it is idempotent)."""
-    bloom = user_bloom(redis, settings)
-    for blind in blinds:
-        await bloom.add(blind)
+    await user_bloom(redis, settings).add_many(blinds)
 
 
 async def rebuild_user_bloom(redis: Redis, settings: UserSettings, db: ShardedDatabase) -> int | None:
