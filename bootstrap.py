@@ -38,7 +38,7 @@ from infra.login_attempts import LoginAttempts
 from infra.order_store import (
     GeneOrderNumbers,
     RedisDecisions,
-    RedisIdempotencyKeys,
+    RedisOrderAdmission,
     RedisOrderIndex,
     RedisTicketBuyers,
 )
@@ -175,7 +175,7 @@ async def open_command_side(
         programs=CataloguePrograms(consulted.program_details),
         ticket_buyers=RedisTicketBuyers(adapters.redis, settings),
         availability=consulted.remaining,
-        idempotency=RedisIdempotencyKeys(adapters.redis, settings),
+        admission=RedisOrderAdmission(adapters.redis, adapters.scripts, settings),
         index=consulted.order_index,
         decisions=RedisDecisions(adapters.redis),
         numbers=GeneOrderNumbers(ids, adapters.db.layout),

@@ -44,3 +44,13 @@ class Unauthenticated(DomainError):
     """The credentials given do not identify anyone."""
 
     code = "UNAUTHENTICATED"
+
+
+class RateLimited(DomainError):
+    """Too many requests of one kind from one caller in the current window; retry after ``retry_after_s``."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: dict[str, Any] | None = None):
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aggregates.errors import Conflict, DomainError, Forbidden, InvalidCommand, NotFound, Unauthenticated
+from aggregates.errors import Conflict, DomainError, Forbidden, InvalidCommand, NotFound, RateLimited, Unauthenticated
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +21,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     Forbidden: 403,
     Unauthenticated: 401,
+    RateLimited: 429,
 }
 HTTP_CODES = {
     400: "BAD_REQUEST",
@@ -75,7 +76,8 @@ def _domain_status(exc: DomainError) -> int:
 
 async def _on_domain_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return error_response(_domain_status(exc), exc.code, exc.message, exc.details)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
+    return error_response(_domain_status(exc), exc.code, exc.message, exc.details, headers)
 
 
 async def _on_api_error(_: Request, exc: Exception) -> Response:

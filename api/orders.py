@@ -75,7 +75,6 @@ async def post_order(
             422, "BAD_IDEMPOTENCY_KEY", f"an Idempotency-Key is 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} visible characters"
         )
     wait_s = _wait_s(prefer, res.settings.orders.wait_max_s)
-    await limit_orders(res, user.user_id)
     placed = await handled(
         handlers.place_order(user.user_id, cmd, res.commands.orders, correlation_id, idempotency_key)
     )

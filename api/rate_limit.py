@@ -17,6 +17,7 @@ import structlog
 from api.errors import ApiError
 from api.resources import Resources
 from infra.metrics import RATE_LIMITED
+from infra.order_store import ORDERS_LIMIT_GROUP as ORDERS
 from infra.redis import REDIS_ERRORS
 from infra.redis_keys import rate_limit_window, user_rate_limit_window
 
@@ -25,7 +26,6 @@ log = structlog.get_logger(__name__)
 UNKNOWN_CLIENT = "unknown"
 ADMIN = "admin"
 USER = "user"
-ORDERS = "orders"
 CAPTCHA_PATHS = frozenset({"/api/v1/captcha", "/api/v1/captcha/check"})
 REGISTRATION_PATH = "/api/v1/users"
 SESSIONS_PATH = "/api/v1/sessions"

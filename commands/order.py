@@ -120,14 +120,6 @@ class Remembered:
     program_id: int
 
 
-class IdempotencyKeys(Protocol):
-    async def claim(self, user_id: int, key: str, remembered: Remembered) -> Remembered | None:
-        """Remember ``remembered`` under the key unless the key names an order already; return that one."""
-        ...
-
-    async def forget(self, user_id: int, key: str) -> None: ...
-
-
 @dataclass(frozen=True)
 class PlacedOrder:
     program_id: int
@@ -135,11 +127,21 @@ class PlacedOrder:
     requested_at: datetime
 
 
-class OrderIndex(Protocol):
-    async def remember(self, user_id: int, order_number: int, placed: PlacedOrder) -> None:
-        """Make the order findable by its buyer (the order view)."""
+class Admission(Protocol):
+    async def admit(
+        self, user_id: int, placed: PlacedOrder, remembered: Remembered, idempotency_key: str | None
+    ) -> Remembered | None:
+        """In one step: count the request in the user's order rate limit (``RateLimited`` when over,
+        nothing else done), claim ``idempotency_key`` for ``remembered`` and make the order findable
+        by its buyer. When the key names an earlier order, return that one and write nothing."""
         ...
 
+    async def withdraw(self, user_id: int, order_number: int, idempotency_key: str | None) -> None:
+        """Undo ``admit`` for a request that did not reach the log."""
+        ...
+
+
+class OrderIndex(Protocol):
     async def placed(self, user_id: int, order_number: int) -> PlacedOrder | None:
         """One of the user's orders; None for someone else's or an unknown one."""
         ...
@@ -168,7 +170,7 @@ class Orders:
     programs: Programs
     ticket_buyers: TicketBuyers
     availability: Availability
-    idempotency: IdempotencyKeys
+    admission: Admission
     index: OrderIndex
     decisions: Decisions
     numbers: OrderNumbers
@@ -202,28 +204,36 @@ async def place_order(
     ``SHOW_TIME_NOT_FOUND``, ``TICKET_CATEGORY_NOT_FOUND`` (404); ``PROGRAM_NOT_ON_SALE``,
     ``SHOW_TIME_PAST``, ``SOLD_OUT`` (409); ``SEAT_CHOICE_NOT_ALLOWED``, ``PER_ORDER_LIMIT``,
     ``TICKET_BUYERS_REPEATED``, ``TICKET_BUYERS_REQUIRED``, ``TICKET_BUYERS_TOO_MANY``,
-    ``TICKET_BUYER_NOT_FOUND``, ``IDEMPOTENCY_KEY_REUSED`` (422).
+    ``TICKET_BUYER_NOT_FOUND``, ``IDEMPOTENCY_KEY_REUSED`` (422); ``RATE_LIMITED`` (429, from the
+    admission, which counts the request, claims its key and indexes the order in one step).
     """
     program = await orders.programs.orderable(cmd.program_id)
     if program is None:
         raise NotFound(f"no program {cmd.program_id}", code="PROGRAM_NOT_FOUND", details={"programId": cmd.program_id})
     show_time = _check_program(cmd, program, orders.clock())
     _check_tickets(cmd, program)
+    if idempotency_key is None:
+        # The cheap way out of a sold-out show, before any I/O. A request with a key may be the
+        # retry of one accepted before the category sold out: it is checked once the key is claimed.
+        await _check_not_sold_out(cmd, orders)
     buyers = await _ticket_buyers(user_id, cmd, program, orders)
 
     number = orders.numbers.next_for(user_id)
-    if idempotency_key is not None:
-        fingerprint = cmd.fingerprint()
-        earlier = await orders.idempotency.claim(
-            user_id, idempotency_key, Remembered(number, fingerprint, program.program_id)
-        )
-        if earlier is not None:
-            if earlier.fingerprint != fingerprint:
-                raise InvalidCommand("this Idempotency-Key was used for another request", code="IDEMPOTENCY_KEY_REUSED")
-            return Placed(earlier.order_number, earlier.program_id, repeated=True)
+    now = orders.clock()
+    fingerprint = cmd.fingerprint() if idempotency_key is not None else ""
+    earlier = await orders.admission.admit(
+        user_id,
+        PlacedOrder(program.program_id, show_time.show_time_id, now),
+        Remembered(number, fingerprint, program.program_id),
+        idempotency_key,
+    )
+    if earlier is not None:
+        if earlier.fingerprint != fingerprint:
+            raise InvalidCommand("this Idempotency-Key was used for another request", code="IDEMPOTENCY_KEY_REUSED")
+        return Placed(earlier.order_number, earlier.program_id, repeated=True)
     try:
-        await _check_not_sold_out(cmd, orders)
-        now = orders.clock()
+        if idempotency_key is not None:
+            await _check_not_sold_out(cmd, orders)
         requested = OrderRequested(
             order_number=number,
             user_id=user_id,
@@ -243,10 +253,8 @@ async def place_order(
         )
         envelope = EventEnvelope.wrap(requested, aggregate_version=1, correlation_id=correlation_id, occurred_at=now)
         await orders.log.append([envelope], orders.append_timeout_s)
-        await orders.index.remember(user_id, number, PlacedOrder(program.program_id, show_time.show_time_id, now))
     except BaseException:
-        if idempotency_key is not None:
-            await orders.idempotency.forget(user_id, idempotency_key)
+        await orders.admission.withdraw(user_id, number, idempotency_key)
         raise
     return Placed(number, program.program_id, repeated=False)
 

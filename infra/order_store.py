@@ -4,6 +4,7 @@ Adapters of the ports in ``commands/order.py``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -11,50 +12,96 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
+from aggregates.errors import RateLimited
 from commands.order import PlacedOrder, Remembered
+from commands.ports import Unavailable
 from infra.ids import IdService
+from infra.metrics import RATE_LIMITED
 from infra.postgres.routing import ShardLayout
-from infra.redis_keys import idempotency_key, order_decision, user_order, user_ticket_buyers
+from infra.redis import REDIS_ERRORS, LuaScripts
+from infra.redis_keys import idempotency_key as idempotency_key_of
+from infra.redis_keys import order_decision, user_order, user_rate_limit_window, user_ticket_buyers
 from infra.settings import Settings
 
+ORDERS_LIMIT_GROUP = "orders"
+"""The route group of the order rate limit (its counter's key and its metric label)."""
+ADMIT_LIMITED = 0
+ADMIT_EARLIER = 2
 
-class RedisIdempotencyKeys:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+
+class OrderStoreUnavailable(Unavailable):
+    """Redis, which admits order requests, did not answer; nothing was appended, the client may retry."""
+
+    code = "ORDER_STORE_UNAVAILABLE"
+    message = "the order store cannot answer now; retry"
+
+
+class RedisOrderAdmission:
+    """Admits an order request in one round trip (``lua/order_admit.lua``): the user's order rate
+    limit, the Idempotency-Key and the user's index of their orders, all under the user's hash tag."""
+
+    def __init__(self, redis: Redis, scripts: LuaScripts, settings: Settings) -> None:
         self._redis = redis
+        self._admit = scripts["order_admit"]
         self._prefix = settings.orders.key_prefix
-        self._ttl_s = settings.orders.idempotency_ttl_s
+        self._limits = settings.rate_limits
+        self._view_ttl_s = settings.orders.view_ttl_s
+        self._idempotency_ttl_s = settings.orders.idempotency_ttl_s
 
-    async def claim(self, user_id: int, key: str, remembered: Remembered) -> Remembered | None:
-        value = orjson.dumps(
-            {"o": str(remembered.order_number), "f": remembered.fingerprint, "p": str(remembered.program_id)}
-        )
-        # SET NX GET: one round trip, and of two concurrent requests with one key only one wins.
-        earlier = await self._redis.set(
-            idempotency_key(self._prefix, user_id, key), value, nx=True, get=True, ex=self._ttl_s
-        )
-        if earlier is None:
-            return None
-        assert isinstance(earlier, bytes)
-        stored = orjson.loads(earlier)
-        return Remembered(int(stored["o"]), stored["f"], int(stored["p"]))
+    async def admit(
+        self, user_id: int, placed: PlacedOrder, remembered: Remembered, idempotency_key: str | None
+    ) -> Remembered | None:
+        limits = self._limits
+        keys = [
+            user_rate_limit_window(limits.key_prefix, user_id, ORDERS_LIMIT_GROUP),
+            user_order(self._prefix, user_id, remembered.order_number),
+        ]
+        args: list[str | int | bytes] = [
+            limits.order_limit,
+            limits.order_window_ms,
+            orjson.dumps(
+                {"p": str(placed.program_id), "s": str(placed.show_time_id), "at": placed.requested_at.isoformat()}
+            ),
+            self._view_ttl_s,
+        ]
+        if idempotency_key is not None:
+            keys.append(idempotency_key_of(self._prefix, user_id, idempotency_key))
+            args += [
+                orjson.dumps(
+                    {"o": str(remembered.order_number), "f": remembered.fingerprint, "p": str(remembered.program_id)}
+                ),
+                self._idempotency_ttl_s,
+            ]
+        try:
+            answer = await self._admit(keys=keys, args=args)
+        except REDIS_ERRORS as exc:
+            raise OrderStoreUnavailable(repr(exc)) from exc
+        if answer[0] == ADMIT_LIMITED:
+            RATE_LIMITED.labels(ORDERS_LIMIT_GROUP).inc()
+            raise RateLimited(
+                f"more than {limits.order_limit} requests in {limits.order_window_ms} ms from this user; retry later",
+                retry_after_s=max(1, math.ceil(int(answer[1]) / 1000)),
+                details={"limit": limits.order_limit, "windowMs": limits.order_window_ms},
+            )
+        if answer[0] == ADMIT_EARLIER:
+            stored = orjson.loads(answer[1])
+            return Remembered(int(stored["o"]), stored["f"], int(stored["p"]))
+        return None
 
-    async def forget(self, user_id: int, key: str) -> None:
-        await self._redis.delete(idempotency_key(self._prefix, user_id, key))
+    async def withdraw(self, user_id: int, order_number: int, idempotency_key: str | None) -> None:
+        keys = [user_order(self._prefix, user_id, order_number)]
+        if idempotency_key is not None:
+            keys.append(idempotency_key_of(self._prefix, user_id, idempotency_key))
+        await self._redis.delete(*keys)
 
 
 class RedisOrderIndex:
-    """Each user's orders, by number: what the order view needs before (and besides) the decision."""
+    """Each user's orders, by number (written by ``RedisOrderAdmission``): what the order view needs
+    before (and besides) the decision."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self._redis = redis
         self._prefix = settings.orders.key_prefix
-        self._ttl_s = settings.orders.view_ttl_s
-
-    async def remember(self, user_id: int, order_number: int, placed: PlacedOrder) -> None:
-        value = orjson.dumps(
-            {"p": str(placed.program_id), "s": str(placed.show_time_id), "at": placed.requested_at.isoformat()}
-        )
-        await self._redis.set(user_order(self._prefix, user_id, order_number), value, ex=self._ttl_s)
 
     async def placed(self, user_id: int, order_number: int) -> PlacedOrder | None:
         """One of the user's orders; None for an order of someone else, or unknown."""

@@ -164,6 +164,13 @@ class TokenSettings(BaseModel):
     leeway_s: int = Field(
         default=5, ge=0, le=60, description="Clock skew allowed between processes when checking exp and iat."
     )
+    verified_cache_entries: int = Field(
+        default=65_536,
+        ge=0,
+        le=1_000_000,
+        description="Tokens each process remembers as verified (until their exp), so a buyer's next request "
+        "skips the signature check; 0 checks every time.",
+    )
 
     @model_validator(mode="after")
     def _key_is_usable(self) -> TokenSettings:

@@ -5,11 +5,17 @@ what a later revocation names), ``iat`` and ``exp``. Verification accepts HS256 
 token's header says, so a token signed ``none`` or with another algorithm is refused; every claim
 above is required. Revocation is checked beside verification, by ``api/auth.py:require_user`` against
 ``infra/revocations.py``'s local set.
+
+A token that verified is remembered (``verified_cache_entries``, oldest forgotten first) until its
+``exp``: HMAC is deterministic, so the same string verifies the same way again, and a buyer
+refreshing an order or retrying a purchase skips the signature check (about 40 µs of the 45 µs a
+verification costs). Only genuine tokens are remembered; an expired one is forgotten on sight.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -58,6 +64,8 @@ class AccessTokens:
         self._key = settings.signing_key_bytes()
         self._ttl = timedelta(seconds=settings.access_token_ttl_s)
         self._leeway = timedelta(seconds=settings.leeway_s)
+        self._verified: dict[str, tuple[AccessToken, float]] = {}
+        self._verified_max = settings.verified_cache_entries
 
     def __repr__(self) -> str:
         return f"AccessTokens(key=***, ttl={self._ttl}, leeway={self._leeway})"
@@ -76,6 +84,20 @@ class AccessTokens:
 
     def verify(self, token: str) -> AccessToken:
         """The claims of a genuine, unexpired token; ``ExpiredAccessToken`` or ``InvalidAccessToken`` otherwise."""
+        known = self._verified.get(token)
+        if known is not None:
+            claims, valid_until = known
+            if time.time() <= valid_until:
+                return claims
+            del self._verified[token]
+        claims = self._decode(token)
+        if self._verified_max:
+            if len(self._verified) >= self._verified_max:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = (claims, claims.expires_at.timestamp() + self._leeway.total_seconds())
+        return claims
+
+    def _decode(self, token: str) -> AccessToken:
         try:
             payload = jwt.decode(
                 token,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -120,3 +121,31 @@ def test_garbage_is_invalid():
 def test_the_signing_key_does_not_show_in_a_repr():
     assert SETTINGS.signing_key.get_secret_value() not in repr(TOKENS)
     assert SETTINGS.signing_key.get_secret_value() not in repr(SETTINGS)
+
+
+def test_a_remembered_token_is_refused_once_it_expires():
+    tokens = AccessTokens(TokenSettings(access_token_ttl_s=60, leeway_s=0))
+    issued = tokens.issue(42, now=datetime.now(UTC) - timedelta(seconds=59))
+    assert tokens.verify(issued.token).user_id == 42  # verified and remembered
+
+    time.sleep(max(0.0, issued.claims.expires_at.timestamp() - time.time()) + 0.05)
+
+    with pytest.raises(ExpiredAccessToken):
+        tokens.verify(issued.token)
+
+
+def test_only_genuine_tokens_are_remembered_and_the_memory_is_bounded():
+    tokens = AccessTokens(TokenSettings(access_token_ttl_s=600, verified_cache_entries=3))
+    forged = AccessTokens(TokenSettings(signing_key=SecretStr(other_key()))).issue(42).token
+    for _ in range(2):
+        with pytest.raises(InvalidAccessToken):
+            tokens.verify(forged)
+    issued = [tokens.issue(user_id) for user_id in range(10)]
+
+    for token in issued:
+        assert tokens.verify(token.token) == token.claims
+    for token in issued:  # the second time, from memory for the last three: the same claims
+        assert tokens.verify(token.token) == token.claims
+
+    assert len(tokens._verified) == 3
+    assert forged not in tokens._verified
