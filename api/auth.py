@@ -22,7 +22,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.errors import ApiError
-from api.resources import ResourcesDep
+from api.resources import Resources, ResourcesDep
 from infra.tokens import ExpiredAccessToken, InvalidAccessToken
 
 ADMIN_PATH_PREFIX = "/api/v1/admin/"
@@ -71,7 +71,12 @@ class CurrentUser:
 async def require_user(request: Request, res: ResourcesDep) -> CurrentUser:
     """The user of a valid ``Authorization: Bearer <access token>``; 401 otherwise."""
     header = request.headers.get("authorization")
-    token = bearer_token(None if header is None else header.encode("latin-1"))
+    return user_of(None if header is None else header.encode("latin-1"), res)
+
+
+def user_of(authorization: bytes | None, res: Resources) -> CurrentUser:
+    """``require_user`` on a raw header (also for the edge, before FastAPI reads the request)."""
+    token = bearer_token(authorization)
     if token is None:
         raise ApiError(401, "UNAUTHENTICATED", "an access token is required", headers={"WWW-Authenticate": "Bearer"})
     try:

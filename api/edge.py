@@ -11,6 +11,8 @@ before its 401). Here, in order, before a byte of the body is read:
    rate limit.
 3. A body (on methods that carry one): JSON only (415), no larger than its route allows (413, from
    ``Content-Length`` when given), read whole within ``body_timeout_s`` (408) and handed on.
+4. ``POST /api/v1/orders`` for a category this process saw sold out: 409 ``SOLD_OUT``, answered
+   here (``api/orders.py:sold_out_answer``) at a fraction of the route's cost.
 
 A request that is neither admin nor carries a body (every buyer's read) passes with a few
 comparisons. A refusal that leaves a body unread closes the connection unless the body is
@@ -26,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.auth import ADMIN_PATH_PREFIX, check_admin
 from api.body_limit import BodyLimits, check_json, declared_length, discard_body, read_body, replayed, too_large
 from api.errors import ApiError, error_response
+from api.orders import ORDERS_PATH, SOLD_OUT_ROUTE, sold_out_answer
 from api.rate_limit import CAPTCHA_PATHS, SIGN_IN_PATHS, limit_admin_commands, limit_captcha, limit_sign_in
 from api.resources import Resources
 from infra.settings import ApiSettings
@@ -97,6 +100,12 @@ class EdgeMiddleware:
             return
         except ClientDisconnect:
             return
+        if body and method == "POST" and path == ORDERS_PATH:
+            sold_out = await sold_out_answer(_resources(scope), headers, body)
+            if sold_out is not None:
+                scope["route"] = SOLD_OUT_ROUTE
+                await sold_out(scope, receive, send)
+                return
         await self.app(scope, receive if body is None else replayed(body, receive), send)
 
     async def _refuse_and_close(

@@ -74,10 +74,15 @@ def _domain_status(exc: DomainError) -> int:
     return 400
 
 
-async def _on_domain_error(_: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DomainError)
+def domain_error_response(exc: DomainError) -> Response:
+    """A rule's refusal as the envelope, with the status of its kind."""
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
     return error_response(_domain_status(exc), exc.code, exc.message, exc.details, headers)
+
+
+async def _on_domain_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
 
 
 async def _on_api_error(_: Request, exc: Exception) -> Response:

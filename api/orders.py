@@ -8,24 +8,30 @@ seats are held, 409 with the rejection's code, or still 202.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, NamedTuple
 
+import orjson
 from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import ValidationError
 
-from api.auth import CurrentUserDep
+from aggregates.errors import DomainError
+from api.auth import CurrentUserDep, user_of
 from api.commands import CorrelationDep, handled
-from api.errors import ApiError, error_response
+from api.errors import ApiError, domain_error_response, error_response
 from api.models import CamelModel
 from api.rate_limit import limit_orders
-from api.resources import ResourcesDep
+from api.resources import Resources, ResourcesDep
 from commands import order as handlers
-from commands.order import IDEMPOTENCY_KEY_MAX_LENGTH, PlaceOrder
+from commands.order import IDEMPOTENCY_KEY_MAX_LENGTH, PlaceOrder, SoldOut
+from commands.ports import Unavailable
 from events.program import EntityId
 from queries.orders import PENDING, OrderOut, OrderPageOut
 from queries.views.orders import OrderStatus
 
 router = APIRouter(tags=["orders"])
 JSON = "application/json"
+ORDERS_PATH = "/api/v1/orders"
 
 PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d{1,6})(?:$|[;,\s])", re.IGNORECASE)
 IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX_LENGTH}}}$")
@@ -41,7 +47,7 @@ def order_location(order_number: int) -> str:
 
 
 @router.post(
-    "/api/v1/orders",
+    ORDERS_PATH,
     status_code=202,
     response_model=OrderAccepted,
     response_model_by_alias=True,
@@ -100,7 +106,7 @@ PAGE_SIZE_MAX = 50
 PAGE_MAX = 1_000
 
 
-@router.get("/api/v1/orders", response_model=OrderPageOut, response_model_by_alias=True)
+@router.get(ORDERS_PATH, response_model=OrderPageOut, response_model_by_alias=True)
 async def get_orders(
     user: CurrentUserDep,
     res: ResourcesDep,
@@ -166,3 +172,46 @@ def _wait_s(prefer: str | None, wait_max_s: int) -> int | None:
         return None
     found = PREFER_WAIT.search(prefer)
     return None if found is None else min(int(found.group(1)), wait_max_s)
+
+
+class EdgeRoute(NamedTuple):
+    """What the access log and the metrics name a request the edge answered itself by."""
+
+    path: str
+
+
+SOLD_OUT_ROUTE = EdgeRoute(ORDERS_PATH)
+
+
+async def sold_out_answer(res: Resources, headers: Mapping[bytes, bytes], body: bytes) -> Response | None:
+    """The 409 ``SOLD_OUT`` of ``POST /api/v1/orders`` for a category this process saw sold out,
+    answered by the edge (``api/edge.py``) before FastAPI routes the request; None for every other
+    request, which the route then answers.
+
+    When a hot show sells out, nearly every request asks for what is gone: this answers them for
+    little more than a bare endpoint's cost. The answer is the route's own — the body is the same
+    ``PlaceOrder``, the token is checked the same way, the same checks run up to the flag
+    (``commands/order.py:check_order``) — and anything else (a bad body or token, another refusal,
+    an ``Idempotency-Key``, which may be the retry of an order accepted before the sell-out) is
+    left to the route, which answers it as it always does.
+    """
+    if b"idempotency-key" in headers:
+        return None
+    try:
+        peek = orjson.loads(body)
+        program_id, category_id = int(peek["programId"]), int(peek["ticketCategoryId"])
+        count = int(peek.get("count") or 1)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    remaining = await res.commands.orders.availability.get(program_id)
+    if remaining is None or remaining.get(category_id, count) >= count:
+        return None
+    try:
+        cmd = PlaceOrder.model_validate_json(body)
+        user_of(headers.get(b"authorization"), res)
+        await handlers.check_order(cmd, res.commands.orders)
+    except SoldOut as refusal:
+        return domain_error_response(refusal)
+    except (ValidationError, ApiError, DomainError, Unavailable):
+        return None
+    return None

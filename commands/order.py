@@ -72,6 +72,12 @@ class PlaceOrder(Command):
         return hashlib.sha256(orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+class SoldOut(Conflict):
+    """The category has fewer tickets left than asked for, as this process last saw it."""
+
+    code = "SOLD_OUT"
+
+
 # -- ports ------------------------------------------------------------------------------------
 
 
@@ -207,15 +213,9 @@ async def place_order(
     ``TICKET_BUYER_NOT_FOUND``, ``IDEMPOTENCY_KEY_REUSED`` (422); ``RATE_LIMITED`` (429, from the
     admission, which counts the request, claims its key and indexes the order in one step).
     """
-    program = await orders.programs.orderable(cmd.program_id)
-    if program is None:
-        raise NotFound(f"no program {cmd.program_id}", code="PROGRAM_NOT_FOUND", details={"programId": cmd.program_id})
-    show_time = _check_program(cmd, program, orders.clock())
-    _check_tickets(cmd, program)
-    if idempotency_key is None:
-        # The cheap way out of a sold-out show, before any I/O. A request with a key may be the
-        # retry of one accepted before the category sold out: it is checked once the key is claimed.
-        await _check_not_sold_out(cmd, orders)
+    # The cheap way out of a sold-out show, before any I/O. A request with a key may be the retry of
+    # one accepted before the category sold out: it is checked once the key is claimed.
+    program, show_time = await check_order(cmd, orders, sold_out=idempotency_key is None)
     buyers = await _ticket_buyers(user_id, cmd, program, orders)
 
     number = orders.numbers.next_for(user_id)
@@ -257,6 +257,23 @@ async def place_order(
         await orders.admission.withdraw(user_id, number, idempotency_key)
         raise
     return Placed(number, program.program_id, repeated=False)
+
+
+async def check_order(
+    cmd: PlaceOrder, orders: Orders, *, sold_out: bool = True
+) -> tuple[OrderableProgram, OrderableShowTime]:
+    """The checks that need no I/O of their own (the program as the detail cache has it, the
+    sold-out flag): the program is on sale, the show time and category exist, the count is allowed,
+    and (with ``sold_out``) the category is not sold out. Also the edge's early answer to a crowd
+    asking for a sold-out category (``api/orders.py:sold_out_answer``)."""
+    program = await orders.programs.orderable(cmd.program_id)
+    if program is None:
+        raise NotFound(f"no program {cmd.program_id}", code="PROGRAM_NOT_FOUND", details={"programId": cmd.program_id})
+    show_time = _check_program(cmd, program, orders.clock())
+    _check_tickets(cmd, program)
+    if sold_out:
+        await _check_not_sold_out(cmd, orders)
+    return program, show_time
 
 
 def _check_program(cmd: PlaceOrder, program: OrderableProgram, now: datetime) -> OrderableShowTime:
@@ -327,10 +344,8 @@ async def _check_not_sold_out(cmd: PlaceOrder, orders: Orders) -> None:
         return
     remaining = await orders.availability.get(cmd.program_id)
     if remaining is not None and remaining.get(cmd.ticket_category_id, cmd.count) < cmd.count:
-        raise Conflict(
-            "no tickets of this category are left",
-            code="SOLD_OUT",
-            details={"ticketCategoryId": str(cmd.ticket_category_id)},
+        raise SoldOut(
+            "no tickets of this category are left", details={"ticketCategoryId": str(cmd.ticket_category_id)}
         )
 
 

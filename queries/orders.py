@@ -19,6 +19,7 @@ from commands.order import OrderableProgram, OrderableShowTime, PlacedOrder
 from infra.order_store import RedisDecisions, RedisOrderIndex
 from infra.postgres.sharded import ShardedDatabase
 from queries.cache import ProgramDetailCache
+from queries.detail import ProgramDetail
 from queries.shapes import PublicShape
 from queries.views.orders import OrderRow, OrderTicketRow, load_order, orders_of_user, tickets_of_order
 
@@ -55,17 +56,34 @@ class OrderOut(PublicShape):
     created_at: datetime
 
 
+ORDERABLE_KEPT_MAX = 10_000
+
+
 class CataloguePrograms:
     """``commands.order.Programs`` over the program detail cache (memory, then Redis, then Postgres)."""
 
     def __init__(self, details: ProgramDetailCache) -> None:
         self._details = details
+        # The last one made of each program, and the detail it was made of: made again only when
+        # the cache holds another detail (the hot path asks thousands of times per detail).
+        self._made: dict[int, tuple[ProgramDetail, OrderableProgram]] = {}
 
     async def orderable(self, program_id: int) -> OrderableProgram | None:
         cached = await self._details.get(program_id)
         if cached is None:
+            self._made.pop(program_id, None)
             return None
-        detail = cached.detail
+        made = self._made.get(program_id)
+        if made is not None and made[0] is cached.detail:
+            return made[1]
+        orderable = self._orderable(cached.detail)
+        if len(self._made) >= ORDERABLE_KEPT_MAX:
+            self._made.clear()
+        self._made[program_id] = (cached.detail, orderable)
+        return orderable
+
+    @staticmethod
+    def _orderable(detail: ProgramDetail) -> OrderableProgram:
         return OrderableProgram(
             program_id=detail.id,
             on_sale=detail.status is ProgramStatus.ON_SALE,

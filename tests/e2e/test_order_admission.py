@@ -71,6 +71,9 @@ async def test_a_sold_out_category_is_refused_before_the_log_but_a_retried_reque
     await asyncio.sleep(1.2)
 
     sold_out = [await system.http.post("/api/v1/orders", json=stand, headers=buyer.auth) for _ in range(5)]
+    unsigned = await system.http.post("/api/v1/orders", json=stand)
+    too_many = await system.http.post("/api/v1/orders", json=stand | {"count": 5}, headers=buyer.auth)
+    stranger = await system.http.post("/api/v1/orders", json=stand | {"userId": "1"}, headers=buyer.auth)
     retried = await system.http.post("/api/v1/orders", json=stand, headers=buyer.auth | key)
     anew = await system.http.post(
         "/api/v1/orders", json=stand, headers=buyer.auth | {"Idempotency-Key": f"other-{time.time_ns()}"}
@@ -78,6 +81,10 @@ async def test_a_sold_out_category_is_refused_before_the_log_but_a_retried_reque
 
     # Turned away before the rate limit counts: five of them, and the user can still order.
     assert [(a.status_code, a.json()["code"]) for a in sold_out] == [(409, "SOLD_OUT")] * 5
+    # Whatever else is wrong with a request is answered as ever, sold out or not.
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, "UNAUTHENTICATED")
+    assert (too_many.status_code, too_many.json()["code"]) == (422, "PER_ORDER_LIMIT")
+    assert (stranger.status_code, stranger.json()["code"]) == (422, "VALIDATION_FAILED")
     assert (retried.status_code, retried.json()["orderNumber"]) == (202, first.json()["orderNumber"])
     assert (anew.status_code, anew.json()["code"]) == (409, "SOLD_OUT")
     assert anew.json()["details"] == {"ticketCategoryId": str(show.stand)}
