@@ -253,6 +253,7 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
         adapters.db,
         ZoneInfo(settings.api.timezone),
         settings.elasticsearch.retry_after_s,
+        remaining,
     )
     search_pages: MicroCache[Hashable, bytes] = MicroCache(
         "search_pages", settings.api.search_cache_ttl_s, settings.api.search_cache_max_entries

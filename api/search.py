@@ -6,6 +6,7 @@ queries/cache/micro.py): during an on-sale most buyers ask the same few question
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
@@ -46,6 +47,13 @@ async def get_programs(
         # The maximum is documented, and answered with its own code (not VALIDATION_FAILED).
         int, Query(ge=1, json_schema_extra={"maximum": PAGE_SIZE_MAX}, description=PAGE_DEPTH)
     ] = 10,
+    hide_sold_out: Annotated[
+        bool,
+        Query(
+            alias="hideSoldOut",
+            description="Only programs with tickets left; with a time window, a show time in it with tickets left",
+        ),
+    ] = False,
 ) -> Response:
     """Programs on sale: keyword over title and actor (highlighted), filters, calendar windows, sort, paging."""
     if size > PAGE_SIZE_MAX:
@@ -55,6 +63,7 @@ async def get_programs(
     query = ProgramQuery(
         keyword, area_id, parent_category_id, category_id, time_window, start_date, end_date, sort, page, size
     )
+    query = replace(query, hide_sold_out=hide_sold_out)
     if query.too_deep:
         raise ApiError(422, "PAGE_TOO_DEEP", PAGE_DEPTH, {"page": page, "size": size, "resultWindow": RESULT_WINDOW})
     now = datetime.now(UTC)
@@ -96,9 +105,6 @@ async def _home(res: Resources, area_id: int, now: datetime, *, named: bool) -> 
         area_id, [c.id for c in parents], res.settings.api.home_programs_per_category, now
     )
     return HOME_PAGE.dump_json(
-        [
-            HomeSectionOut(category_id=c.id, category_name=c.name, programs=sections[c.id])
-            for c in parents
-        ],
+        [HomeSectionOut(category_id=c.id, category_name=c.name, programs=sections[c.id]) for c in parents],
         by_alias=True,
     )

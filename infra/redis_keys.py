@@ -91,6 +91,13 @@ def category_columns(program_id: int) -> str:
     return f"{program_tag(program_id)}:category-columns"
 
 
+def search_availability(program_id: int) -> str:
+    """Hash: the sold-out ticket categories the program's search document was last read with, the
+    reading's stamp, and the highest stamp indexed (lua/search_availability.lua). In the program's
+    slot, but outside ``program_keys_pattern``: the search's bookkeeping, not the inventory."""
+    return f"search:{program_tag(program_id)}:availability"
+
+
 def order_decision(program_id: int, order_number: int) -> str:
     """String (JSON): the allocator's decision on one order and, once held, what releasing it must
     undo (lua/order_reserve.lua states the shape). Deciding again returns it unchanged."""

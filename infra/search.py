@@ -55,6 +55,11 @@ def index_templates(settings: ElasticsearchSettings) -> dict[str, dict[str, Any]
                         "firstShowAt": {"type": "date"},
                         "minPrice": {"type": "double"},
                         "maxPrice": {"type": "double"},
+                        # Sold-out state, from the seat inventory's remaining counts
+                        # (projections/search_index.py): whether every ticket category is sold
+                        # out, and the show times that still have tickets.
+                        "soldOut": {"type": "boolean"},
+                        "availableShowTimes": {"type": "date"},
                     },
                 },
             },
@@ -105,16 +110,27 @@ def search_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, SearchApiError) and _busy(exc.meta.status)
 
 
-async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, Any]]) -> None:
+async def bulk_index_versioned(es: AsyncElasticsearch, actions: list[dict[str, Any]]) -> set[str]:
     """Bulk-write externally versioned documents; a version conflict means a newer document is
-    already there (a redelivery or replay), which is success. Anything else raises."""
+    already there (a redelivery or replay), which is success: the ids of those documents are
+    returned, for a caller that must know. Anything else raises."""
     if not actions:
-        return
+        return set()
     _, errors = await async_bulk(es, actions, raise_on_error=False, raise_on_exception=True)
     assert isinstance(errors, list)  # with raise_on_error=False the errors come back as a list
-    statuses = [int(next(iter(e.values())).get("status", 0)) for e in errors]
+    outcomes = [next(iter(e.values())) for e in errors]
+    statuses = [int(o.get("status", 0)) for o in outcomes]
     real = [(e, status) for e, status in zip(errors, statuses, strict=True) if status != VERSION_CONFLICT]
     if real and all(_busy(status) for _, status in real):
         raise SearchBusy(f"search indexing turned away: {[e for e, _ in real[:3]]}")
     if real:
         raise RuntimeError(f"search indexing failed: {[e for e, _ in real[:3]]}")
+    return {str(o["_id"]) for o in outcomes}
+
+
+async def document_versions(es: AsyncElasticsearch, index: str, ids: list[str]) -> dict[str, int]:
+    """The external version of each of these documents that exists."""
+    if not ids:
+        return {}
+    found = await es.mget(index=index, ids=ids, source=False)
+    return {str(d["_id"]): int(d["_version"]) for d in found["docs"] if d.get("found")}

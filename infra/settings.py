@@ -691,6 +691,29 @@ class WorkerSettings(BaseModel):
     )
 
 
+class SearchAvailabilitySettings(BaseModel):
+    """The search availability processor: the sold-out state of the search documents, kept up with
+    holds and their endings (projections/search_availability.py)."""
+
+    batch_size: int = Field(
+        default=2_000, ge=1, le=100_000, description="Most order events the processor reads the availability after."
+    )
+    batch_within_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="Longest it gathers order events before reading the availability of their programs: a "
+        "search document changes at most about this often per program during an on-sale.",
+    )
+    write_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Writes of one batch's documents refused because their program changed meanwhile before "
+        "the batch is retried as if Elasticsearch were busy.",
+    )
+
+
 class IdSettings(BaseModel):
     key_tag: str = Field(
         default="ids",
@@ -751,6 +774,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    search_availability: SearchAvailabilitySettings = Field(default_factory=SearchAvailabilitySettings)
     ids: IdSettings = Field(default_factory=IdSettings)
     program_cache: ProgramCacheSettings = Field(default_factory=ProgramCacheSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -29,13 +28,11 @@ from events.serialization import payload_of
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
 from infra.postgres.sharded import ShardedDatabase
-from infra.search import bulk_index_versioned, index_name
 from infra.settings import Settings
 from projections.offsets import take_unapplied
 from projections.projector import Batch, OffsetsInEveryShard
+from projections.search_index import SearchIndex
 from queries.cache import add_program_to_bloom, invalidate_program
-from queries.detail import load_program_detail
-from queries.search_document import program_search_document
 
 INSERT_PROGRAM = f"""
 INSERT INTO {{table}} (id, title, actor, venue, area_id, parent_category_id, category_id, detail, notices,
@@ -198,7 +195,7 @@ class ProgramProjector(OffsetsInEveryShard):
         self._layout = layout
         self._redis = redis
         self._settings = settings
-        self._es = es
+        self._search = SearchIndex(es, ShardedDatabase(pools, layout), redis, settings)
 
     async def apply(self, batch: Batch) -> None:
         # Each payload is validated once, here, whatever the number of databases.
@@ -216,26 +213,11 @@ class ProgramProjector(OffsetsInEveryShard):
         return self._layout.program_family("program", program_id).database
 
     async def _index(self, events: Typed) -> None:
-        """(Re)index each published program of the batch from the committed read model; the
-        document's external version is the newest event version seen, so an older write loses."""
-        versions = _newest_versions(events)
-        db = ShardedDatabase(self._pools, self._layout)
-        details = await asyncio.gather(*(load_program_detail(db, program_id) for program_id in versions))
-        await bulk_index_versioned(
-            self._es,
-            [
-                {
-                    "_op_type": "index",
-                    "_index": index_name(self._settings.elasticsearch, "program"),
-                    "_id": str(detail.id),
-                    "version": versions[detail.id],
-                    "version_type": "external_gte",
-                    "_source": program_search_document(detail),
-                }
-                for detail in details
-                if detail is not None  # drafts are not searchable
-            ],
-        )
+        """(Re)index each published program of the batch from the committed read model, with its
+        sold-out state read just before (projections/search_index.py: the external version is the
+        program's catalogue version, then the reading's stamp, so an older write loses)."""
+        readings = await self._search.read({e.program_id for _, e in events})
+        await self._search.write(readings)
 
     async def _tell_caches(self, events: Typed) -> None:
         """After commit, for every program in the batch (a redelivery repeats this harmlessly)."""

@@ -17,6 +17,8 @@ from projections.program_projector import ProgramProjector
 from projections.projector import Projector, run_projector
 from projections.reference_projector import ReferenceProjector
 from projections.rewind import rewind_to_applied
+from projections.search_availability import SearchAvailabilityProjector
+from projections.search_index import SearchIndex
 from projections.stores import Stores
 from projections.topics import declare_topics
 from projections.user_projector import UserProjector
@@ -37,6 +39,16 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     inventory = InventoryProjector(f"{app.conf.id}.inventory", redis, stores.adapters.scripts)
     user = UserProjector(f"{app.conf.id}.user", db.pools, db.layout, redis, stores.adapters.scripts, settings)
     order = OrderProjector(f"{app.conf.id}.order", db.pools, db.layout)
+    # A second agent on the order topic: the search documents' sold-out state, from the inventory.
+    availability = SearchAvailabilityProjector(
+        f"{app.conf.id}.search-availability", SearchIndex(es, db, redis, settings)
+    )
+    availability_batches = settings.worker.model_copy(
+        update={
+            "batch_size": settings.search_availability.batch_size,
+            "batch_within_s": settings.search_availability.batch_within_s,
+        }
+    )
 
     @app.agent(topics.reference, name="reference-projector")
     async def project_reference(stream: StreamT[bytes]) -> None:
@@ -63,6 +75,12 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
         await stores.wait_ready()
         await run_projector(stream, order, dead_letters, settings.worker)
 
+    @app.agent(topics.order, name="search-availability")
+    async def project_search_availability(stream: StreamT[bytes]) -> None:
+        await stores.wait_ready()
+        await run_projector(stream, availability, dead_letters, availability_batches)
+
+    # The search availability processor is left out: it keeps no offsets (it reads Redis).
     projectors_by_topic: dict[str, list[Projector]] = {
         settings.kafka.topic("reference"): [reference],
         settings.kafka.topic("program"): [program, inventory],

@@ -18,7 +18,8 @@ from infra.metrics import SEARCH_FALLBACKS
 from infra.postgres.sharded import ShardedDatabase
 from infra.search import SEARCH_ERRORS, search_unavailable
 from queries.breaker import Breaker
-from queries.search_document import hit_of_document
+from queries.cache.remaining import RemainingCounts
+from queries.search_document import hit_of_document, sold_out, sold_out_categories
 from queries.shapes import HIGHLIGHT_ENCODER, HIGHLIGHT_TAGS, ProgramHitOut
 from queries.views.program_search import full_route_search_programs
 
@@ -59,6 +60,8 @@ class ProgramQuery:
     sort: SortOrder = SortOrder.RELEVANCE
     page: int = 1
     size: int = 10
+    hide_sold_out: bool = False
+    """Only programs with tickets left (in the time window: a show time in it with tickets left)."""
 
     @property
     def offset(self) -> int:
@@ -113,7 +116,9 @@ def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any
             filters.append({"term": {field: value}})
     bounds = window_bounds(q, now, zone)
     if bounds is not None:
-        filters.append({"range": {"showTimes": {"gte": bounds[0].isoformat(), "lt": bounds[1].isoformat()}}})
+        filters.append(_in_window(bounds, q.hide_sold_out))
+    if q.hide_sold_out:
+        filters.append({"bool": {"must_not": {"term": {"soldOut": True}}}})
     must: list[dict[str, Any]] = []
     if q.keyword:
         # Single-character tokens (standard analyzer on Chinese): phrase queries keep words whole.
@@ -139,6 +144,16 @@ def search_body(q: ProgramQuery, now: datetime, zone: ZoneInfo) -> dict[str, Any
             "fields": {"title": {"number_of_fragments": 0}, "actor": {"number_of_fragments": 0}},
         },
     }
+
+
+def _in_window(bounds: tuple[datetime, datetime], with_tickets: bool) -> dict[str, Any]:
+    """A show time in [start, end); ``with_tickets``: one with tickets left. A document indexed
+    before the sold-out state was (no ``soldOut``) is taken to have tickets at every show time."""
+    window = {"gte": bounds[0].isoformat(), "lt": bounds[1].isoformat()}
+    if not with_tickets:
+        return {"range": {"showTimes": window}}
+    unknown = {"bool": {"must_not": {"exists": {"field": "soldOut"}}, "filter": {"range": {"showTimes": window}}}}
+    return {"bool": {"should": [{"range": {"availableShowTimes": window}}, unknown], "minimum_should_match": 1}}
 
 
 def _sort(order: SortOrder) -> list[Any]:
@@ -173,10 +188,19 @@ class ProgramSearch:
     answer (full route, slower). After a failure Elasticsearch is left alone for
     ``retry_after_s`` (queries/breaker.py)."""
 
-    def __init__(self, es: AsyncElasticsearch, index: str, db: ShardedDatabase, zone: ZoneInfo, retry_after_s: float):
+    def __init__(
+        self,
+        es: AsyncElasticsearch,
+        index: str,
+        db: ShardedDatabase,
+        zone: ZoneInfo,
+        retry_after_s: float,
+        remaining: RemainingCounts | None = None,
+    ):
         self._es = es
         self._index = index
         self._db = db
+        self._remaining = remaining
         self.zone = zone
         self._breaker = Breaker("elasticsearch", retry_after_s)
 
@@ -187,7 +211,7 @@ class ProgramSearch:
             except SEARCH_ERRORS as exc:
                 self._fell_over(exc)
         SEARCH_FALLBACKS.inc()
-        return await _search_postgres(self._db, q, now, self.zone)
+        return await _search_postgres(self._db, q, now, self.zone, self._remaining)
 
     async def first_per_category(
         self, area_id: int, parent_category_ids: list[int], per_category: int, now: datetime
@@ -213,7 +237,7 @@ class ProgramSearch:
             except SEARCH_ERRORS as exc:
                 self._fell_over(exc)
         SEARCH_FALLBACKS.inc()
-        pages = await asyncio.gather(*(_search_postgres(self._db, q, now, self.zone) for q in queries))
+        pages = await asyncio.gather(*(_search_postgres(self._db, q, now, self.zone, self._remaining) for q in queries))
         return {p: page.hits for p, page in zip(parent_category_ids, pages, strict=True)}
 
     def _fell_over(self, exc: Exception) -> None:
@@ -223,7 +247,13 @@ class ProgramSearch:
         self._breaker.trip(exc)
 
 
-async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo) -> SearchPage:
+async def _search_postgres(
+    db: ShardedDatabase, q: ProgramQuery, now: datetime, zone: ZoneInfo, remaining: RemainingCounts | None
+) -> SearchPage:
+    """The page from Postgres, each hit's sold-out state from the inventory's remaining counts (the
+    detail page's live counts: Postgres has none). ``hide_sold_out`` drops the sold-out programs
+    from the page found, so on the fallback a page may come short, ``total`` still counts them,
+    and a program with tickets left at another show time than the window's is kept (docs/search.md)."""
     total, hits = await full_route_search_programs(
         db,
         keyword=q.keyword,
@@ -235,4 +265,12 @@ async def _search_postgres(db: ShardedDatabase, q: ProgramQuery, now: datetime, 
         offset=q.offset,
         size=q.size,
     )
+    if remaining is not None:
+        counts = await asyncio.gather(*(remaining.get(int(hit.id)) for hit in hits))
+        hits = [
+            hit.model_copy(update={"sold_out": sold_out(c, sold_out_categories(c))}) if c else hit
+            for hit, c in zip(hits, counts, strict=True)
+        ]
+    if q.hide_sold_out:
+        hits = [hit for hit in hits if not hit.sold_out]
     return SearchPage(total, hits)

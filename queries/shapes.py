@@ -110,6 +110,9 @@ class ProgramHitOut(ProgramHeadOut):
     min_price: str | None
     max_price: str | None
     high_heat: bool
+    sold_out: bool
+    """No ticket category of any show time has a ticket left (held and sold tickets are gone;
+    a cancelled or expired hold gives them back)."""
     highlight: dict[str, str]
     """The matched fields (title, actor) as HTML: the text escaped, the keyword wrapped in
     ``HIGHLIGHT_TAGS``."""

@@ -98,6 +98,8 @@ def _hit(r: Any, keyword: str | None) -> ProgramHitOut:
         min_price=yuan(r["min_price"]),
         max_price=yuan(r["max_price"]),
         high_heat=r["high_heat"],
+        # Postgres keeps no remaining counts: queries/search.py lays the inventory's over the page.
+        sold_out=False,
         highlight=highlight_fields(r, keyword),
     )
 

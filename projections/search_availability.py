@@ -1,0 +1,53 @@
+"""The search availability processor: a program's search document says it is sold out when no
+ticket category has a ticket left, and says so no longer once a hold is cancelled or expires.
+
+It follows the order topic (holds, cancellations, expiries, payments) in batches of up to
+``search_availability.batch_size`` events gathered for up to ``batch_within_s``. After a batch it
+reads, for each program the batch touched, the availability from the inventory's remaining counts
+in Redis (one script call per program, all in one round trip; ``projections/search_index.py``),
+and writes a program's document only when its sold-out categories changed since the last reading
+(or that reading was never written). A hot on-sale thus costs Elasticsearch a write per program
+when a category sells out or comes back, not one per order.
+
+It reads Redis, not the events' counts: the counts there are the allocator's and the lifecycle's
+own, already applied when an event is on the log. Applying a batch again (a redelivery, a rewind)
+reads the same counts and writes nothing new. It keeps no offsets of its own: nothing it does
+depends on having seen an event before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from events.order import OrderCancelled, OrderExpired, OrderPaid, SeatsReserved
+from events.serialization import payload_of
+from projections.batch import Delivered
+from projections.projector import Batch
+from projections.search_index import SearchIndex
+
+# The order events after which a category may have sold out or come back. A payment changes no
+# count (held seats become sold), but it is the last word on a hold; it costs one reading.
+AVAILABILITY_TYPES = frozenset(e.event_type for e in (SeatsReserved, OrderCancelled, OrderExpired, OrderPaid))
+
+
+class SearchAvailabilityProjector:
+    def __init__(self, name: str, index: SearchIndex):
+        self.name = name
+        self._index = index
+
+    async def apply(self, batch: Batch) -> None:
+        programs = set()
+        for record in batch:
+            if record.item.type in AVAILABILITY_TYPES:
+                event = payload_of(record.item)
+                assert isinstance(event, SeatsReserved | OrderCancelled | OrderExpired | OrderPaid)
+                programs.add(event.program_id)
+        readings = await self._index.read(programs)
+        await self._index.write([r for r in readings if r.unwritten])
+
+    async def skip(self, positions: Sequence[Delivered]) -> None:
+        """Nothing to record: the next batch reads the availability whatever came before."""
+
+    async def applied(self) -> dict[tuple[str, int], int]:
+        """No offsets: the processor is not rewound after an assignment (its committed offsets do)."""
+        return {}
