@@ -1,14 +1,23 @@
-"""An order's life after its seats are held: cancelled by its buyer, expired at its payment deadline,
-or paid (issue 11, docs/orders.md).
+"""An order's life after the allocator's decision: cancelled by its buyer, expired at its payment
+deadline, or paid (issue 11, docs/orders.md).
 
 A consumer group over ``order`` (keyed per order, so one lifecycle owns each order's partition).
-It schedules every hold's expiry in Redis (a sorted set per partition, scored by the payment
-deadline), and ends orders three ways: a ``CancelRequested`` the API appended, a deadline that
-passed (checked every ``lifecycle_tick_ms``), a ``PaymentConfirmed``. Whichever comes first wins,
-and the others change nothing: the ending is decided by ``lua/order_release.lua``, atomically on the
-program's keys, which ends a held order once and answers how it ended. The event appended follows
-that answer, with an id derived from the order number, so a crash and a retry, or two processes
-racing across a rebalance, append one outcome.
+The Order aggregate (``aggregates/order.py``) decides what follows each intent: a
+``CancelRequested`` the API appended, a payment deadline that passed (a schedule per partition in
+Redis, scored by the deadline and checked every ``lifecycle_tick_ms``), a ``PaymentConfirmed``.
+Its state is its snapshot in Redis, in the program's slot beside the allocator's decision: made
+from ``SeatsReserved`` when the lifecycle reads it, and saved with every decision by
+``lua/order_release.lua``, which also gives the seats back or sells them — only while the snapshot
+is still at the version the aggregate was loaded at and the decision still held. So of a cancel
+racing an expiry, or two lifecycles across a rebalance, the first save wins and the other,
+reloading, finds the order ended. Then the events are appended, with ids derived from the order
+number; an intent the aggregate already answered (a crash before the append, a redelivery) is
+answered again with the same event, the same id and version.
+
+An intent for an order whose decision has not reached the log yet (the allocator writes Redis
+first) waits in the snapshot's hash until its ``SeatsReserved`` or ``OrderRejected`` arrives on
+this partition; a snapshot that is gone (a Redis without its data) is rebuilt from the order's
+events in its partition, the slow path.
 """
 
 from __future__ import annotations
@@ -19,36 +28,48 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from redis.asyncio import Redis
 
+from aggregates.base import Decided
+from aggregates.errors import Conflict
+from aggregates.order import NOT_DUE, Order, OrderStatus
 from events.base import DomainEvent
 from events.envelope import EventEnvelope, derived_event_id
 from events.order import (
     CancelRequested,
     OrderCancelled,
+    OrderEvent,
     OrderExpired,
-    OrderPaid,
+    OrderRejected,
     PaymentConfirmed,
     RefundRequired,
     SeatsReserved,
+    order_key,
 )
-from infra.kafka import EventPublisher
+from events.serialization import decode, encode, payload_of
+from infra.kafka import EventPublisher, read_aggregate_events
 from infra.metrics import ORDERS_ENDED
 from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
-from projections.seat_allocation import DecisionStatus, Ending, finish
+from projections.seat_allocation import Loaded, load_order, order_snapshot, save_order
 
 log = structlog.get_logger(__name__)
 
 EXPIRIES_PER_TICK = 500
 ENDED = "OrderEnded"
 """The event id of an order's one ending (cancelled or expired) derives from this."""
+SAVE_ATTEMPTS = 3
+"""Saves of one decision lost to another process before giving up (each reloads first)."""
+WAITING = "waiting:"
+"""Field prefix, in an order's snapshot hash, of an intent waiting for the order's decision."""
+ENDINGS_GIVING_BACK = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,16 @@ class Due:
     order_number: int
     program_id: int
     user_id: int
+
+
+@dataclass(frozen=True)
+class DeadlinePassed:
+    """The expiry schedule's intent: the payment deadline has passed by ``now``."""
+
+    now: datetime
+
+
+Intent = CancelRequested | PaymentConfirmed | DeadlinePassed
 
 
 def _member(order_number: int, program_id: int, user_id: int) -> str:
@@ -110,18 +141,22 @@ class Lifecycle:
             await self._consumer.stop()
 
     async def handle(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Apply a fetch in order, append what it ended, then commit."""
+        """Apply a fetch in order, append what it decided, forget the waiting intents it answered,
+        then commit."""
         out: list[EventEnvelope] = []
+        answered: list[tuple[str, bytes]] = []
         for tp, records in fetched.items():
             for record in records:
                 found = decoded(record, self._settings.worker.lifecycle_group)
                 if found is not None:
-                    out += await self._apply(tp.partition, *found)
+                    out += await self._apply(tp.partition, *found, answered)
         await self._append(out)
+        for key, field in answered:
+            await self._redis.hdel(key, field)
         await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
 
     async def expire_due(self) -> list[EventEnvelope]:
-        """End every hold of this process's partitions whose payment deadline has passed."""
+        """Expire every order of this process's partitions whose payment deadline has passed."""
         now_ms = int(time.time() * 1000)
         ended: list[EventEnvelope] = []
         for partition in sorted(self._assignment.partitions):
@@ -130,100 +165,137 @@ class Lifecycle:
             if not due:
                 continue
             out: list[EventEnvelope] = []
+            settled: list[Any] = []
             for member in due:
-                out += await self._end(_due(member), Ending.EXPIRED, causation=None, correlation=None)
+                order = _due(member)
+                answer = await self._decide(order.program_id, order.order_number, DeadlinePassed(datetime.now(UTC)))
+                if answer is not None:  # None: not due by the aggregate's clock yet; the next tick
+                    out += answer
+                    settled.append(member)
             await self._append(out)
-            await self._redis.zrem(key, *due)
+            if settled:
+                await self._redis.zrem(key, *settled)
             ended += out
         return ended
 
-    async def _apply(self, partition: int, envelope: EventEnvelope, event: DomainEvent) -> list[EventEnvelope]:
+    async def _apply(
+        self, partition: int, envelope: EventEnvelope, event: DomainEvent, answered: list[tuple[str, bytes]]
+    ) -> list[EventEnvelope]:
         match event:
-            case SeatsReserved():
-                key = order_expiries(self._settings.orders.key_prefix, partition)
-                deadline_ms = int(event.pay_deadline.timestamp() * 1000)
-                await self._redis.zadd(key, {_member(event.order_number, event.program_id, event.user_id): deadline_ms})
-                return []
-            case CancelRequested():
-                order = Due(event.order_number, event.program_id, event.user_id)
-                await self._unschedule(partition, order)
-                return await self._end(order, Ending.CANCELLED, envelope.event_id, envelope.correlation_id)
-            case PaymentConfirmed():
-                order = Due(event.order_number, event.program_id, event.user_id)
-                await self._unschedule(partition, order)
-                return await self._paid(order, event, envelope)
+            case SeatsReserved() | OrderRejected():
+                return await self._decided(partition, envelope, event, answered)
+            case CancelRequested() | PaymentConfirmed():
+                await self._unschedule(partition, event.order_number, event.program_id, event.user_id)
+                answer = await self._decide(event.program_id, event.order_number, event, envelope)
+                if answer is None:
+                    await self._wait_for_decision(event.program_id, event.order_number, envelope)
+                return answer or []
         return []
 
-    async def _unschedule(self, partition: int, order: Due) -> None:
-        key = order_expiries(self._settings.orders.key_prefix, partition)
-        await self._redis.zrem(key, _member(order.order_number, order.program_id, order.user_id))
-
-    async def _end(
-        self, order: Due, ending: Ending, causation: uuid.UUID | None, correlation: uuid.UUID | None
+    async def _decided(
+        self,
+        partition: int,
+        envelope: EventEnvelope,
+        event: SeatsReserved | OrderRejected,
+        answered: list[tuple[str, bytes]],
     ) -> list[EventEnvelope]:
-        """Cancel or expire the order if it is still held; append how it ended either way (the
-        same event, the same id), unless it was paid."""
-        ended = await retrying(
-            "finish",
-            lambda: finish(self._scripts, order.program_id, order.order_number, ending, SEAT_ROW_STRIDE, self._ttl_s),
-        )
-        if ended.status not in (DecisionStatus.CANCELLED, DecisionStatus.EXPIRED):
-            return []
-        if ended.changed:
-            ORDERS_ENDED.labels(outcome=ended.status.value).inc()
-        kind = OrderCancelled if ended.status is DecisionStatus.CANCELLED else OrderExpired
-        fact = kind(order_number=order.order_number, user_id=order.user_id, program_id=order.program_id)
-        return [
-            EventEnvelope.wrap(
-                fact,
-                aggregate_version=2,
-                event_id=derived_event_id(order.order_number, ENDED),
-                correlation_id=correlation,
-                causation_id=causation,
-                occurred_at=datetime.now(UTC),
+        """The allocator's decision reached the log. A hold: the order's first snapshot and its
+        expiry scheduled (a rejection has nothing to end; a payment that ever names it loads it
+        from the log). Then the intents that waited for it are decided."""
+        if isinstance(event, SeatsReserved):
+            order = Order.from_log([envelope])
+            assert order is not None
+            await retrying("save", lambda: save_order(self._scripts, order, None, SEAT_ROW_STRIDE, self._ttl_s))
+            schedule = order_expiries(self._settings.orders.key_prefix, partition)
+            deadline_ms = int(event.pay_deadline.timestamp() * 1000)
+            await self._redis.zadd(
+                schedule, {_member(event.order_number, event.program_id, event.user_id): deadline_ms}
             )
-        ]
+        key = order_snapshot(event.program_id, event.order_number)
+        waiting = {f: v async for f, v in self._redis.hscan_iter(key, match=f"{WAITING}*")}
+        out: list[EventEnvelope] = []
+        for field in sorted(waiting):  # UUIDv7 event ids: in the order they were appended
+            cause = decode(waiting[field])
+            intent = payload_of(cause)
+            assert isinstance(intent, CancelRequested | PaymentConfirmed)
+            out += await self._decide(event.program_id, event.order_number, intent, cause) or []
+            answered.append((key, field))
+        if waiting:
+            await self._unschedule(partition, event.order_number, event.program_id, event.user_id)
+        return out
 
-    async def _paid(self, order: Due, event: PaymentConfirmed, envelope: EventEnvelope) -> list[EventEnvelope]:
-        ended = await retrying(
-            "finish",
-            lambda: finish(
-                self._scripts, order.program_id, order.order_number, Ending.SOLD, SEAT_ROW_STRIDE, self._ttl_s
-            ),
+    async def _decide(
+        self, program_id: int, order_number: int, intent: Intent, cause: EventEnvelope | None = None
+    ) -> list[EventEnvelope] | None:
+        """Let the order decide on ``intent``, save that (seats included), and return the events to
+        append; those it decided before when it had already answered. None when it cannot decide
+        yet: its decision is not in the log, or its deadline not passed."""
+        order = await self._load(program_id, order_number)
+        for _ in range(SAVE_ATTEMPTS):
+            if order is None:
+                if isinstance(intent, DeadlinePassed):  # scheduled, so held once; the log lost it
+                    log.error("lifecycle.scheduled_order_not_found", order_number=order_number)
+                    return []
+                return None
+            loaded = Loaded.of(order)
+            try:
+                _ask(order, intent)
+            except Conflict as refused:  # nothing decided; said again below if it was said before
+                if refused.code == NOT_DUE:
+                    return None
+            decided = order.outbox()
+            if not decided:
+                return [self._wrap(d, cause) for d in _answered_before(order, intent)]
+            if await self._save(order, loaded):
+                if order.status is not loaded.status:
+                    ORDERS_ENDED.labels(outcome=order.status.value).inc()
+                return [self._wrap(d, cause) for d in decided]
+            order = await self._load(program_id, order_number)  # another process saved first
+        log.warning("lifecycle.save_lost", order_number=order_number, attempts=SAVE_ATTEMPTS)
+        return []
+
+    async def _save(self, order: Order, loaded: Loaded) -> bool:
+        saved = await retrying("save", lambda: save_order(self._scripts, order, loaded, SEAT_ROW_STRIDE, self._ttl_s))
+        return saved.changed
+
+    async def _load(self, program_id: int, order_number: int) -> Order | None:
+        """The order from its snapshot; from its events in the log when it has none (the slow path)."""
+        order = await retrying("load", lambda: load_order(self._redis, program_id, order_number))
+        if order is not None:
+            return order
+        started = time.monotonic()
+        key = order_key(order_number)
+        partition = await self._publisher.partition_of(self._settings.kafka.topic(Order.topic_family), key)
+        envelopes = await retrying("read", lambda: read_aggregate_events(self._settings.kafka, partition, key))
+        order = Order.from_log(envelopes)
+        log.info(
+            "lifecycle.order_read_from_log",
+            order_number=order_number,
+            found=order is not None,
+            seconds=round(time.monotonic() - started, 3),
         )
-        now = datetime.now(UTC)
-        if ended.status is DecisionStatus.SOLD:
-            if ended.changed:
-                ORDERS_ENDED.labels(outcome="paid").inc()
-            paid = OrderPaid(order_number=order.order_number, user_id=order.user_id, program_id=order.program_id)
-            return [
-                EventEnvelope.wrap(
-                    paid,
-                    aggregate_version=2,
-                    event_id=derived_event_id(order.order_number, OrderPaid.event_type),
-                    correlation_id=envelope.correlation_id,
-                    causation_id=envelope.event_id,
-                    occurred_at=now,
-                )
-            ]
-        # Paid after it was cancelled or expired: the money goes back (the payments issue refunds).
-        refund = RefundRequired(
-            order_number=order.order_number,
-            user_id=order.user_id,
-            program_id=order.program_id,
-            payment_id=event.payment_id,
-            amount=event.amount,
+        return order
+
+    async def _wait_for_decision(self, program_id: int, order_number: int, cause: EventEnvelope) -> None:
+        """Keep an intent until the order's decision reaches this partition (``_decided``)."""
+        key = order_snapshot(program_id, order_number)
+        await retrying("wait", lambda: self._redis.hset(key, f"{WAITING}{cause.event_id}", encode(cause)))
+        log.info("lifecycle.intent_waits_for_decision", order_number=order_number, intent=cause.type)
+
+    async def _unschedule(self, partition: int, order_number: int, program_id: int, user_id: int) -> None:
+        key = order_expiries(self._settings.orders.key_prefix, partition)
+        await self._redis.zrem(key, _member(order_number, program_id, user_id))
+
+    @staticmethod
+    def _wrap(decided: Decided, cause: EventEnvelope | None) -> EventEnvelope:
+        return EventEnvelope.wrap(
+            decided.event,
+            aggregate_version=decided.version,
+            event_id=_event_id(decided.event),
+            correlation_id=cause.correlation_id if cause is not None else None,
+            causation_id=cause.event_id if cause is not None else None,
+            occurred_at=decided.occurred_at,
         )
-        return [
-            EventEnvelope.wrap(
-                refund,
-                aggregate_version=3,
-                event_id=derived_event_id(order.order_number, RefundRequired.event_type, event.payment_id),
-                correlation_id=envelope.correlation_id,
-                causation_id=envelope.event_id,
-                occurred_at=now,
-            )
-        ]
 
     @property
     def _ttl_s(self) -> int:
@@ -233,3 +305,36 @@ class Lifecycle:
         if envelopes:
             timeout_s = self._settings.api.command_ack_timeout_s
             await retrying("append", lambda: self._publisher.append(envelopes, timeout_s))
+
+
+def _ask(order: Order, intent: Intent) -> None:
+    match intent:
+        case CancelRequested():
+            order.cancel()
+        case PaymentConfirmed():
+            order.confirm_payment(intent.payment_id, intent.amount)
+        case DeadlinePassed():
+            order.expire(intent.now)
+
+
+def _answered_before(order: Order, intent: Intent) -> list[Decided]:
+    """What the order decided when it first met this intent, to append again (a crash may have
+    come between the save and the append): a payment's sale or refund; a cancel's or an expiry's
+    ending, unless the order was paid (nothing to say) or rejected."""
+    if isinstance(intent, PaymentConfirmed):
+        before = order.ending() if order.status is OrderStatus.PAID else order.refund_for(intent.payment_id)
+    else:
+        before = order.ending() if order.status in ENDINGS_GIVING_BACK else None
+    return [before] if before is not None else []
+
+
+def _event_id(event: DomainEvent) -> uuid.UUID:
+    """Derived from the order number: one id per ending (a cancel and an expiry share it), one per
+    refunded payment."""
+    assert isinstance(event, OrderEvent)
+    match event:
+        case OrderCancelled() | OrderExpired():
+            return derived_event_id(event.order_number, ENDED)
+        case RefundRequired():
+            return derived_event_id(event.order_number, RefundRequired.event_type, event.payment_id)
+    return derived_event_id(event.order_number, event.event_type)

@@ -1,10 +1,13 @@
 """The allocator's and the lifecycle's calls into Redis: decide a batch of a program's order
-requests, and end a held order (cancelled, expired or sold).
+requests, and save an order's aggregate with the seats' part of its ending (cancelled, expired
+or sold).
 
 The decisions are ``lua/order_reserve.lua``'s, atomic per batch in the program's hash slot; the
-scripts' headers state every check and key. This module only turns ``OrderRequested`` into the
-script's request JSON (ids and prices as strings, times in epoch ms) and its reply into
-``Decision``s.
+endings are decided by the Order aggregate (``aggregates/order.py``) and saved by
+``lua/order_release.lua``, which compares before it writes. The scripts' headers state every check
+and key. This module only turns ``OrderRequested`` into the script's request JSON (ids and prices
+as strings, times in epoch ms), replies into ``Decision``s and ``Ended``, and reads the order's
+snapshot back.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
+from redis.asyncio import Redis
 
+from aggregates.order import Order, OrderStatus
 from events.order import HeldTicket, OrderRequested, RejectionReason
 from infra.redis import LuaScripts
 from infra.redis_keys import program_tag, remaining_counts
@@ -43,12 +48,23 @@ class Ending(StrEnum):
     SOLD = "sold"
 
 
+ENDING_OF = {
+    OrderStatus.PAID: Ending.SOLD,
+    OrderStatus.CANCELLED: Ending.CANCELLED,
+    OrderStatus.EXPIRED: Ending.EXPIRED,
+}
+"""What each ending of the aggregate does to the seats."""
+DECISION_OF = {OrderStatus.UNPAID: DecisionStatus.HELD}
+"""The allocator's word for the one status an order can end from."""
+
+
 @dataclass(frozen=True)
 class Ended:
     changed: bool
-    """True when this call ended the order; False when it had ended (or was never held) before."""
+    """True when this call saved (ended the order); False when the order had moved on before:
+    another ending was saved first, or it was never held."""
     status: DecisionStatus | None
-    """How the order stands now (None: never decided): the first ending asked for wins."""
+    """How the order stands now (None: never decided): the first ending saved wins."""
 
 
 @dataclass(frozen=True)
@@ -92,13 +108,81 @@ async def reserve(
     return [decision_of(d) for d in orjson.loads(reply)]
 
 
+def order_snapshot(program_id: int, order_number: int) -> str:
+    """Hash (``version``, ``state``): the Order aggregate's snapshot, in its program's slot beside
+    the decision, so ``lua/order_release.lua`` saves it with the seats. ``:aggregate:`` marks it
+    as the command side's: ``damai rebuild inventory`` leaves it alone, as the program's own."""
+    return f"{program_tag(program_id)}:aggregate:order-{order_number}"
+
+
+async def load_order(redis: Redis, program_id: int, order_number: int) -> Order | None:
+    """The order as its snapshot has it; None when there is none (or it is of an older shape)."""
+    state = cast(bytes | None, await redis.hget(order_snapshot(program_id, order_number), "state"))
+    return Order.from_snapshot(state) if state is not None else None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """An order as it was loaded, before it decided: what its save compares with."""
+
+    version: int
+    status: OrderStatus
+
+    @classmethod
+    def of(cls, order: Order) -> Loaded:
+        return cls(order.version, order.status)
+
+
+async def save_order(
+    scripts: LuaScripts, order: Order, loaded: Loaded | None, row_stride: int, ended_ttl_s: int
+) -> Ended:
+    """Save what ``order`` decided since it was ``loaded`` (None: the snapshot of its first event),
+    with the seats' part of the ending it decided, if it did; only while the snapshot is still at
+    the loaded version and the decision still has the status the aggregate had
+    (``lua/order_release.lua``). Not saved (``changed`` False): another save came first; reload."""
+    ending = ENDING_OF.get(order.status) if loaded is not None and loaded.status is not order.status else None
+    expected = DECISION_OF[loaded.status] if loaded is not None and ending is not None else None
+    return await _release(
+        scripts,
+        order.program_id,
+        order.order_number,
+        ending,
+        expected,
+        row_stride,
+        ended_ttl_s,
+        (loaded.version if loaded is not None else 0, order.version, order.snapshot()),
+    )
+
+
 async def finish(
     scripts: LuaScripts, program_id: int, order_number: int, ending: Ending, row_stride: int, ended_ttl_s: int
 ) -> Ended:
-    """End a held order (``lua/order_release.lua``), once; say how it stands either way."""
+    """The seats' part of an ending alone, with no aggregate: what ``lua/order_release.lua`` does
+    to a held order, for the script's own tests (the lifecycle saves through ``save_order``)."""
+    return await _release(scripts, program_id, order_number, ending, DecisionStatus.HELD, row_stride, ended_ttl_s, None)
+
+
+async def _release(
+    scripts: LuaScripts,
+    program_id: int,
+    order_number: int,
+    ending: Ending | None,
+    expected: DecisionStatus | None,
+    row_stride: int,
+    ended_ttl_s: int,
+    saving: tuple[int, int, bytes] | None,
+) -> Ended:
     changed, status = await scripts["order_release"](
         keys=[remaining_counts(program_id)],
-        args=[program_tag(program_id), order_number, ending.value, row_stride, ended_ttl_s],
+        args=[
+            program_tag(program_id),
+            order_number,
+            ending.value if ending is not None else "",
+            row_stride,
+            ended_ttl_s,
+            expected.value if expected is not None else "",
+            *(saving or ()),
+        ],
     )
     text = status.decode() if isinstance(status, bytes) else str(status)
     return Ended(bool(changed), DecisionStatus(text) if text else None)
