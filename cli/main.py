@@ -281,6 +281,29 @@ def rebuild_inventory(program_id: Annotated[int, typer.Option("--program", help=
     )
 
 
+@rebuild_app.command("snapshots")
+def rebuild_snapshots(
+    every_partition: Annotated[
+        bool, typer.Option("--all", help="Every partition, not only those without snapshot coverage")
+    ] = False,
+) -> None:
+    """Put back the command side's aggregate snapshots from the log, then record each partition's
+    snapshot coverage, so a first claim needs no partition read (ADR 0007). Safe while commands run;
+    reads each partition it rebuilds once. `damai stack up` does this for partitions without coverage."""
+    from cli import provision
+
+    reports = asyncio.run(provision.cover_snapshots(_settings(), rebuild_all=every_partition))
+    for report in reports:
+        typer.echo(
+            f"{report.topic}: {report.events} events read, {report.written} snapshots written,"
+            f" covered {report.covered}" + (f", left uncovered {report.uncovered}" if report.uncovered else "")
+        )
+    if not reports:
+        typer.echo("every partition of the store's logs already has snapshot coverage")
+    if any(r.uncovered for r in reports):
+        raise typer.Exit(1)
+
+
 @seed_app.command("demo")
 def seed_demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated catalogue: same seed, same programs")] = 7,

@@ -1,6 +1,7 @@
-"""After the services are up: the topics, index templates and schema the system expects.
+"""After the services are up: the topics, index templates and schema the system expects, and the
+command side's snapshot coverage of its logs (ADR 0007).
 
-A namespace (``Settings.namespaced``) gets its own set of all three; ``remove_namespace``
+A namespace (``Settings.namespaced``) gets its own set of all of them; ``remove_namespace``
 deletes them again and refuses to touch the default namespace.
 """
 
@@ -8,20 +9,51 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from aggregates.base import Aggregate
+from aggregates.ownership import EmailOwnership, MobileOwnership
+from aggregates.program import Program
+from aggregates.reference import Area, Category
+from aggregates.user import User
+from infra.aggregate_store import RebuiltSnapshots, cover_empty_partitions, rebuild_snapshots
 from infra.kafka import ensure_topics
 from infra.postgres.migrations import VerifyReport, migrate_all, verify_all
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
 from infra.postgres.sharded import ShardedDatabase
-from infra.redis import create_redis
-from infra.redis_keys import aggregate_snapshots_pattern, program_keys_pattern, program_of_key, projector_offsets
+from infra.redis import LuaScripts, create_redis
+from infra.redis_keys import (
+    aggregate_snapshots_pattern,
+    program_keys_pattern,
+    program_of_key,
+    projector_offsets,
+    snapshot_coverage,
+)
 from infra.search import apply_index_templates, create_elasticsearch, index_templates
 from infra.settings import ElasticsearchSettings, KafkaSettings, PostgresSettings, ProgramCacheSettings, Settings
 from queries.cache.keys import ProgramCacheKeys
 from queries.views.programs import full_route_program_ids
+
+log = structlog.get_logger(__name__)
+
+SNAPSHOTTED: dict[str, type[Aggregate]] = {
+    "program": Program,
+    "user": User,
+    "mobile": MobileOwnership,
+    "email": EmailOwnership,
+    "area": Area,
+    "category": Category,
+}
+"""The aggregates the command side loads through its aggregate store, by the kind in their key
+(``user`` in ``user-42``). Their topic families are appended to by the store alone, so it can keep
+each partition's snapshot coverage (ADR 0007)."""
+
+
+def snapshotted_families() -> list[str]:
+    return sorted({cls.topic_family for cls in SNAPSHOTTED.values()})
 
 
 def consumer_groups(settings: Settings) -> list[str]:
@@ -30,7 +62,29 @@ def consumer_groups(settings: Settings) -> list[str]:
 
 
 async def create_topics(settings: Settings) -> list[str]:
-    return await ensure_topics(settings.kafka, consumer_groups(settings))
+    """The topics, then the snapshot coverage of the store's logs: recorded at once for an empty
+    partition, rebuilt from the log for one that holds events and has none (Redis lost it)."""
+    created = await ensure_topics(settings.kafka, consumer_groups(settings))
+    await cover_snapshots(settings)
+    return created
+
+
+async def cover_snapshots(settings: Settings, rebuild_all: bool = False) -> list[RebuiltSnapshots]:
+    """Snapshot coverage for every partition of the store's logs. A partition with events and no
+    coverage (or every partition, with ``rebuild_all``) has its snapshots rebuilt from the log first:
+    one read of it, proportional to its size (``damai rebuild snapshots``)."""
+    redis = create_redis(settings.redis)
+    scripts = LuaScripts(redis)
+    reports = []
+    try:
+        for family in snapshotted_families():
+            uncovered = await cover_empty_partitions(settings, redis, scripts, family)
+            if uncovered or rebuild_all:
+                partitions = None if rebuild_all else uncovered
+                reports.append(await rebuild_snapshots(settings, redis, scripts, family, SNAPSHOTTED, partitions))
+    finally:
+        await redis.aclose()
+    return reports
 
 
 async def apply_templates(settings: Settings) -> None:
@@ -116,6 +170,7 @@ async def remove_namespace(settings: Settings) -> None:
             await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.postgres.schema_name}" CASCADE')
         await _delete_matching(redis, ProgramCacheKeys(settings.program_cache).pattern())
         await _delete_matching(redis, aggregate_snapshots_pattern(settings.kafka.topic_prefix))
+        await redis.delete(*(snapshot_coverage(settings.kafka.topic(f)) for f in snapshotted_families()))
         for group in consumer_groups(settings):
             await _delete_matching(redis, projector_offsets(f"{group}*"))
     finally:

@@ -39,6 +39,13 @@ def aggregate_snapshots_pattern(log: str) -> str:
     return f"*:aggregate:{log}"
 
 
+def snapshot_coverage(topic: str) -> str:
+    """Hash: partition → offset. Every aggregate with an event below that offset of ``topic``'s
+    partition has a command-side snapshot, so a missing snapshot there means a new aggregate
+    (ADR 0007). No field, no such promise: the store reads the partition instead."""
+    return f"snapshot-coverage:{topic}"
+
+
 def inventory_applied(program_id: int) -> str:
     """Set of the catalogue event ids the seat inventory has applied."""
     return f"{program_tag(program_id)}:inventory:applied"

@@ -31,7 +31,7 @@ from events.envelope import EventEnvelope
 from events.program import program_key
 from events.reference import AreaLevel
 from infra.kafka import read_aggregate_events
-from infra.redis_keys import aggregate_snapshot
+from infra.redis_keys import aggregate_snapshot, snapshot_coverage
 from infra.settings import Settings
 from projections.batch import Delivered, Positioned
 from projections.program_projector import ProgramProjector
@@ -205,7 +205,12 @@ async def test_a_program_whose_snapshot_was_lost_is_loaded_from_the_log(side, re
     await publish_program(created.program_id, commands.catalogue, None)
     before = await commands.catalogue.store.load(Program, program_key(created.program_id))
 
-    await redis.delete(aggregate_snapshot(program_key(created.program_id), adapters.settings.kafka.topic_prefix))
+    # Redis lost the snapshot and, with it, the record that the program log's snapshots are complete
+    # (ADR 0007): without that record the store must read the log.
+    await redis.delete(
+        aggregate_snapshot(program_key(created.program_id), adapters.settings.kafka.topic_prefix),
+        snapshot_coverage(adapters.settings.kafka.topic(Program.topic_family)),
+    )
     after = await commands.catalogue.store.load(Program, program_key(created.program_id))
 
     assert after is not None and after == before and after.status is ProgramStatus.ON_SALE
