@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from events.envelope import EventEnvelope
 from events.order import OrderCancelled, OrderExpired, OrderPaid, SeatsReserved
-from events.serialization import payload_of
 from projections.batch import Delivered
 from projections.projector import Batch
 from projections.search_index import SearchIndex
@@ -30,18 +30,22 @@ from projections.search_index import SearchIndex
 AVAILABILITY_TYPES = frozenset(e.event_type for e in (SeatsReserved, OrderCancelled, OrderExpired, OrderPaid))
 
 
+def program_of(envelope: EventEnvelope) -> int | None:
+    """The program an order event names, from its payload as decoded (already lifted to the current
+    schema): validating every event of a hot on-sale as a model costs about 56 µs each, a sixth of
+    a core at 3,000 orders/s, for one field. A payload without a program id is the order
+    projector's to dead-letter; here it names no program."""
+    program_id = envelope.payload.get("programId")
+    return program_id if type(program_id) is int and program_id > 0 else None
+
+
 class SearchAvailabilityProjector:
     def __init__(self, name: str, index: SearchIndex):
         self.name = name
         self._index = index
 
     async def apply(self, batch: Batch) -> None:
-        programs = set()
-        for record in batch:
-            if record.item.type in AVAILABILITY_TYPES:
-                event = payload_of(record.item)
-                assert isinstance(event, SeatsReserved | OrderCancelled | OrderExpired | OrderPaid)
-                programs.add(event.program_id)
+        programs = {p for r in batch if r.item.type in AVAILABILITY_TYPES and (p := program_of(r.item)) is not None}
         readings = await self._index.read(programs)
         await self._index.write([r for r in readings if r.unwritten])
 
