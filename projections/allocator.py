@@ -10,8 +10,9 @@ then are the offsets committed.
 At least once, with one outcome: a request fetched again after a crash or a rebalance is decided
 again by the script, which answers the decision it stored the first time and changes nothing; its
 event is appended again with the same event id (derived from the order number and type), so a
-reader that keeps event ids sees it once. ADR 0008 says why this is a plain aiokafka consumer and
-not a Faust agent.
+reader that keeps event ids sees it once. The deciding (``Allocation``) is apart from the consumer
+(``Allocator``) so that the same decisions can be measured under a Faust agent; ADR 0008 has the
+figures and says why the allocator stays a plain aiokafka consumer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -42,55 +43,31 @@ log = structlog.get_logger(__name__)
 Request = tuple[EventEnvelope, OrderRequested]
 
 
-class Allocator:
-    def __init__(self, settings: Settings, redis: Redis, scripts: LuaScripts, publisher: EventPublisher) -> None:
+class Allocation:
+    """The allocator's deciding, without its consumer: a batch of order-request records in, their
+    decisions in Redis and in the log out. The consumer around it fetches the batch before and
+    commits its offsets after (``Allocator`` here; a Faust agent in ``bench/allocator_consumers.py``,
+    measured against it in ADR 0008)."""
+
+    def __init__(self, settings: Settings, scripts: LuaScripts, publisher: EventPublisher) -> None:
         self._settings = settings
         self._scripts = scripts
-        self._redis = redis
         self._publisher = publisher
-        self._stopping = asyncio.Event()
-        self._consumer = group_consumer(
-            settings,
-            settings.worker.allocator_group,
-            "damai-allocator",
-            settings.kafka.topic("order-requests"),
-            max_poll_records=settings.worker.allocator_batch_size,
-        )
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Decide requests until ``stop``; offsets are committed only after their decisions are in the log."""
-        await self._consumer.start()
-        log.info("allocator.started", group=self._settings.worker.allocator_group)
-        try:
-            while not self._stopping.is_set():
-                fetched = await self._consumer.getmany(
-                    timeout_ms=self._settings.worker.allocator_poll_ms,
-                    max_records=self._settings.worker.allocator_batch_size,
-                )
-                if fetched:
-                    await self.decide(fetched)
-        finally:
-            await self._consumer.stop()
-
-    async def decide(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Decision]:
-        started = time.perf_counter()
+    async def decide(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> list[Decision]:
+        """Decide the records' requests with one script call per program, in the order of each
+        program's records, then append the decision events; returns once Kafka has them all.
+        Redis and Kafka outages are waited out: a batch is decided and appended whole."""
         by_program: dict[int, list[Request]] = defaultdict(list)
-        for records in fetched.values():
-            for record in records:
-                request = self._request(record)
-                if request is not None:
-                    by_program[request[1].program_id].append(request)
+        for record in records:
+            request = self._request(record)
+            if request is not None:
+                by_program[request[1].program_id].append(request)
         now = datetime.now(UTC)
         decided = await asyncio.gather(
             *(self._decide_program(pid, requests, now) for pid, requests in by_program.items())
         )
-        envelopes = [envelope for program in decided for _, envelope in program]
-        await self._append(envelopes)
-        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
-        ALLOCATOR_BATCH_SECONDS.observe(time.perf_counter() - started)
+        await self._append([envelope for program in decided for _, envelope in program])
         return [decision for program in decided for decision, _ in program]
 
     async def _decide_program(
@@ -142,6 +119,47 @@ class Allocator:
             await retrying(
                 "append", lambda: self._publisher.append(envelopes, self._settings.api.command_ack_timeout_s)
             )
+
+
+class Allocator:
+    """The allocator's consumer: fetch what is waiting, decide it (``Allocation``), commit."""
+
+    def __init__(self, settings: Settings, redis: Redis, scripts: LuaScripts, publisher: EventPublisher) -> None:
+        self._settings = settings
+        self._allocation = Allocation(settings, scripts, publisher)
+        self._stopping = asyncio.Event()
+        self._consumer = group_consumer(
+            settings,
+            settings.worker.allocator_group,
+            "damai-allocator",
+            settings.kafka.topic("order-requests"),
+            max_poll_records=settings.worker.allocator_batch_size,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Decide requests until ``stop``; offsets are committed only after their decisions are in the log."""
+        await self._consumer.start()
+        log.info("allocator.started", group=self._settings.worker.allocator_group)
+        try:
+            while not self._stopping.is_set():
+                fetched = await self._consumer.getmany(
+                    timeout_ms=self._settings.worker.allocator_poll_ms,
+                    max_records=self._settings.worker.allocator_batch_size,
+                )
+                if fetched:
+                    await self.decide(fetched)
+        finally:
+            await self._consumer.stop()
+
+    async def decide(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Decision]:
+        started = time.perf_counter()
+        decisions = await self._allocation.decide(record for records in fetched.values() for record in records)
+        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
+        ALLOCATOR_BATCH_SECONDS.observe(time.perf_counter() - started)
+        return decisions
 
 
 def _decision_event(
