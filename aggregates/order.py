@@ -89,6 +89,7 @@ class Order(Aggregate):
         total_amount: Decimal
         pay_deadline: datetime
         requested_at: datetime
+        hold_sequence: int
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = OrderStatus.UNPAID
@@ -179,8 +180,10 @@ class Order(Aggregate):
         total_amount: Decimal,
         pay_deadline: datetime,
         requested_at: datetime,
+        hold_sequence: int,
     ) -> Self:
-        """Requested → unpaid: the allocator held ``tickets`` until ``pay_deadline``."""
+        """Requested → unpaid: the allocator held ``tickets`` until ``pay_deadline``, its program's
+        hold number ``hold_sequence``."""
         return cls._create(
             cls.SeatsReserved,
             id=cls.create_id(order_number),
@@ -192,6 +195,7 @@ class Order(Aggregate):
             total_amount=total_amount,
             pay_deadline=pay_deadline,
             requested_at=requested_at,
+            hold_sequence=hold_sequence,
         )
 
     @classmethod

@@ -164,6 +164,10 @@ class SeatsReserved(OrderEvent):
     total_amount: StoredPrice
     pay_deadline: Moment
     requested_at: Moment
+    hold_sequence: int = Field(ge=1, le=2**63 - 1)
+    """The program's count of holds with this one (``lua/order_reserve.lua``): a seat held by two
+    orders in turn was held last by the one with the higher sequence, whatever partitions the two
+    orders are in (``projections/order_projector.py``)."""
 
 
 @register_event

@@ -51,6 +51,12 @@ def inventory_applied(program_id: int) -> str:
     return f"{program_tag(program_id)}:inventory:applied"
 
 
+def hold_sequence(program_id: int) -> str:
+    """Counter: the program's holds so far (``lua/order_reserve.lua`` increments it per hold; each
+    ``SeatsReserved`` carries its value)."""
+    return f"{program_tag(program_id)}:hold-sequence"
+
+
 def remaining_counts(program_id: int) -> str:
     """Hash: ticket category id → tickets still on sale."""
     return f"{program_tag(program_id)}:remaining"

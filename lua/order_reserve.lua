@@ -18,7 +18,7 @@
 --
 -- Every other key is the tag and a suffix (the names of infra/redis_keys.py, which the tests
 -- read them with): :price, :seat-category, :category-show-time, :category-columns,
--- :available:<tc>, :order:<order>, :account:<user>, :documents:<show time>. Only KEYS[1] is
+-- :available:<tc>, :order:<order>, :account:<user>, :documents:<show time>, :hold-sequence. Only KEYS[1] is
 -- declared, to route the call to the program's slot; the others share its hash tag, so on Redis
 -- Cluster they are in the same slot, on the same node, by construction.
 --
@@ -48,11 +48,15 @@
 --
 -- Returns  a JSON array of the decisions, in request order:
 --          held:     {"o","u","st","status":"held","t":[[seat, tc, row, column, "price",
---                    ticket buyer id or ""], ...],"total":"123.00","pay": ms,"d":[blinds]}
+--                    ticket buyer id or ""], ...],"total":"123.00","pay": ms,"d":[blinds],
+--                    "hs": hold sequence}
 --                    (ticket i gets buyer i; a general-admission ticket is ["", tc, 0, 0, "price",
 --                    buyer]: no seat, row and column 0, which no seat has; "d", with real names
 --                    only, the documents' blind indexes it claimed at the show time, which a
---                    release gives back)
+--                    release gives back; "hs", the program's count of holds with this one,
+--                    :hold-sequence incremented: it orders one seat's holds across orders,
+--                    whatever order the projector applies the orders' partitions in —
+--                    projections/order_projector.py)
 --          rejected: {"o","u","st","status":"rejected","r": reason}
 --          a decision taken before is returned as stored (its status may since be "released" or
 --          "sold") with "again":1 added in the reply only.
@@ -298,7 +302,8 @@ local function hold(r, tickets)
     end
   end
   local decision = cjson.encode({o = r.o, u = r.u, st = r.st, status = "held", t = tickets,
-    total = yuan(total), pay = r.pay, d = r.real == 1 and blinds or nil})
+    total = yuan(total), pay = r.pay, d = r.real == 1 and blinds or nil,
+    hs = redis.call("INCR", tag .. ":hold-sequence")})
   redis.call("SET", decision_key(r.o), decision)
   return decision
 end

@@ -178,7 +178,7 @@ def _decision_event(
         )
     else:
         # Held, or (deciding again) already ended: the decision was the hold.
-        assert decision.total is not None and decision.pay_deadline is not None
+        assert decision.total is not None and decision.pay_deadline is not None and decision.hold_sequence is not None
         event = SeatsReserved(
             order_number=request.order_number,
             user_id=request.user_id,
@@ -188,6 +188,7 @@ def _decision_event(
             total_amount=decision.total,
             pay_deadline=decision.pay_deadline,
             requested_at=envelope.occurred_at,
+            hold_sequence=decision.hold_sequence,
         )
     return EventEnvelope.wrap(
         event,

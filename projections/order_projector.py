@@ -7,11 +7,17 @@ decision, appended twice with the same event id after an allocator crash, finds 
 changes nothing. Later events of the order update the row only where its ``aggregate_version`` is
 older than theirs.
 
-A seat is locked only while it is ``available`` and was not last held by this order: a release
-(cancelled or expired order) keeps the seat's ``order_number`` as its last holder, so a duplicated
-``SeatsReserved`` that reaches the log after its order ended cannot lock the seat again. The seat
-rows must exist when the order is projected, as they do live (the allocator holds only seats laid
-out before); a rebuild replays the program topic before the order topic.
+A seat passes from order to order, and two orders' events are in different partitions, applied
+in whatever interleaving the partitions arrive (one lagging, a replay). So each seat row keeps
+the ``hold_sequence`` of the hold that last took it (``SeatsReserved.hold_sequence``, the
+program's count of holds, taken by the allocator's script): a hold locks a seat only over an
+older hold, and an ending (cancelled, expired: available; paid: sold) changes only the seats its
+order still holds. A seat's holds follow one another in Redis, each after the last one ended, so
+the rows end as Redis decided in any interleaving (``tests/integration/test_order_projector.py``);
+and a duplicated ``SeatsReserved`` that reaches the log after its order ended finds its own
+sequence on the seat and cannot lock it again. The seat rows must exist when the order is
+projected, as they do live (the allocator holds only seats laid out before); a rebuild replays
+the program topic before the order topic.
 """
 
 from __future__ import annotations
@@ -53,9 +59,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 ON CONFLICT (order_number, ticket_index) DO NOTHING
 """
 LOCK_SEATS = f"""
-UPDATE {{table}} SET status = '{SeatStatus.LOCKED}', order_number = $3, updated_at = now()
-WHERE program_id = $1 AND id = ANY($2::bigint[]) AND status = '{SeatStatus.AVAILABLE}'
-    AND order_number IS DISTINCT FROM $3
+UPDATE {{table}} SET status = '{SeatStatus.LOCKED}', order_number = $3, hold_sequence = $4, updated_at = now()
+WHERE program_id = $1 AND id = ANY($2::bigint[]) AND hold_sequence < $4
 """
 
 
@@ -67,7 +72,8 @@ PAY_ORDER = """
 UPDATE {table} SET status = $2, paid_at = $3, aggregate_version = $4, updated_at = now()
 WHERE order_number = $1 AND aggregate_version < $4
 """
-# A released seat keeps its last holder's order number (see the module's docstring).
+# An ending changes the seats its order still holds; a released seat keeps its last holder's
+# order number and hold sequence (see the module's docstring).
 RELEASE_SEATS = f"""
 UPDATE {{table}} SET status = '{SeatStatus.AVAILABLE}', updated_at = now()
 WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.LOCKED}'
@@ -92,7 +98,8 @@ def when_seats_reserved(layout: ShardLayout, env: EventEnvelope, e: SeatsReserve
     # General-admission tickets hold no seat.
     seat_ids = [t.seat_id for t in e.tickets if t.seat_id is not None]
     if seat_ids:
-        writes.append(RowWrite(layout.program_family("seat", e.program_id), LOCK_SEATS, (e.program_id, seat_ids, n)))
+        seats = layout.program_family("seat", e.program_id)
+        writes.append(RowWrite(seats, LOCK_SEATS, (e.program_id, seat_ids, n, e.hold_sequence)))
     return writes
 
 

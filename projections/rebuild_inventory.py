@@ -69,6 +69,7 @@ from infra.redis_keys import (
     available_seats,
     category_columns,
     category_show_times,
+    hold_sequence,
     inventory_applied,
     order_decision,
     program_keys_pattern,
@@ -138,6 +139,8 @@ class _State:
     applied: list[str] = field(default_factory=list)
     categories: dict[int, _Category] = field(default_factory=dict)
     orders: dict[int, _Order] = field(default_factory=dict)
+    hold_sequence: int = 0
+    """The highest hold sequence in the log: the counter's value (new holds continue above it)."""
 
 
 async def rebuild_program_inventory(
@@ -313,12 +316,15 @@ def _apply_order(state: _State, envelope: EventEnvelope, event: OrderEvent, docu
     stands; the first ending of a held order ends it."""
     number, at = event.order_number, envelope.occurred_at
     known = state.orders.get(number)
+    if isinstance(event, SeatsReserved):
+        state.hold_sequence = max(state.hold_sequence, event.hold_sequence)
     match event:
         case SeatsReserved() if known is None:
             decision = _head(event, DecisionStatus.HELD) | {
                 "t": [_ticket(t) for t in event.tickets],
                 "total": f"{event.total_amount:.2f}",
                 "pay": epoch_ms(event.pay_deadline),
+                "hs": event.hold_sequence,
             }
             if number in documents:
                 decision["d"] = documents[number]
@@ -382,6 +388,8 @@ def _write(pipe: Pipeline, program_id: int, state: _State, old: list[bytes], ttl
             _write_seats(pipe, p, tc, c.seats, held_seats)
     if remaining:
         pipe.hset(remaining_counts(p), mapping=remaining)  # type: ignore[arg-type]
+    if state.hold_sequence:
+        pipe.set(hold_sequence(p), state.hold_sequence)
     for user, tickets in accounts.items():
         pipe.set(account_tickets(p, int(user)), tickets)
     for show_time, blinds in documents.items():

@@ -75,6 +75,8 @@ class Decision:
     tickets: tuple[HeldTicket, ...]
     total: Decimal | None
     pay_deadline: datetime | None
+    hold_sequence: int | None
+    """The program's count of holds with this one (held decisions)."""
     again: bool
     """True when the order was decided before: this is that decision, and nothing changed."""
 
@@ -230,6 +232,7 @@ def decision_of(raw: dict[str, Any]) -> Decision:
         tickets=tickets,
         total=Decimal(raw["total"]) if "total" in raw else None,
         pay_deadline=datetime.fromtimestamp(raw["pay"] / 1000, UTC) if "pay" in raw else None,
+        hold_sequence=int(raw["hs"]) if "hs" in raw else None,
         again=raw.get("again") == 1,
     )
 

@@ -79,6 +79,8 @@ class SeatRow:
     aggregate_version: int
     created_at: datetime
     updated_at: datetime
+    hold_sequence: int
+    """The hold of its program that last took the seat (0: never held; projections/order_projector.py)."""
 
 
 async def get_program(db: ShardedDatabase, program_id: int) -> ProgramRow | None:

@@ -1,8 +1,11 @@
 """Replaying the purchase path's log into an empty namespace (issue 11): a real purchase mix sold
 in namespace A (holds, every kind of rejection the mix can meet, a cancel, an expiry, a payment),
 its catalogue, ``order-requests`` and ``order`` topics copied unchanged into namespace B
-(``projections/replay.py``), B's processors run over them, and B's orders, order tickets, seat
-rows and Redis program state hashed and compared with A's.
+(``projections/replay.py``), the log's decisions written into B's Redis (``damai rebuild
+inventory``: a request is decided once, against the clock of its time — its deadline, its payment
+deadline — so a replay takes the decisions from the log instead of deciding again), B's
+processors run over the copy, and B's orders, order tickets, seat rows and Redis program state
+hashed and compared with A's.
 
 Left out of the comparison, being the time a row or key was written rather than anything the log
 says: ``updated_at`` of order and seat rows (``now()`` when the projector writes them) and the TTL
@@ -59,7 +62,6 @@ from tests.processes import Child, eventually
 pytestmark = pytest.mark.slow
 PAYMENT_WINDOW_S = 2
 DECISION_DEADLINE_S = 3
-PROCESSORS_REDIS_DB = 1
 REBUILD_REDIS_DB = 2
 SETTLED_S = 60
 PROCESSING_TIME_COLUMNS = {"order": {"updated_at"}, "order_ticket": set[str](), "seat": {"updated_at"}}
@@ -388,29 +390,6 @@ async def _caught_up(settings: Settings, group: str, family: str) -> bool:
     return await caught_up(settings, group, settings.kafka.topic(family), settings.kafka.topics[family].partitions)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the allocator decides a request against the wall clock (projections/allocator.py:86 `now = "
-    "datetime.now(UTC)`, checked by lua/order_reserve.lua's `now > r.dl`): replayed after its decision "
-    "deadline, every request is rejected DEADLINE_PASSED, and a hold's payment deadline would run from the "
-    "replay's clock (projections/seat_allocation.py:117-119)",
-)
-async def test_the_processors_replaying_the_log_into_an_empty_namespace_make_the_same_orders_seats_and_redis(
-    system: System, settings: Settings, sale: Sale, tmp_path: Path
-):
-    async with empty_namespace(settings, sale, PROCESSORS_REDIS_DB, tmp_path) as b:
-        await copy_catalogue(system, b)
-        copied = await copy_families(system.settings.kafka, b.settings.kafka, ORDER_FAMILIES)
-        # The allocator decides every request before the lifecycle ends any hold, as it did live.
-        b.start("allocator")
-        await eventually(partial(_caught_up, b.settings, b.settings.worker.allocator_group, "order-requests"), 60, "")
-        b.start("lifecycle")
-        await eventually(lambda: settled(b), SETTLED_S, "the replay to settle")
-
-        assert copied["order-requests"] == len(sale.outcomes)
-        assert_same_state(await purchase_state(b.settings, b.redis, sale.program_ids), sale.state)
-
-
 @pytest_asyncio.fixture(scope="module")
 async def rebuilt(system: System, settings: Settings, sale: Sale, tmp_path_factory) -> AsyncIterator[dict[str, Any]]:
     """Namespace B's state after a replay that writes the log's decisions into Redis first
@@ -434,13 +413,7 @@ async def test_a_replay_that_rebuilds_the_decisions_first_makes_the_same_orders_
     assert_same_state({p: rebuilt[p] for p in parts}, {p: sale.state[p] for p in parts})
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="seat rows are projected from the events of every order that held them, and those are in "
-    "different partitions of `order` (keyed per order): projections/order_projector.py LOCK_SEATS / "
-    "SELL_SEATS / RELEASE_SEATS give a seat the state of whichever order's partition is applied last, so "
-    "a replay that applies an ended hold's partition after the next holder's leaves the seat available "
-    "or locked where the original sold it (it depends on how the projector interleaves the partitions)",
-)
 async def test_a_replay_that_rebuilds_the_decisions_first_makes_the_same_seat_rows(sale: Sale, rebuilt: dict[str, Any]):
+    # Each seat row follows the hold sequence, not the order the projector applies the orders'
+    # partitions in (projections/order_projector.py).
     assert_same_state({"seats": rebuilt["seats"]}, {"seats": sale.state["seats"]})

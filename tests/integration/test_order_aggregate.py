@@ -57,7 +57,7 @@ TICKETS = (
 
 def held(number: int = NUMBER, program_id: int = PROGRAM, tickets: tuple[HeldTicket, ...] = TICKETS) -> Order:
     total = sum((t.price for t in tickets), Decimal("0"))
-    return Order.hold(number, USER, program_id, SHOW, tickets, total, DEADLINE, NOW)
+    return Order.hold(number, USER, program_id, SHOW, tickets, total, DEADLINE, NOW, hold_sequence=number)
 
 
 def rejected() -> Order:
@@ -281,7 +281,18 @@ async def hold_in_redis(scripts: LuaScripts, program_id: int, number: int) -> Or
     """The allocator's hold of 2 INNER seats (lua/order_reserve.lua), and its first snapshot saved."""
     [decision] = await reserve(scripts, program_id, [request(program_id, number)], NOW_MS, SEAT_ROW_STRIDE, TTL_S)
     assert decision.status is DecisionStatus.HELD and decision.total and decision.pay_deadline
-    order = Order.hold(number, USER, program_id, SHOW, decision.tickets, decision.total, decision.pay_deadline, NOW)
+    assert decision.hold_sequence is not None
+    order = Order.hold(
+        number,
+        USER,
+        program_id,
+        SHOW,
+        decision.tickets,
+        decision.total,
+        decision.pay_deadline,
+        NOW,
+        decision.hold_sequence,
+    )
     saved = await save_order(scripts, order, None, SEAT_ROW_STRIDE, TTL_S)
     assert saved.changed
     return order
@@ -399,7 +410,7 @@ async def test_a_cancel_that_reaches_the_log_before_the_hold_ends_the_order_afte
     program_id = program
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     [decision] = await reserve(scripts, program_id, [request(program_id, 1)], now_ms, SEAT_ROW_STRIDE, TTL_S)
-    assert decision.total is not None and decision.pay_deadline is not None
+    assert decision.total is not None and decision.pay_deadline is not None and decision.hold_sequence is not None
     cancel = CancelRequested(order_number=1, user_id=USER, program_id=program_id)
     hold = SeatsReserved(
         order_number=1,
@@ -409,6 +420,7 @@ async def test_a_cancel_that_reaches_the_log_before_the_hold_ends_the_order_afte
         tickets=decision.tickets,
         total_amount=decision.total,
         pay_deadline=decision.pay_deadline,
+        hold_sequence=decision.hold_sequence,
         requested_at=datetime.now(UTC),
     )
     await publisher.append([EventEnvelope.wrap(cancel, aggregate_version=1)], 10)

@@ -42,6 +42,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 REFERENCES = KnownReferences({110000}, {1: None, 101: 1})
 _user_ids = itertools.count(7_400_000_000_000 + uuid.uuid4().int % 1_000_000_000)
 _order_ms = itertools.count(int(time.time() * 1000) - EPOCH_MS)
+_hold_sequences = itertools.count(1)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _program() -> CreateProgram:
             "showTimes": [
                 {
                     "startsAt": (NOW + timedelta(days=20)).isoformat(),
-                    "ticketCategories": [{"name": "池座", "price": "380.00", "seatGrid": {"rows": 2, "columns": 5}}],
+                    "ticketCategories": [{"name": "池座", "price": "380.00", "seatGrid": {"rows": 4, "columns": 5}}],
                 }
             ],
         }
@@ -72,7 +73,7 @@ def _program() -> CreateProgram:
 
 @pytest_asyncio.fixture
 async def venue(isolated, db, redis, es, area_code) -> Venue:
-    """A program with ten seats, projected into its shard."""
+    """A program with twenty seats, projected into its shard."""
     sharded, _ = db
     events = create_program(_program(), REFERENCES, CountingIds(area_code * 100_000), NOW)
     topic = isolated.kafka.topic("program")
@@ -126,7 +127,12 @@ def _order_number(db: ShardedDatabase, user_id: int) -> int:
 
 
 def _reserved(
-    db: ShardedDatabase, venue: Venue, user_id: int, seats: list[SeatSpec], requested_at: datetime = NOW
+    db: ShardedDatabase,
+    venue: Venue,
+    user_id: int,
+    seats: list[SeatSpec],
+    requested_at: datetime = NOW,
+    hold_sequence: int | None = None,
 ) -> SeatsReserved:
     tickets = tuple(
         HeldTicket(
@@ -147,6 +153,7 @@ def _reserved(
         total_amount=sum((s.price for s in seats), Decimal(0)),
         pay_deadline=requested_at + timedelta(minutes=15),
         requested_at=requested_at,
+        hold_sequence=next(_hold_sequences) if hold_sequence is None else hold_sequence,
     )
 
 
@@ -205,15 +212,44 @@ async def test_reserved_seats_are_locked_for_the_order_and_the_others_stay_avail
     assert {v for k, v in states.items() if k not in {s.seat_id for s in held}} == {("available", None)}
 
 
-async def test_a_seat_locked_by_another_order_stays_with_it_when_a_second_order_names_it(projected, venue):
+async def test_a_hold_older_than_the_seats_last_one_does_not_take_it(projected, venue):
     projector, db, log = projected
     seat = venue.laid_out.seats[0]
-    first = _reserved(db, venue, next(_user_ids), [seat])
-    second = _reserved(db, venue, next(_user_ids), [seat])
+    older = _reserved(db, venue, next(_user_ids), [seat])
+    newer = _reserved(db, venue, next(_user_ids), [seat])
 
-    await projector.apply(log.batch(first, second))
+    await projector.apply(log.batch(newer, older))
 
-    assert (await _seat_states(db, venue.program_id))[seat.seat_id] == ("locked", first.order_number)
+    assert (await _seat_states(db, venue.program_id))[seat.seat_id] == ("locked", newer.order_number)
+
+
+async def test_a_seat_ends_as_redis_decided_whatever_the_interleaving_of_its_orders_partitions(projected, venue):
+    """A holds the seat and is cancelled; B then holds it and pays. A's events and B's are in
+    different partitions: every interleaving that keeps each order's own events in order leaves
+    the seat sold to B (and a rebuild's replay is one such interleaving)."""
+    projector, db, log = projected
+    interleavings = [
+        order
+        for order in itertools.permutations("aAbB")
+        if order.index("a") < order.index("A") and order.index("b") < order.index("B")
+    ]
+    seats = venue.laid_out.seats[10 : 10 + len(interleavings)]
+    buyers = {}
+    for seat, interleaving in zip(seats, interleavings, strict=True):
+        first = _reserved(db, venue, next(_user_ids), [seat])
+        then = _reserved(db, venue, next(_user_ids), [seat])
+
+        def ids(o: SeatsReserved) -> dict[str, int]:
+            return {"order_number": o.order_number, "user_id": o.user_id, "program_id": venue.program_id}
+
+        events = {"a": first, "A": OrderCancelled(**ids(first)), "b": then, "B": OrderPaid(**ids(then))}
+        for step in interleaving:
+            await projector.apply(log.batch(events[step]))
+        buyers[seat.seat_id] = then.order_number
+
+    states = await _seat_states(db, venue.program_id)
+    assert len(interleavings) == 6
+    assert {seat: states[seat] for seat in buyers} == {seat: ("sold", order) for seat, order in buyers.items()}
 
 
 async def test_a_rejected_order_lands_with_its_reason_and_no_tickets(projected, venue):

@@ -30,6 +30,7 @@ from infra.redis_keys import (
     available_seats,
     category_columns,
     category_show_times,
+    hold_sequence,
     order_decision,
     program_keys_pattern,
     program_tag,
@@ -215,10 +216,11 @@ async def finish(scripts: LuaScripts, program_id: int, order_number: int, ending
 
 
 async def snapshot(redis, program_id: int) -> dict[bytes, Any]:
-    """Every key of the program but the order decisions, with its contents."""
+    """Every key of the program but the order decisions and the hold sequence (a count of holds
+    that never goes back), with its contents."""
     found: dict[bytes, Any] = {}
     async for key in redis.scan_iter(match=program_keys_pattern(program_id)):
-        if key.startswith(order_decision(program_id, 0)[:-1].encode()):
+        if key.startswith(order_decision(program_id, 0)[:-1].encode()) or key == hold_sequence(program_id).encode():
             continue
         kind = await redis.type(key)
         if kind == b"hash":
@@ -344,7 +346,16 @@ async def test_an_order_decided_again_gets_the_same_decision_and_changes_nothing
 
     assert not first.again and again_in_batch.again and again_later.again
     assert again_in_batch.tickets == again_later.tickets == first.tickets and len(first.tickets) == 2
+    assert again_in_batch.hold_sequence == again_later.hold_sequence == first.hold_sequence
     assert await snapshot(redis, program) == after_first
+
+
+async def test_each_hold_takes_the_programs_next_hold_sequence_and_a_rejection_none(redis, scripts, program):
+    held = await decide(scripts, program, request(program, 1), request(program, 2, count=20), request(program, 3))
+    (later,) = await decide(scripts, program, request(program, 4))
+
+    assert [d.hold_sequence for d in (*held, later)] == [1, None, 2, 3]
+    assert int(await redis.get(hold_sequence(program))) == 3
 
 
 async def test_a_rejection_decided_again_stays_a_rejection_when_seats_are_free_since(scripts, program):

@@ -60,7 +60,7 @@ def _request(program_id: int, show_time_id: int, order_number: int, user_id: int
 
 
 def _reserved(request: OrderRequested, decision: Decision) -> SeatsReserved:
-    assert decision.total is not None and decision.pay_deadline is not None
+    assert decision.total is not None and decision.pay_deadline is not None and decision.hold_sequence is not None
     return SeatsReserved(
         order_number=request.order_number,
         user_id=request.user_id,
@@ -69,6 +69,7 @@ def _reserved(request: OrderRequested, decision: Decision) -> SeatsReserved:
         tickets=decision.tickets,
         total_amount=decision.total,
         pay_deadline=decision.pay_deadline,
+        hold_sequence=decision.hold_sequence,
         requested_at=datetime.now(UTC),
     )
 
