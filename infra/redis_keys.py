@@ -51,6 +51,13 @@ def inventory_applied(program_id: int) -> str:
     return f"{program_tag(program_id)}:inventory:applied"
 
 
+def order_snapshot(program_id: int, order_number: int) -> str:
+    """Hash (``version``, ``state``): the Order aggregate's snapshot, in its program's slot beside
+    the decision, so ``lua/order_release.lua`` saves it with the seats. ``:aggregate:`` marks it
+    as the command side's: ``damai rebuild inventory`` leaves it alone, as the program's own."""
+    return f"{program_tag(program_id)}:aggregate:order-{order_number}"
+
+
 def hold_sequence(program_id: int) -> str:
     """Counter: the program's holds so far (``lua/order_reserve.lua`` increments it per hold; each
     ``SeatsReserved`` carries its value)."""

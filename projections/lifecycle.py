@@ -55,10 +55,10 @@ from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
 from infra.metrics import ORDERS_ENDED
 from infra.redis import LuaScripts
-from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries
+from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries, order_snapshot
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
-from projections.seat_allocation import Loaded, load_order, order_snapshot, save_order
+from projections.seat_allocation import Loaded, load_order, save_order
 
 log = structlog.get_logger(__name__)
 

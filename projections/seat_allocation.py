@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from aggregates.order import Order, OrderStatus
 from events.order import HeldTicket, OrderRequested, RejectionReason
 from infra.redis import LuaScripts
-from infra.redis_keys import program_tag, remaining_counts
+from infra.redis_keys import order_snapshot, program_tag, remaining_counts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -108,13 +108,6 @@ async def reserve(
         ],
     )
     return [decision_of(d) for d in orjson.loads(reply)]
-
-
-def order_snapshot(program_id: int, order_number: int) -> str:
-    """Hash (``version``, ``state``): the Order aggregate's snapshot, in its program's slot beside
-    the decision, so ``lua/order_release.lua`` saves it with the seats. ``:aggregate:`` marks it
-    as the command side's: ``damai rebuild inventory`` leaves it alone, as the program's own."""
-    return f"{program_tag(program_id)}:aggregate:order-{order_number}"
 
 
 async def load_order(redis: Redis, program_id: int, order_number: int) -> Order | None:

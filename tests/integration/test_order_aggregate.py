@@ -31,14 +31,20 @@ from events.order import (
 from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
 from infra.redis import LuaScripts
-from infra.redis_keys import SEAT_ROW_STRIDE, available_seats, order_decision, program_keys_pattern, remaining_counts
+from infra.redis_keys import (
+    SEAT_ROW_STRIDE,
+    available_seats,
+    order_decision,
+    order_snapshot,
+    program_keys_pattern,
+    remaining_counts,
+)
 from infra.settings import Settings
 from projections.lifecycle import Lifecycle
 from projections.seat_allocation import (
     DecisionStatus,
     Loaded,
     load_order,
-    order_snapshot,
     reserve,
     save_order,
 )
