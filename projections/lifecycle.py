@@ -58,7 +58,7 @@ from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries, order_snapshot
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
-from projections.seat_allocation import Loaded, load_order, save_order
+from projections.seat_allocation import Loaded, load_order, queue_first_snapshot, save_order
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,9 @@ SAVE_ATTEMPTS = 3
 """Saves of one decision lost to another process before giving up (each reloads first)."""
 WAITING = "waiting:"
 """Field prefix, in an order's snapshot hash, of an intent waiting for the order's decision."""
+SNAPSHOT_FIELDS = 2
+"""An order's snapshot hash holds ``version`` and ``state`` (lua/order_release.lua); any more are
+intents waiting for its decision (``WAITING``)."""
 ENDINGS_GIVING_BACK = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
 
@@ -146,10 +149,21 @@ class Lifecycle:
         out: list[EventEnvelope] = []
         answered: list[tuple[str, bytes]] = []
         for tp, records in fetched.items():
+            # The allocator's decisions come in runs (a hot sale: nearly all of a fetch): each run
+            # is taken in one Redis round trip, before the next intent of the partition is decided.
+            decisions: list[tuple[EventEnvelope, SeatsReserved | OrderRejected]] = []
             for record in records:
                 found = decoded(record, self._settings.worker.lifecycle_group)
-                if found is not None:
-                    out += await self._apply(tp.partition, *found, answered)
+                if found is None:
+                    continue
+                envelope, event = found
+                if isinstance(event, SeatsReserved | OrderRejected):
+                    decisions.append((envelope, event))
+                    continue
+                out += await self._decided(tp.partition, decisions, answered)
+                decisions = []
+                out += await self._apply(tp.partition, envelope, event, answered)
+            out += await self._decided(tp.partition, decisions, answered)
         await self._append(out)
         for key, field in answered:
             await self._redis.hdel(key, field)
@@ -182,8 +196,6 @@ class Lifecycle:
         self, partition: int, envelope: EventEnvelope, event: DomainEvent, answered: list[tuple[str, bytes]]
     ) -> list[EventEnvelope]:
         match event:
-            case SeatsReserved() | OrderRejected():
-                return await self._decided(partition, envelope, event, answered)
             case CancelRequested() | PaymentConfirmed():
                 await self._unschedule(partition, event.order_number, event.program_id, event.user_id)
                 answer = await self._decide(event.program_id, event.order_number, event, envelope)
@@ -195,22 +207,43 @@ class Lifecycle:
     async def _decided(
         self,
         partition: int,
-        envelope: EventEnvelope,
-        event: SeatsReserved | OrderRejected,
+        decisions: list[tuple[EventEnvelope, SeatsReserved | OrderRejected]],
         answered: list[tuple[str, bytes]],
     ) -> list[EventEnvelope]:
-        """The allocator's decision reached the log. A hold: the order's first snapshot and its
+        """The allocator's decisions reached the log. Each hold: the order's first snapshot and its
         expiry scheduled (a rejection has nothing to end; a payment that ever names it loads it
-        from the log). Then the intents that waited for it are decided."""
-        if isinstance(event, SeatsReserved):
-            order = Order.from_log([envelope])
-            assert order is not None
-            await retrying("save", lambda: save_order(self._scripts, order, None, SEAT_ROW_STRIDE, self._ttl_s))
-            schedule = order_expiries(self._settings.orders.key_prefix, partition)
-            deadline_ms = int(event.pay_deadline.timestamp() * 1000)
-            await self._redis.zadd(
-                schedule, {_member(event.order_number, event.program_id, event.user_id): deadline_ms}
-            )
+        from the log) — a run of decisions in one pipeline. Then the intents that waited for one
+        (rare: a client racing the allocator) are decided."""
+        if not decisions:
+            return []
+        schedule = order_expiries(self._settings.orders.key_prefix, partition)
+
+        async def first_snapshots() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for envelope, event in decisions:
+                    if isinstance(event, SeatsReserved):
+                        order = Order.from_log([envelope])
+                        assert order is not None
+                        await queue_first_snapshot(pipe, self._scripts, order, SEAT_ROW_STRIDE, self._ttl_s)
+                        deadline_ms = int(event.pay_deadline.timestamp() * 1000)
+                        pipe.zadd(schedule, {_member(event.order_number, event.program_id, event.user_id): deadline_ms})
+                    pipe.hlen(order_snapshot(event.program_id, event.order_number))
+                return list(await pipe.execute())
+
+        replies = iter(await retrying("save", first_snapshots))
+        out: list[EventEnvelope] = []
+        for _, event in decisions:
+            fields = SNAPSHOT_FIELDS if isinstance(event, SeatsReserved) else 0
+            if isinstance(event, SeatsReserved):
+                next(replies), next(replies)  # the save (first snapshot: saved, or saved before) and the ZADD
+            if int(next(replies)) > fields:
+                out += await self._waiting_answered(partition, event, answered)
+        return out
+
+    async def _waiting_answered(
+        self, partition: int, event: SeatsReserved | OrderRejected, answered: list[tuple[str, bytes]]
+    ) -> list[EventEnvelope]:
+        """Decide the intents that waited for this decision (``_wait_for_decision``), in order."""
         key = order_snapshot(event.program_id, event.order_number)
         waiting = {f: v async for f, v in self._redis.hscan_iter(key, match=f"{WAITING}*")}
         out: list[EventEnvelope] = []

@@ -12,7 +12,7 @@ snapshot back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from aggregates.order import Order, OrderStatus
 from events.order import HeldTicket, OrderRequested, RejectionReason
@@ -149,6 +150,26 @@ async def save_order(
     )
 
 
+def queue_first_snapshot(
+    pipe: Pipeline, scripts: LuaScripts, order: Order, row_stride: int, ended_ttl_s: int
+) -> Awaitable[Any]:
+    """``save_order(order, None)`` queued on a pipeline (the lifecycle saves a fetch's new orders
+    in one round trip); the pipeline's reply for it reads with ``ended_of``."""
+    return scripts["order_release"](
+        keys=[remaining_counts(order.program_id)],
+        args=_release_args(
+            order.program_id,
+            order.order_number,
+            None,
+            None,
+            row_stride,
+            ended_ttl_s,
+            (0, order.version, order.snapshot()),
+        ),
+        client=pipe,
+    )
+
+
 async def finish(
     scripts: LuaScripts, program_id: int, order_number: int, ending: Ending, row_stride: int, ended_ttl_s: int
 ) -> Ended:
@@ -167,18 +188,36 @@ async def _release(
     ended_ttl_s: int,
     saving: tuple[int, int, bytes] | None,
 ) -> Ended:
-    changed, status = await scripts["order_release"](
+    reply = await scripts["order_release"](
         keys=[remaining_counts(program_id)],
-        args=[
-            program_tag(program_id),
-            order_number,
-            ending.value if ending is not None else "",
-            row_stride,
-            ended_ttl_s,
-            expected.value if expected is not None else "",
-            *(saving or ()),
-        ],
+        args=_release_args(program_id, order_number, ending, expected, row_stride, ended_ttl_s, saving),
     )
+    return ended_of(reply)
+
+
+def _release_args(
+    program_id: int,
+    order_number: int,
+    ending: Ending | None,
+    expected: DecisionStatus | None,
+    row_stride: int,
+    ended_ttl_s: int,
+    saving: tuple[int, int, bytes] | None,
+) -> list[Any]:
+    return [
+        program_tag(program_id),
+        order_number,
+        ending.value if ending is not None else "",
+        row_stride,
+        ended_ttl_s,
+        expected.value if expected is not None else "",
+        *(saving or ()),
+    ]
+
+
+def ended_of(reply: Sequence[Any]) -> Ended:
+    """``lua/order_release.lua``'s reply."""
+    changed, status = reply
     text = status.decode() if isinstance(status, bytes) else str(status)
     return Ended(bool(changed), DecisionStatus(text) if text else None)
 
