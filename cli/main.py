@@ -10,6 +10,7 @@ import time
 from typing import Annotated
 
 import typer
+import uvloop  # the deciders' event loop, as uvicorn's for the API (docs/orders.md, "Measured")
 
 from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
@@ -381,7 +382,7 @@ def allocator() -> None:
     from projections.allocator import Allocator
     from projections.deciders import run_decider
 
-    asyncio.run(run_decider(_settings(), Allocator))
+    uvloop.run(run_decider(_settings(), Allocator))
 
 
 @app.command()
@@ -390,7 +391,7 @@ def lifecycle() -> None:
     from projections.deciders import run_decider
     from projections.lifecycle import Lifecycle
 
-    asyncio.run(run_decider(_settings(), Lifecycle))
+    uvloop.run(run_decider(_settings(), Lifecycle))
 
 
 @app.command()
