@@ -47,6 +47,7 @@ bench: up
 	$(VENV)/bin/python -m bench.users
 	$(VENV)/bin/python -m bench.seat_map
 	$(VENV)/bin/python -m bench.purchase
+	$(VENV)/bin/python -m bench.allocator_consumers
 
 ## The API fuzzer with a heavy budget and a fresh random seed (make test runs it lightly).
 fuzz: up
