@@ -7,9 +7,9 @@ the admin API (as ``bench/purchase.py`` does: one show time, one seated category
 - (a) the plain aiokafka consumer group the allocator runs as (``python -m cli.main allocator``:
   ``Allocator``), and (b) a Faust agent (this module with ``--faust-worker``: the project's app
   factory, ``stream.take_events`` with the allocator's batch size and poll time, acked by Faust as
-  ADR 0003 says) — each a process of its own, each round starting with the other one. Both decide
-  with the same ``Allocation.decide`` (``projections/allocator.py``): one ``order_reserve.lua`` call
-  per program per batch, then the decision events appended (acks=all).
+  ADR 0003 says; on uvloop, as the allocator) — each a process of its own, each round starting
+  with the other one. Both decide with the same ``Allocation.decide`` (``projections/allocator.py``):
+  one ``order_reserve.lua`` call per program per batch, then the decision events appended (acks=all).
   Each run has a fresh program and a fresh consumer group whose offsets are committed at the end of
   ``order-requests`` before ``--backlog`` one-seat requests (distinct users, a deadline an hour
   away) are appended with ``publish_many``; then the consumer is started and runs until the last
@@ -22,6 +22,12 @@ the admin API (as ``bench/purchase.py`` does: one show time, one seated category
 
 A run is void, and the bench fails, unless every request was decided exactly once: one decision
 event per order number, holds + SOLD_OUT = backlog, no seat held twice, no seat left.
+
+``--ack-edge`` runs only a check of ADR 0003's edge on each consumer: the first append in the
+process raises an error no retry waits out, after the script has decided the batch; it prints how
+many requests are decided in Redis, how many have their event in the log and how many are left
+uncommitted (to be read again), after the consumer (aiokafka: a restarted allocator) has gone on.
+
 Logs go to bench/results/allocator-consumers/; the namespace is removed afterwards.
 """
 
@@ -43,6 +49,7 @@ from typing import Any
 import faust
 import httpx
 import orjson
+import uvloop
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import StreamT
@@ -464,6 +471,8 @@ def main() -> None:
     if args.faust_worker:
         settings = get_settings()
         configure_logging("WARNING", settings.log_json)
+        # The event loop the allocator runs on (cli/main.py), so that only the consumer differs.
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         faust.Worker(faust_allocator(settings), loglevel="WARNING", override_logging=False).execute_from_commandline()
     settings = get_settings().namespaced(f"bench{uuid.uuid4().hex[:8]}")
     for logs in (LOGS, API_LOGS):  # the API's log goes where bench/purchase.py keeps it
