@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import resource
 import shutil
@@ -418,22 +419,102 @@ class Sale:
     bare: list[Run]
     decided: list[Decided]
     decided_per_s: float
+    api_cpu: dict[str, float]
+    """CPU seconds each part of the system used during the API run."""
+    bare_cpu: dict[str, float]
+    """... and during the first bare run."""
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STACK_PARTS = {
+    "redis": "redis-server",
+    "kafka": "kafka.Kafka",
+    "postgres": "postgres",
+    "elasticsearch": "elasticsearch",
+}
+"""Stack services by a word of their command line (every process of one service counts to it)."""
+
+
+class CpuMeter:
+    """CPU seconds (user + system, from /proc) of each part of the system: the API (and its
+    uvicorn children), the bare app, the worker, the lifecycle, the allocator, and the stack's
+    services; read before and after a run, the difference is where the run's CPU went."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+
+    def read(self) -> dict[str, float]:
+        spent: dict[str, float] = dict.fromkeys([*self._pids, *STACK_PARTS], 0.0)
+        for name, pid in self._pids.items():
+            for each in [pid, *_descendants(pid)]:
+                spent[name] += _cpu_s(each)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                for name, word in STACK_PARTS.items():
+                    if word in command and "python" not in command:
+                        spent[name] += _cpu_s(int(entry.name))
+                        break
+        return spent
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14, 15 of stat
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
 
 
 def measure_sale(
-    settings: Settings, api: Server, bare: Server, show: Show, tokens: list[str], args: argparse.Namespace
+    settings: Settings,
+    api: Server,
+    bare: Server,
+    show: Show,
+    tokens: list[str],
+    args: argparse.Namespace,
+    meter: CpuMeter,
 ) -> Sale:
     api_load, bare_load = Load(args.connections), Load(args.connections)
     api_script = write_script(LOGS / "api-orders.lua", ORDERS_PATH, show, tokens)
     bare_script = write_script(LOGS / "bare-orders.lua", ORDERS_PATH, show, tokens)
+    before = meter.read()
     bare_load.run(bare.url, bare_script, args.duration)
+    between = meter.read()
     api_run = api_load.run(api.url, api_script, args.duration)
+    after = meter.read()
     bare_load.run(bare.url, bare_script, args.duration)
     asyncio.run(wait_drained(settings))
     every = asyncio.run(decisions(settings))
     ours = [d for d in every if d.program_id == show.program_id and api_run.started <= d.requested_at <= api_run.ended]
     in_window = [d for d in every if api_run.started <= d.decided_at <= api_run.ended]
-    return Sale(api_run, bare_load.runs, ours, len(in_window) / api_run.seconds)
+    return Sale(
+        api_run,
+        bare_load.runs,
+        ours,
+        len(in_window) / api_run.seconds,
+        CpuMeter.spent(between, after),
+        CpuMeter.spent(before, between),
+    )
 
 
 def sell_out(api: Server, settings: Settings, show: Show, tokens: list[str], connections: int) -> None:
@@ -655,7 +736,18 @@ def report_sale(sale: Sale, args: argparse.Namespace) -> None:
         f"decided/s in the window {sale.decided_per_s:,.0f}"
     )
     goal = "met" if api.per_s("202") >= 3000 and p99 <= 1.0 else "not met"
-    print(f"goal >= 3,000 accepted/s with decision p99 <= 1 s: {goal}", flush=True)
+    print(f"goal >= 3,000 accepted/s with decision p99 <= 1 s: {goal}")
+    print("where the CPU went (seconds of CPU during the run; ms of CPU per accepted request):")
+    for label, run, spent in [("API run", api, sale.api_cpu), ("bare run", bare[0], sale.bare_cpu)]:
+        accepted = run.statuses.get("202", 0) or 1
+        parts = sorted(((s, n) for n, s in spent.items() if s >= 0.05), reverse=True)
+        total = sum(spent.values())
+        print(
+            f"  {label}: {total:.1f} s in {run.seconds:.0f} s ({total / run.seconds:.2f} cores), "
+            f"{total * 1000 / accepted:.2f} ms per accepted request"
+        )
+        print("    " + ", ".join(f"{n} {s:.1f} s ({s * 1000 / accepted:.2f} ms)" for s, n in parts))
+    print(flush=True)
 
 
 def report_sold_out(sold_out: dict[str, list[Run]], args: argparse.Namespace) -> None:
@@ -718,7 +810,16 @@ def main() -> None:
         issuer = AccessTokens(settings.tokens)
         tokens = [issuer.issue(TOKEN_USERS + i).token for i in range(args.tokens)]
         print(f"namespace {settings.kafka.topic_prefix} ready; {len(tokens):,} tokens", flush=True)
-        report_sale(measure_sale(settings, api, bare, sale_show, tokens, args), args)
+        meter = CpuMeter(
+            {
+                "API": api.proc.pid,
+                "bare": bare.proc.pid,
+                "worker": children[0].proc.pid,
+                "lifecycle": children[1].proc.pid,
+                "allocator": allocator.proc.pid,
+            }
+        )
+        report_sale(measure_sale(settings, api, bare, sale_show, tokens, args, meter), args)
         if args.profile:
             profile_sale(api, allocator, sale_show, tokens, args)
         sell_out(api, settings, small, tokens, args.connections)
