@@ -31,6 +31,18 @@ class System:
         return {"Authorization": f"Bearer {self.settings.api.admin_token}"}
 
 
+def buyers_env(**settings: str) -> dict[str, str]:
+    """An API for a module of buyers (its ``api_env``): the captcha gate and the per-address sign-in
+    limits out of the way (a module registers and signs in many buyers from one address), the
+    per-user order limit too; then ``settings`` (environment names to values)."""
+    return {
+        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
+        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "100000",
+        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "100000",
+        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "100000",
+    } | settings
+
+
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
     """DAMAI_* settings the API process of a test module runs with (override in the module)."""

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from events.order import OrderRequested
 from events.serialization import decode, payload_of
 from infra.redis_keys import remaining_counts
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_order_requests import Buyer, Show, automatic, redis_module, show, signed_in_buyer
 
 pytestmark = pytest.mark.slow
@@ -27,13 +27,7 @@ ORDER_LIMIT = 3
 
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
-    return {
-        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
-        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "1000",
-        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "1000",
-        "DAMAI_RATE_LIMITS__ORDER_LIMIT": str(ORDER_LIMIT),
-        "DAMAI_RATE_LIMITS__ORDER_WINDOW_MS": "60000",
-    }
+    return buyers_env(DAMAI_RATE_LIMITS__ORDER_LIMIT=str(ORDER_LIMIT), DAMAI_RATE_LIMITS__ORDER_WINDOW_MS="60000")
 
 
 async def test_a_user_over_the_order_limit_is_refused_and_nothing_is_appended(system: System, show: Show):

@@ -53,7 +53,7 @@ from projections.replay import CATALOGUE_FAMILIES, ORDER_FAMILIES, copy_families
 from queries.views import programs
 from tests.conftest import isolated_copy
 from tests.consumer_groups import caught_up
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_admin_programs import _published, program_body
 from tests.e2e.test_allocation import automatic, chosen, on_sale, order
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
@@ -69,13 +69,7 @@ PROCESSING_TIME_COLUMNS = {"order": {"updated_at"}, "order_ticket": set[str](), 
 
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
-    return {
-        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
-        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "100000",
-        "DAMAI_ORDERS__DECISION_DEADLINE_S": str(DECISION_DEADLINE_S),
-    }
+    return buyers_env(DAMAI_ORDERS__DECISION_DEADLINE_S=str(DECISION_DEADLINE_S))
 
 
 @dataclass

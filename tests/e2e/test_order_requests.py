@@ -19,7 +19,7 @@ from events.serialization import decode, payload_of
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import create_redis
 from queries.views import programs
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_admin_programs import _published, program_body, seats_projected
 from tests.e2e.test_users import PASSWORD, new_mobile, register
 from tests.processes import eventually
@@ -29,12 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
-    return {
-        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
-        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "1000",
-        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "1000",
-        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "1000",
-    }
+    return buyers_env()
 
 
 @dataclass(frozen=True)

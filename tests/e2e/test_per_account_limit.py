@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import account_tickets, available_seats
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_allocation import automatic, on_sale, order
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
 from tests.processes import Child
@@ -30,12 +30,7 @@ CONCURRENT = 30
 
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
-    return {
-        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
-        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "100000",
-    }
+    return buyers_env()
 
 
 @pytest_asyncio.fixture(scope="module")

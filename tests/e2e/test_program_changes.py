@@ -75,8 +75,14 @@ async def test_a_moved_show_time_and_a_new_price_reach_every_store_and_cache(
     vip_seats = await programs.seats_of(catalogue, program_id, vip)
     assert {s.price for s in vip_seats} == {Decimal("1880.00")} and len(vip_seats) == 200
     assert await redis.hget(ticket_category_prices(program_id), str(vip)) == b"1880.00"
-    document = await _search_document(system, es, program_id)
-    assert document["showTimes"] == [moved_to.isoformat()] and document["maxPrice"] == 1880.0
+
+    async def document_changed() -> bool:
+        # The projector tells the caches before it indexes the search: the document may follow the
+        # detail by a moment.
+        document = await _search_document(system, es, program_id)
+        return bool(document["showTimes"] == [moved_to.isoformat()] and document["maxPrice"] == 1880.0)
+
+    await eventually(document_changed, PROJECTED_S, "the search document to show the change")
     seat_map = (await system.http.get(f"/api/v1/programs/{program_id}/seats")).json()
     assert [g["price"] for g in seat_map["priceGroups"]] == ["380.00", "1880.00"]
     on_the_new_day = {"timeWindow": "range", "startDate": _local_date(moved_to), "endDate": _local_date(moved_to)}

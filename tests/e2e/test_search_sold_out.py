@@ -16,7 +16,7 @@ from elasticsearch import AsyncElasticsearch
 
 from infra.postgres.sharded import ShardedDatabase
 from infra.search import index_name
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_allocation import automatic, on_sale, order
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
 from tests.processes import Child, eventually
@@ -29,12 +29,7 @@ SEEN_S = 20
 
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
-    return {
-        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
-        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "100000",
-    }
+    return buyers_env()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 
 from infra.postgres.sharded import ShardedDatabase
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_allocation import on_sale
 from tests.e2e.test_order_requests import signed_in_buyer
 from tests.e2e.test_search_sold_out import SEEN_S, cancel, hold, processors, searched
@@ -22,13 +22,7 @@ __all__ = ["processors"]  # the allocator and the lifecycle, as a fixture of thi
 @pytest.fixture(scope="module")
 def api_env() -> dict[str, str]:
     """An API whose Elasticsearch never answers (nothing listens there)."""
-    return {
-        "DAMAI_ELASTICSEARCH__URL": f"http://127.0.0.1:{free_port()}",
-        "DAMAI_CAPTCHA__THRESHOLD_PER_SECOND": "100000",
-        "DAMAI_RATE_LIMITS__REGISTRATION_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__LOGIN_LIMIT": "100000",
-        "DAMAI_RATE_LIMITS__ORDER_LIMIT": "100000",
-    }
+    return buyers_env(DAMAI_ELASTICSEARCH__URL=f"http://127.0.0.1:{free_port()}")
 
 
 async def test_the_fallback_says_sold_out_once_the_last_seat_is_held_and_not_once_a_hold_is_cancelled(
