@@ -155,19 +155,8 @@ def queue_first_snapshot(
 ) -> Awaitable[Any]:
     """``save_order(order, None)`` queued on a pipeline (the lifecycle saves a fetch's new orders
     in one round trip); the pipeline's reply for it reads with ``ended_of``."""
-    return scripts["order_release"](
-        keys=[remaining_counts(order.program_id)],
-        args=_release_args(
-            order.program_id,
-            order.order_number,
-            None,
-            None,
-            row_stride,
-            ended_ttl_s,
-            (0, order.version, order.snapshot()),
-        ),
-        client=pipe,
-    )
+    number, saving = order.order_number, (0, order.version, order.snapshot())
+    return _release_call(scripts, order.program_id, number, None, None, row_stride, ended_ttl_s, saving, pipe)
 
 
 async def finish(
@@ -188,14 +177,13 @@ async def _release(
     ended_ttl_s: int,
     saving: tuple[int, int, bytes] | None,
 ) -> Ended:
-    reply = await scripts["order_release"](
-        keys=[remaining_counts(program_id)],
-        args=_release_args(program_id, order_number, ending, expected, row_stride, ended_ttl_s, saving),
+    return ended_of(
+        await _release_call(scripts, program_id, order_number, ending, expected, row_stride, ended_ttl_s, saving)
     )
-    return ended_of(reply)
 
 
-def _release_args(
+def _release_call(
+    scripts: LuaScripts,
     program_id: int,
     order_number: int,
     ending: Ending | None,
@@ -203,16 +191,22 @@ def _release_args(
     row_stride: int,
     ended_ttl_s: int,
     saving: tuple[int, int, bytes] | None,
-) -> list[Any]:
-    return [
-        program_tag(program_id),
-        order_number,
-        ending.value if ending is not None else "",
-        row_stride,
-        ended_ttl_s,
-        expected.value if expected is not None else "",
-        *(saving or ()),
-    ]
+    client: Pipeline | None = None,
+) -> Awaitable[Any]:
+    """``lua/order_release.lua`` called (or, with a pipeline, queued on it)."""
+    return scripts["order_release"](
+        keys=[remaining_counts(program_id)],
+        args=[
+            program_tag(program_id),
+            order_number,
+            ending.value if ending is not None else "",
+            row_stride,
+            ended_ttl_s,
+            expected.value if expected is not None else "",
+            *(saving or ()),
+        ],
+        client=client,
+    )
 
 
 def ended_of(reply: Sequence[Any]) -> Ended:
