@@ -662,6 +662,11 @@ class WorkerSettings(BaseModel):
         default=10.0, description="A worker silent this long is dropped from its group and its partitions move."
     )
     heartbeat_interval_s: float = Field(default=3.0, description="How often a worker tells its group it is alive.")
+    rebalance_timeout_s: float = Field(
+        default=20.0,
+        description="Longest the broker waits for the members of a group to rejoin a rebalance. A worker killed "
+        "after it asked to rejoin holds its group up this long (Faust's default is 60 s).",
+    )
     allocator_group: str = Field(
         default="damai-allocator", description="Consumer group of the seat allocators (over order-requests)."
     )

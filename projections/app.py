@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, group: str | None = None, web_port: int | 
         stream_wait_empty=True,
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=settings.worker.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.worker.rebalance_timeout_s,
         web_enabled=web_port is not None,
         web_port=web_port or settings.worker.web_port,
         web_host="127.0.0.1",

@@ -68,6 +68,7 @@ def group_consumer(settings: Settings, group: str, client_id: str, *topics: str,
         auto_offset_reset="earliest",
         session_timeout_ms=int(settings.worker.session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.worker.heartbeat_interval_s * 1000),
+        rebalance_timeout_ms=int(settings.worker.rebalance_timeout_s * 1000),
         **options,
     )
 
