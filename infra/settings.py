@@ -696,6 +696,69 @@ class WorkerSettings(BaseModel):
     )
 
 
+class AlipaySettings(BaseModel):
+    """The Alipay channel (infra/payments/alipay.py). The defaults point at the local sandbox
+    (``damai sandbox-pay``), whose key pair lives under the state directory."""
+
+    app_id: str = Field(default="2021000000000001", description="The app id Alipay issued; notifications must name it.")
+    seller_id: str = Field(
+        default="", description="The seller (PID) notifications must name; empty accepts any seller of the app."
+    )
+    gateway: str = Field(
+        default="http://127.0.0.1:18080/gateway.do",
+        description="The open API gateway (Alipay's, or the sandbox's on loopback).",
+    )
+    app_private_key_file: str = Field(
+        default="",
+        description="PEM file of the app's RSA private key (signs requests); empty: the sandbox's, under the "
+        "state directory.",
+    )
+    alipay_public_key_file: str = Field(
+        default="",
+        description="PEM file of Alipay's RSA public key (verifies notifications and answers); empty: the "
+        "sandbox's, under the state directory.",
+    )
+    notify_url: str = Field(
+        default="http://127.0.0.1:8000/api/v1/payments/alipay/notify",
+        description="Where Alipay sends its asynchronous notifications (this API's notify route, as the "
+        "provider reaches it).",
+    )
+    return_url: str = Field(default="", description="Where the payment page sends the buyer back; empty for none.")
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="Longest a call to the gateway may take.")
+
+
+class PaymentSettings(BaseModel):
+    """Paying, reconciling and refunding (docs/payments.md)."""
+
+    channels: list[str] = Field(default_factory=lambda: ["alipay"], description="The channels buyers may pay by.")
+    alipay: AlipaySettings = Field(default_factory=AlipaySettings)
+    sandbox_host: str = Field(default="127.0.0.1", description="Address `damai sandbox-pay` binds.")
+    sandbox_port: int = Field(default=18080, description="Port `damai sandbox-pay` listens on.")
+    group: str = Field(
+        default="damai-payments",
+        description="Consumer group of the payment processors (notifications to orders, refunds, reconciliation).",
+    )
+    reconcile_after_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="An unpaid order's bill this old without a notification is asked about at the provider.",
+    )
+    reconcile_tick_s: float = Field(default=5.0, gt=0, le=600, description="How often the reconciler looks.")
+    reconcile_batch: int = Field(
+        default=500, ge=1, le=100_000, description="Most bills one reconciler tick asks about."
+    )
+    reconcile_concurrency: int = Field(
+        default=32, ge=1, le=1_000, description="Provider queries one reconciler has in flight at once."
+    )
+    refund_retry_initial_s: float = Field(default=1.0, gt=0, description="First wait after a failed refund; doubles.")
+    refund_retry_max_s: float = Field(default=300.0, gt=0, description="Longest wait between refund attempts.")
+    check_before_expiry: bool = Field(
+        default=True,
+        description="Ask the provider before expiring an order with an open bill, so a buyer who paid in the "
+        "last second is not expired.",
+    )
+
+
 class SearchAvailabilitySettings(BaseModel):
     """The search availability processor: the sold-out state of the search documents, kept up with
     holds and their endings (projections/search_availability.py)."""
@@ -788,6 +851,7 @@ class Settings(BaseSettings):
     captcha: CaptchaSettings = Field(default_factory=CaptchaSettings)
     users: UserSettings = Field(default_factory=UserSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     @model_validator(mode="after")
@@ -836,6 +900,7 @@ class Settings(BaseSettings):
                 "captcha": self.captcha.model_copy(update={"key_prefix": tag}),
                 "users": self.users.model_copy(update={"key_prefix": tag}),
                 "orders": self.orders.model_copy(update={"key_prefix": tag}),
+                "payments": self.payments.model_copy(update={"group": f"{tag}-payments"}),
             }
         )
 
@@ -846,6 +911,7 @@ class Settings(BaseSettings):
             "DAMAI_WORKER__PROJECTOR_GROUP": self.worker.projector_group,
             "DAMAI_WORKER__ALLOCATOR_GROUP": self.worker.allocator_group,
             "DAMAI_WORKER__LIFECYCLE_GROUP": self.worker.lifecycle_group,
+            "DAMAI_PAYMENTS__GROUP": self.payments.group,
             "DAMAI_ELASTICSEARCH__INDEX_PREFIX": self.elasticsearch.index_prefix,
             "DAMAI_POSTGRES__SCHEMA_NAME": self.postgres.schema_name,
             "DAMAI_IDS__KEY_TAG": self.ids.key_tag,
