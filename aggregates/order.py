@@ -2,10 +2,10 @@
 
 ::
 
-    requested ──▶ unpaid (seats held) ──▶ paid
+    requested ──▶ unpaid (seats held) ──▶ paid ──▶ (refund asked: RefundRequired) refunded
         │               ├──────────────▶ cancelled ─┐
-        │               └──────────────▶ expired  ──┼─▶ a payment after it: RefundRequired
-        └─────────▶ rejected ───────────────────────┘
+        │               └──────────────▶ expired  ──┴─▶ a payment after it: RefundRequired,
+        └─────────▶ rejected                             then, once the provider gave it back, refunded
 
 *Requested* is the order before its aggregate exists: an ``OrderRequested`` on ``order-requests``
 (keyed by program), which the allocator decides into this aggregate's first event,
@@ -24,7 +24,7 @@ saved (docs/orders.md, "The Order aggregate").
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Self
@@ -35,6 +35,7 @@ from aggregates.base import Aggregate, Decided
 from aggregates.errors import Conflict
 from events.envelope import EventEnvelope
 from events.order import ORDER_FAMILY, HeldTicket, RejectionReason, order_key
+from events.program import RefundPolicy
 from events.registry import event_class
 
 
@@ -46,24 +47,50 @@ class OrderStatus(StrEnum):
     PAID = "paid"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    REFUNDED = "refunded"
 
 
 NOT_DUE = "ORDER_NOT_DUE"
 """The code of an expiry asked for before the payment deadline."""
+NOT_REFUNDABLE = "ORDER_NOT_REFUNDABLE"
+REFUND_NOT_ALLOWED = "REFUND_NOT_ALLOWED"
 ORDER_EVENTS = frozenset(
-    {"SeatsReserved", "OrderRejected", "OrderPaid", "OrderCancelled", "OrderExpired", "RefundRequired"}
+    {
+        "SeatsReserved",
+        "OrderRejected",
+        "OrderPaid",
+        "OrderCancelled",
+        "OrderExpired",
+        "RefundRequired",
+        "OrderRefunded",
+    }
 )
 """The order's own events (its history); the rest of ``order`` are intents for the lifecycle."""
 
 
+class Payment(BaseModel):
+    """The payment that paid the order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    payment_id: str
+    amount: Decimal
+    paid_at: datetime
+
+
 class Refund(BaseModel):
-    """A payment to give back, and the event that said so (to append it again, the same)."""
+    """A payment to give back, and the event that said so (to append it again, the same); once the
+    provider gave it back, its refund number and time, and the event that said that."""
 
     model_config = ConfigDict(frozen=True)
 
     amount: Decimal
     version: int
     at: datetime
+    refund_number: str | None = None
+    refunded_at: datetime | None = None
+    refunded_version: int | None = None
+    refunded_recorded_at: datetime | None = None
 
 
 class _Ended(Aggregate.Event):
@@ -73,12 +100,15 @@ class _Ended(Aggregate.Event):
 
     def apply(self, aggregate: Any) -> None:
         aggregate.status = self.status
+        aggregate.ended_as = self.status
         aggregate.ended_at = self.timestamp
         aggregate.ended_version = self.originator_version
 
 
 class Order(Aggregate):
     topic_family = ORDER_FAMILY
+    snapshot_version = 2
+    """2: the payment, how it ended, and the refunds' outcomes."""
 
     class SeatsReserved(Aggregate.Created):
         order_number: int
@@ -111,6 +141,14 @@ class Order(Aggregate):
 
     class OrderPaid(_Ended):
         status = OrderStatus.PAID
+        payment_id: str | None
+        amount: Decimal | None
+        paid_at: datetime | None
+
+        def apply(self, aggregate: Any) -> None:
+            super().apply(aggregate)
+            if self.payment_id is not None and self.amount is not None and self.paid_at is not None:
+                aggregate.payment = Payment(payment_id=self.payment_id, amount=self.amount, paid_at=self.paid_at)
 
     class OrderCancelled(_Ended):
         status = OrderStatus.CANCELLED
@@ -126,6 +164,26 @@ class Order(Aggregate):
             aggregate.refunds[self.payment_id] = Refund(
                 amount=self.amount, version=self.originator_version, at=self.timestamp
             )
+            if aggregate.status is OrderStatus.PAID:  # asked for: the seats go back now
+                aggregate.status = OrderStatus.REFUNDED
+
+    class OrderRefunded(Aggregate.Event):
+        payment_id: str
+        refund_number: str
+        amount: Decimal
+        refunded_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            refund = aggregate.refunds[self.payment_id]
+            aggregate.refunds[self.payment_id] = refund.model_copy(
+                update={
+                    "refund_number": self.refund_number,
+                    "refunded_at": self.refunded_at,
+                    "refunded_version": self.originator_version,
+                    "refunded_recorded_at": self.timestamp,
+                }
+            )
+            aggregate.status = OrderStatus.REFUNDED
 
     order_number: int
     user_id: int
@@ -137,12 +195,17 @@ class Order(Aggregate):
     tickets: tuple[HeldTicket, ...]
     total_amount: Decimal | None
     pay_deadline: datetime | None
+    ended_as: OrderStatus | None
+    """How it ended: paid, cancelled or expired (a refund comes after)."""
     ended_at: datetime | None
     """When it was paid, cancelled or expired."""
     ended_version: int | None
     """The version of that ending, so it can be appended again, the same, after a crash."""
+    payment: Payment | None
+    """The payment that paid it (None before, and for an order paid before payments were named)."""
     refunds: dict[str, Refund]
-    """Payments to give back, by payment id: each confirmed after the order had ended."""
+    """Payments to give back, by payment id: each confirmed after the order had ended, or the
+    order's own payment when its refund was asked for."""
 
     @staticmethod
     def create_id(order_number: int) -> str:
@@ -163,8 +226,10 @@ class Order(Aggregate):
         self.tickets = ()
         self.total_amount = None
         self.pay_deadline = None
+        self.ended_as = None
         self.ended_at = None
         self.ended_version = None
+        self.payment = None
         self.refunds = {}
 
     # -- the allocator's decision ---------------------------------------------------------------
@@ -239,13 +304,59 @@ class Order(Aggregate):
             )
         self.trigger_event(self.OrderExpired)
 
-    def confirm_payment(self, payment_id: str, amount: Decimal) -> None:
+    def confirm_payment(self, payment_id: str, amount: Decimal, paid_at: datetime) -> None:
         """A payment the provider confirmed: unpaid → paid; after a cancel, an expiry or a rejection
-        the money goes back (``RefundRequired``, once per payment); a paid order changes nothing."""
+        the money goes back (``RefundRequired``, once per payment); the payment that paid the order
+        changes nothing. A second, different payment of a paid order goes back too."""
         if self.status is OrderStatus.UNPAID:
-            self.trigger_event(self.OrderPaid)
-        elif self.status is not OrderStatus.PAID and payment_id not in self.refunds:
+            self.trigger_event(self.OrderPaid, payment_id=payment_id, amount=amount, paid_at=paid_at)
+        elif not self._paid_by(payment_id) and payment_id not in self.refunds:
             self.trigger_event(self.RefundRequired, payment_id=payment_id, amount=amount)
+
+    def request_refund(self, policy: RefundPolicy, show_starts_at: datetime, now: datetime, by_admin: bool) -> None:
+        """Paid → refunded: the seats go back on sale now and the payment's money is given back
+        (``RefundRequired``). The buyer may ask while the program's policy allows it (refundable,
+        up to its hours before the show, ``REFUND_NOT_ALLOWED`` otherwise); an admin whatever the
+        policy (a cancelled show). ``ORDER_NOT_REFUNDABLE`` unless the order is paid."""
+        if self.status is not OrderStatus.PAID or self.payment is None:
+            raise Conflict(
+                f"only a paid order can be refunded; this one is {self.status.value}",
+                code=NOT_REFUNDABLE,
+                details={"status": self.status.value},
+            )
+        cut_off = show_starts_at - timedelta(hours=policy.deadline_hours_before_show)
+        if not by_admin and (not policy.refundable or now > cut_off):
+            raise Conflict(
+                "the program's refund policy does not allow a refund now",
+                code=REFUND_NOT_ALLOWED,
+                details={"refundable": policy.refundable, "refundableUntil": cut_off.isoformat()},
+            )
+        self.trigger_event(self.RefundRequired, payment_id=self.payment.payment_id, amount=self.payment.amount)
+
+    def confirm_refund(self, payment_id: str, refund_number: str, amount: Decimal, refunded_at: datetime) -> None:
+        """The provider gave a payment's money back: the order ends refunded (once per payment).
+        Refused (``REFUND_NOT_REQUIRED``) for a payment it never asked to give back."""
+        refund = self.refunds.get(payment_id)
+        if refund is None:
+            raise Conflict(
+                "no refund of this payment was asked for",
+                code="REFUND_NOT_REQUIRED",
+                details={"paymentId": payment_id},
+            )
+        if refund.refunded_at is None:
+            self.trigger_event(
+                self.OrderRefunded,
+                payment_id=payment_id,
+                refund_number=refund_number,
+                amount=amount,
+                refunded_at=refunded_at,
+            )
+
+    def _paid_by(self, payment_id: str) -> bool:
+        """The order was paid by this payment (or, paid before payments were named, by any)."""
+        if self.ended_as is not OrderStatus.PAID:
+            return False
+        return self.payment is None or self.payment.payment_id == payment_id
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -255,8 +366,12 @@ class Order(Aggregate):
         version), which is how a crash between deciding and appending is made good."""
         if self.ended_at is None or self.ended_version is None:
             return None
-        [kind] = [k for k in (self.OrderPaid, self.OrderCancelled, self.OrderExpired) if k.status is self.status]
-        return Decided(event_class(kind.__name__)(**self.identity()), self.ended_version, self.ended_at)
+        kinds = (self.OrderPaid, self.OrderCancelled, self.OrderExpired)
+        [kind] = [k for k in kinds if k.status is self.ended_as]
+        fields = self.identity()
+        if kind is self.OrderPaid and self.payment is not None:
+            fields |= self.payment.model_dump()
+        return Decided(event_class(kind.__name__)(**fields), self.ended_version, self.ended_at)
 
     def refund_for(self, payment_id: str) -> Decided | None:
         """The ``RefundRequired`` decided for this payment, as it was decided; None if none was."""
@@ -265,6 +380,23 @@ class Order(Aggregate):
             return None
         fields = {**self.identity(), "payment_id": payment_id, "amount": refund.amount}
         return Decided(event_class("RefundRequired")(**fields), refund.version, refund.at)
+
+    def refunded_for(self, payment_id: str) -> Decided | None:
+        """The ``OrderRefunded`` of this payment, as it was decided; None before the provider gave
+        the money back."""
+        refund = self.refunds.get(payment_id)
+        if refund is None or refund.refunded_version is None:
+            return None
+        assert refund.refund_number is not None and refund.refunded_at is not None
+        assert refund.refunded_recorded_at is not None
+        fields = {
+            **self.identity(),
+            "payment_id": payment_id,
+            "refund_number": refund.refund_number,
+            "amount": refund.amount,
+            "refunded_at": refund.refunded_at,
+        }
+        return Decided(event_class("OrderRefunded")(**fields), refund.refunded_version, refund.refunded_recorded_at)
 
     @classmethod
     def from_log(cls, envelopes: Iterable[EventEnvelope]) -> Self | None:

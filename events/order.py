@@ -17,14 +17,22 @@ request again appends the same event), then ``PaymentConfirmed``, ``OrderCancell
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from events.base import DomainEvent
-from events.program import EntityId, Moment, SeatColumn, SeatRow, SmallCount, StoredPrice
-from events.registry import register_event
+from events.program import (
+    REFUND_DEADLINE_HOURS_MAX,
+    EntityId,
+    Moment,
+    SeatColumn,
+    SeatRow,
+    SmallCount,
+    StoredPrice,
+)
+from events.registry import register_event, upcaster
 from events.user import BlindIndexHex
 
 ORDER_REQUESTS_FAMILY = "order-requests"
@@ -34,6 +42,10 @@ TICKETS_PER_ORDER_MAX = 20
 
 OrderNumber = EntityId
 """A gene order number (docs/ids.md): a 63-bit snowflake whose low bits are the user's gene."""
+
+
+PaymentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+"""The provider's number of the trade that paid (Alipay's ``trade_no``), or of a refund."""
 
 
 def order_key(order_number: int) -> str:
@@ -221,23 +233,79 @@ class PaymentConfirmed(OrderEvent):
 
     user_id: EntityId
     program_id: EntityId
-    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    payment_id: PaymentId
     amount: StoredPrice
     paid_at: Moment
 
 
 @register_event
 class OrderPaid(OrderEnded):
-    """Paid while held: its seats are sold."""
+    """Paid while held: its seats are sold. Schema 2 names the payment (schema 1 had none)."""
 
     event_type = "OrderPaid"
+    schema_version = 2
+
+    payment_id: PaymentId | None = None
+    amount: StoredPrice | None = None
+    paid_at: Moment | None = None
+
+
+@upcaster("OrderPaid", from_version=1)
+def _order_paid_names_its_payment(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "paymentId": None, "amount": None, "paidAt": None}
 
 
 @register_event
 class RefundRequired(OrderEnded):
-    """A payment arrived for an order already cancelled or expired: the money goes back."""
+    """The money of one payment goes back: it arrived for an order already cancelled or expired
+    (the order stays so until the refund is confirmed), or the paid order's buyer or an admin asked
+    for a refund (the order is refunded at once: its seats are back on sale)."""
 
     event_type = "RefundRequired"
 
-    payment_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+    payment_id: PaymentId
     amount: StoredPrice
+
+
+@register_event
+class RefundRequested(OrderEvent):
+    """The buyer (or, ``by_admin``, support staff, whatever the policy) asked for a paid order's
+    money back: an intent the lifecycle decides. It carries the program's refund policy and the
+    show's start as the API read them."""
+
+    event_type = "RefundRequested"
+
+    user_id: EntityId
+    program_id: EntityId
+    by_admin: bool
+    refundable: bool
+    deadline_hours_before_show: int = Field(ge=0, le=REFUND_DEADLINE_HOURS_MAX)
+    show_starts_at: Moment
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+@register_event
+class RefundConfirmed(OrderEvent):
+    """The provider gave the payment's money back (the payment processor appends it after its
+    ``RefundSucceeded``): an intent the lifecycle decides into ``OrderRefunded``."""
+
+    event_type = "RefundConfirmed"
+
+    user_id: EntityId
+    program_id: EntityId
+    payment_id: PaymentId
+    refund_number: PaymentId
+    amount: StoredPrice
+    refunded_at: Moment
+
+
+@register_event
+class OrderRefunded(OrderEnded):
+    """The payment's money is back with the buyer: the order ends refunded."""
+
+    event_type = "OrderRefunded"
+
+    payment_id: PaymentId
+    refund_number: PaymentId
+    amount: StoredPrice
+    refunded_at: Moment

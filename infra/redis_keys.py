@@ -58,6 +58,14 @@ def order_snapshot(program_id: int, order_number: int) -> str:
     return f"{program_tag(program_id)}:aggregate:order-{order_number}"
 
 
+def pay_bill_marker(program_id: int, order_number: int) -> str:
+    """String (JSON: ``payBillId``, ``channel``, ``amount``, ``createdAt`` ISO): the order's open
+    pay bill, written by ``POST /api/v1/orders/{n}/payment`` before it answers, in the program's
+    slot, so the lifecycle asks the provider before it expires an order someone may have paid,
+    and the order view shows the bill at once. Expires with the order's view."""
+    return f"{program_tag(program_id)}:aggregate:payment-{order_number}"
+
+
 def hold_sequence(program_id: int) -> str:
     """Counter: the program's holds so far (``lua/order_reserve.lua`` increments it per hold; each
     ``SeatsReserved`` carries its value)."""
@@ -220,3 +228,15 @@ def order_expiries(prefix: str, partition: int) -> str:
     """Sorted set: the held orders of one ``order`` partition ("<order>:<program>:<user>"), scored by
     their payment deadline (ms); the lifecycle that owns the partition expires them when due."""
     return f"{prefix}:{{order-expiry:{partition}}}"
+
+
+def open_bills(prefix: str) -> str:
+    """Sorted set: the orders with a pay bill ("<order>:<program>:<user>"), scored by when the bill
+    is next to be asked about at its provider (ms); the reconciler asks, then drops the ones that
+    ended."""
+    return f"{prefix}:{{open-bills}}"
+
+
+def refunds_due(prefix: str) -> str:
+    """Sorted set: refunds to carry out at the provider (their JSON), scored by the next attempt (ms)."""
+    return f"{prefix}:{{refunds}}"
