@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +26,8 @@ from redis.asyncio import Redis
 
 from commands.captcha import CaptchaGate
 from commands.order import Orders
+from commands.payment import Payments
+from commands.ports import PaymentProvider
 from commands.program import Catalogue
 from commands.reference import Reference
 from commands.sessions import Sessions
@@ -40,9 +42,11 @@ from infra.order_store import (
     RedisDecisions,
     RedisOrderAdmission,
     RedisOrderIndex,
+    RedisPayBills,
     RedisTicketBuyers,
 )
 from infra.passwords import Passwords
+from infra.payments.alipay import AlipayProvider
 from infra.personal_data import BlindIndex, MasterKeyring
 from infra.personal_data.postgres_store import PostgresDataKeyStore
 from infra.personal_data.vault import PersonalDataVault
@@ -57,6 +61,7 @@ from infra.tokens import AccessTokens
 from queries.cache import ProgramDetailCache, RemainingCounts
 from queries.cache.micro import MicroCache
 from queries.orders import CataloguePrograms, OrderReads
+from queries.refund_policies import DetailRefundPolicies
 from queries.search import ProgramSearch
 from queries.seat_map import SeatLayouts
 from queries.users import UserReads
@@ -119,6 +124,19 @@ class CommandSide:
     accounts: Accounts
     sessions: Sessions
     orders: Orders
+    payments: Payments
+
+
+def payment_providers(settings: Settings) -> dict[str, PaymentProvider]:
+    """The adapters of the channels buyers may pay by (``payments.channels``)."""
+    alipay = settings.payments.alipay
+    if not alipay.notify_url:
+        own = f"http://{settings.api.host}:{settings.api.port}/api/v1/payments/alipay/notify"
+        alipay = alipay.model_copy(update={"notify_url": own})
+    known: dict[str, Callable[[], PaymentProvider]] = {
+        "alipay": lambda: AlipayProvider(alipay, settings.state_dir),
+    }
+    return {channel: known[channel]() for channel in settings.payments.channels}
 
 
 async def open_command_side(
@@ -184,8 +202,20 @@ async def open_command_side(
         decision_deadline=timedelta(seconds=settings.orders.decision_deadline_s),
         append_timeout_s=settings.api.command_ack_timeout_s,
     )
+    payments = Payments(
+        store=store,
+        providers=payment_providers(settings),
+        index=consulted.order_index,
+        decisions=RedisDecisions(adapters.redis),
+        bills=RedisPayBills(adapters.redis, settings),
+        policies=DetailRefundPolicies(consulted.program_details),
+        ids=ids,
+        log=publisher,
+        clock=lambda: datetime.now(UTC),
+        append_timeout_s=settings.api.command_ack_timeout_s,
+    )
     return CommandSide(
-        publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions, orders
+        publisher, ids, catalogue, Reference(store), captcha, tokens, revoked, accounts, sessions, orders, payments
     )
 
 

@@ -68,6 +68,18 @@ ORDER_EVENTS = frozenset(
 """The order's own events (its history); the rest of ``order`` are intents for the lifecycle."""
 
 
+def check_refund_policy(policy: RefundPolicy, show_starts_at: datetime, now: datetime) -> None:
+    """A buyer may have a paid order refunded while the program is refundable and the show is more
+    than its policy's hours away; ``REFUND_NOT_ALLOWED`` otherwise."""
+    cut_off = show_starts_at - timedelta(hours=policy.deadline_hours_before_show)
+    if not policy.refundable or now > cut_off:
+        raise Conflict(
+            "the program's refund policy does not allow a refund now",
+            code=REFUND_NOT_ALLOWED,
+            details={"refundable": policy.refundable, "refundableUntil": cut_off.isoformat()},
+        )
+
+
 class Payment(BaseModel):
     """The payment that paid the order."""
 
@@ -164,8 +176,9 @@ class Order(Aggregate):
             aggregate.refunds[self.payment_id] = Refund(
                 amount=self.amount, version=self.originator_version, at=self.timestamp
             )
-            if aggregate.status is OrderStatus.PAID:  # asked for: the seats go back now
-                aggregate.status = OrderStatus.REFUNDED
+            paying = aggregate.payment
+            if aggregate.status is OrderStatus.PAID and paying is not None and paying.payment_id == self.payment_id:
+                aggregate.status = OrderStatus.REFUNDED  # its own payment's refund asked for: the seats go back now
 
     class OrderRefunded(Aggregate.Event):
         payment_id: str
@@ -324,13 +337,8 @@ class Order(Aggregate):
                 code=NOT_REFUNDABLE,
                 details={"status": self.status.value},
             )
-        cut_off = show_starts_at - timedelta(hours=policy.deadline_hours_before_show)
-        if not by_admin and (not policy.refundable or now > cut_off):
-            raise Conflict(
-                "the program's refund policy does not allow a refund now",
-                code=REFUND_NOT_ALLOWED,
-                details={"refundable": policy.refundable, "refundableUntil": cut_off.isoformat()},
-            )
+        if not by_admin:
+            check_refund_policy(policy, show_starts_at, now)
         self.trigger_event(self.RefundRequired, payment_id=self.payment.payment_id, amount=self.payment.amount)
 
     def confirm_refund(self, payment_id: str, refund_number: str, amount: Decimal, refunded_at: datetime) -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import admin_programs, captcha, health, orders, programs, reference, search, sessions, users
+from api import admin_programs, captcha, health, orders, payments, programs, reference, search, sessions, users
 from api.edge import EdgeMiddleware
 from api.errors import install_error_handlers
 from api.observability import AccessLog, RequestContextMiddleware
@@ -72,11 +72,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # signed-in user (by the route, once the token names the user).
     for router in (
         orders.router,
+        payments.router,
         captcha.router,
         users.router,
         sessions.router,
         reference.admin_router,
         admin_programs.router,
+        payments.admin_router,
     ):
         app.include_router(router, responses=RATE_LIMITED_RESPONSE)
     return app

@@ -60,8 +60,24 @@ def declared_length(content_length: bytes | None, transfer_encoding: bytes | Non
         raise ApiError(400, "BAD_REQUEST", "Content-Length is not a number") from None
 
 
+FORM = b"application/x-www-form-urlencoded"
+
+
+def check_form(content_type: bytes | None) -> None:
+    """A payment provider's notification is a form, as the provider sends it: 415 for any other."""
+    media = (content_type or b"").partition(b";")[0].strip().lower()
+    if media != FORM:
+        raise ApiError(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "a notification body is application/x-www-form-urlencoded",
+            {"contentType": media.decode("latin-1") or None},
+        )
+
+
 def check_json(content_type: bytes | None) -> None:
-    """Every body this API reads is JSON: 415 for any other (or no) content type."""
+    """Every body this API reads is JSON (but a provider's notification): 415 for any other (or no)
+    content type."""
     media = (content_type or b"").partition(b";")[0].strip().lower()
     if media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json")):
         return

@@ -26,9 +26,19 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import ADMIN_PATH_PREFIX, check_admin
-from api.body_limit import BodyLimits, check_json, declared_length, discard_body, read_body, replayed, too_large
+from api.body_limit import (
+    BodyLimits,
+    check_form,
+    check_json,
+    declared_length,
+    discard_body,
+    read_body,
+    replayed,
+    too_large,
+)
 from api.errors import ApiError, error_response
 from api.orders import ORDERS_PATH, SOLD_OUT_ROUTE, sold_out_answer
+from api.payments import NOTIFY_PATH_PREFIX
 from api.rate_limit import CAPTCHA_PATHS, SIGN_IN_PATHS, limit_admin_commands, limit_captcha, limit_sign_in
 from api.resources import Resources
 from infra.settings import ApiSettings
@@ -84,7 +94,7 @@ class EdgeMiddleware:
                 client = scope.get("client")
                 await limit_sign_in(_resources(scope), client[0] if client else None, path)
             if length != 0:
-                check_json(headers.get(b"content-type"))
+                (check_form if path.startswith(NOTIFY_PATH_PREFIX) else check_json)(headers.get(b"content-type"))
                 if length is not None and length > limit:
                     raise too_large(limit)
                 body = await read_body(receive, limit, self._body_timeout_s)

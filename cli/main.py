@@ -388,22 +388,55 @@ def allocator() -> None:
 @app.command()
 def lifecycle() -> None:
     """Run an order lifecycle: cancels, expires at the payment deadline, records payments (one consumer group)."""
+    from bootstrap import payment_providers
     from projections.deciders import run_decider
     from projections.lifecycle import Lifecycle
 
-    uvloop.run(run_decider(_settings(), Lifecycle))
+    settings = _settings()
+    providers = payment_providers(settings)
+    uvloop.run(run_decider(settings, lambda s, r, sc, p: Lifecycle(s, r, sc, p, providers)))
+
+
+@app.command()
+def payments() -> None:
+    """Run a payment processor: payments to their orders, refunds at the provider (retried), and the
+    reconciler of bills left without a notification (one consumer group)."""
+    from bootstrap import payment_providers
+    from infra.aggregate_store import AggregateStore
+    from projections.deciders import run_decider
+    from projections.payments import PaymentProcessor
+
+    settings = _settings()
+    providers = payment_providers(settings)
+    uvloop.run(
+        run_decider(
+            settings,
+            lambda s, r, sc, p: PaymentProcessor(s, r, sc, p, providers, AggregateStore(s, r, sc, p)),
+        )
+    )
+
+
+@app.command("sandbox-pay")
+def sandbox_pay() -> None:
+    """Run the payment sandbox: a local provider speaking the Alipay protocol, with fault controls
+    (docs/payments.md); `damai run` starts it."""
+    from cli.sandbox_pay import serve
+
+    serve(_settings())
 
 
 @app.command()
 def run(seed: Annotated[bool, typer.Option(help="Publish the demo data first")] = True) -> None:
-    """Bring the stack up, migrate, seed the demo data, and run the API, a worker, an allocator and an order
-    lifecycle until Ctrl-C."""
+    """Bring the stack up, migrate, seed the demo data, and run the API, a worker, an allocator, an order
+    lifecycle, a payment processor and the payment sandbox until Ctrl-C."""
     stack_up(None)
     db_migrate()
     children = [
         subprocess.Popen([sys.executable, "-m", "cli.main", "worker"]),
         subprocess.Popen([sys.executable, "-m", "cli.main", "allocator"]),
         subprocess.Popen([sys.executable, "-m", "cli.main", "lifecycle"]),
+        subprocess.Popen([sys.executable, "-m", "cli.main", "payments"]),
+        subprocess.Popen([sys.executable, "-m", "cli.main", "sandbox-pay"]),
         subprocess.Popen([sys.executable, "-m", "cli.main", "serve"]),
     ]
     if seed:

@@ -50,3 +50,16 @@ ALLOCATOR_BATCH_SECONDS = Histogram(
 ORDERS_ENDED = Counter(
     "damai_orders_ended_total", "Held orders ended by the lifecycle, by how (cancelled, expired, paid)", ["outcome"]
 )
+PAYMENT_NOTIFICATIONS = Counter(
+    "damai_payment_notifications_total",
+    "Provider notifications answered (outcome: recorded, duplicate, not_paid, or the reason it was refused)",
+    ["channel", "outcome"],
+)
+PAYMENTS_RECONCILED = Counter(
+    "damai_payments_reconciled_total",
+    "Open bills the reconciler asked the provider about (outcome: paid, open, ended, unavailable)",
+    ["outcome"],
+)
+REFUND_ATTEMPTS = Counter(
+    "damai_refund_attempts_total", "Refunds asked of a provider (outcome: refunded, failed)", ["outcome"]
+)

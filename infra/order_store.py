@@ -13,6 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from aggregates.errors import RateLimited
+from aggregates.pay_bill import PayBill
 from commands.order import PlacedOrder, Remembered
 from commands.ports import Unavailable
 from infra.ids import IdService
@@ -20,7 +21,14 @@ from infra.metrics import RATE_LIMITED
 from infra.postgres.routing import ShardLayout
 from infra.redis import REDIS_ERRORS, LuaScripts
 from infra.redis_keys import idempotency_key as idempotency_key_of
-from infra.redis_keys import order_decision, user_order, user_rate_limit_window, user_ticket_buyers
+from infra.redis_keys import (
+    open_bills,
+    order_decision,
+    pay_bill_marker,
+    user_order,
+    user_rate_limit_window,
+    user_ticket_buyers,
+)
 from infra.settings import Settings
 
 ORDERS_LIMIT_GROUP = "orders"
@@ -154,3 +162,34 @@ class RedisDecisions:
     async def status_of(self, program_id: int, order_number: int) -> str | None:
         decided = await self.decision(program_id, order_number)
         return None if decided is None else str(decided["status"])
+
+
+class RedisPayBills:
+    """``commands.payment.BillMarkers``: an order's open bill in its program's slot (read by the
+    lifecycle before an expiry and by the order view) and in the reconciler's schedule."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._prefix = settings.orders.key_prefix
+        self._ttl_s = settings.orders.view_ttl_s
+        self._reconcile_after_ms = int(settings.payments.reconcile_after_s * 1000)
+
+    async def mark(self, bill: PayBill, decided_at: datetime) -> None:
+        marker = orjson.dumps(
+            {
+                "payBillId": str(bill.pay_bill_id),
+                "channel": bill.channel,
+                "amount": f"{bill.amount:.2f}",
+                "createdAt": bill.created_on.isoformat(),
+            }
+        )
+        member = f"{bill.order_number}:{bill.program_id}:{bill.user_id}"
+        due_ms = int(decided_at.timestamp() * 1000) + self._reconcile_after_ms
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(pay_bill_marker(bill.program_id, bill.order_number), marker, ex=self._ttl_s)
+            pipe.zadd(open_bills(self._prefix), {member: due_ms}, nx=True)
+            await pipe.execute()
+
+    async def channel_of(self, program_id: int, order_number: int) -> str | None:
+        raw = await self._redis.get(pay_bill_marker(program_id, order_number))
+        return None if raw is None else str(orjson.loads(raw)["channel"])

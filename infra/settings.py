@@ -719,9 +719,10 @@ class AlipaySettings(BaseModel):
         "sandbox's, under the state directory.",
     )
     notify_url: str = Field(
-        default="http://127.0.0.1:8000/api/v1/payments/alipay/notify",
+        default="",
         description="Where Alipay sends its asynchronous notifications (this API's notify route, as the "
-        "provider reaches it).",
+        "provider reaches it); empty: this API's own address (http://<api.host>:<api.port>/api/v1/payments/"
+        "alipay/notify), right for the sandbox.",
     )
     return_url: str = Field(default="", description="Where the payment page sends the buyer back; empty for none.")
     timeout_s: float = Field(default=5.0, gt=0, le=60, description="Longest a call to the gateway may take.")

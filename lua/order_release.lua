@@ -10,12 +10,14 @@
 -- KEYS[1]  the program's remaining counts (hash)     {p:<id>}:remaining    ticket category -> count
 -- ARGV[1]  the program's hash tag                    {p:<id>}              (KEYS[1] must be <tag>:remaining)
 -- ARGV[2]  the order number
--- ARGV[3]  the ending: "cancelled", "expired", "sold", or "" for a change that touches no seat (the
---          first snapshot of a hold, a refund recorded)
+-- ARGV[3]  the ending: "cancelled", "expired", "sold", "refunded", or "" for a change that touches no
+--          seat (the first snapshot of a hold, a refund of a late payment asked for)
 -- ARGV[4]  the row stride C of the seat scores (score = row * C + column)
 -- ARGV[5]  how long an order that holds no seats (cancelled, expired, rejected) is remembered, seconds
 -- ARGV[6]  the decision's status the aggregate ended from, as the allocator calls it: "held" (an
---          order ends only while unpaid); "" when ARGV[3] is ""
+--          order ends only while unpaid); for "refunded", "sold" (a paid order's refund: its seats
+--          back) or "cancelled" / "expired" (a late payment given back: the seats were back already);
+--          "" when ARGV[3] is ""
 -- ARGV[7]  the aggregate's version the change was decided on (0: it had none)       } all three, or
 -- ARGV[8]  the aggregate's version after the change (greater than ARGV[7])            } none: an ending
 -- ARGV[9]  its snapshot after the change (JSON, aggregates/base.py), stored as it is } of the seats alone
@@ -34,6 +36,8 @@
 --           (a request decided again after that is past its deadline, so it reserves nothing).
 -- sold:     the decision's status becomes "sold", without TTL (a refund will give its seats
 --           back); seats, counts and the account stay as they are.
+-- refunded: from "sold", as cancelled (the seats back on sale); from "cancelled" or "expired", the
+--           status alone (its seats went back when it ended).
 -- and the snapshot becomes ARGV[8], ARGV[9]; it expires ARGV[5] s later (if it has no TTL yet)
 -- unless the decision is held or sold. An ending of the seats alone (no ARGV[7..9]: the scripts'
 -- own tests) leaves any snapshot as it is.
@@ -41,7 +45,8 @@
 -- Returns  {saved, status}: saved 1 when the change was saved (and the seats given its ending), 0
 --          when the snapshot had moved on or the decision was not as expected (nothing changed:
 --          reload and decide again); status the decision's status after the call ("held",
---          "rejected", "cancelled", "expired", "sold"), or "" for an order Redis holds no decision of.
+--          "rejected", "cancelled", "expired", "sold", "refunded"), or "" for an order Redis holds
+--          no decision of.
 -- Errors   "ERR_BAD_ARGUMENT" for a tag, order number, ending, number or version that is not one.
 
 local tag, order, outcome = ARGV[1], ARGV[2], ARGV[3]
@@ -50,11 +55,16 @@ local loaded, version, state = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local function whole(v, lowest)
   return v and v == math.floor(v) and v >= lowest
 end
-local endings = {cancelled = true, expired = true, sold = true}
+-- Each ending, and the statuses it may follow.
+local endings = {
+  cancelled = {held = true}, expired = {held = true}, sold = {held = true},
+  refunded = {sold = true, cancelled = true, expired = true},
+}
 local saving = #ARGV == 9
 if type(tag) ~= "string" or not string.match(tag, "^{p:%d+}$") or KEYS[1] ~= tag .. ":remaining"
   or not order or not string.match(order, "^%d+$") or not whole(stride, 1) or not whole(ttl, 1)
-  or (outcome ~= "" and (not endings[outcome] or expected ~= "held")) or (outcome == "") ~= (expected == "")
+  or (outcome ~= "" and (not endings[outcome] or not endings[outcome][expected]))
+  or (outcome == "") ~= (expected == "")
   or (#ARGV ~= 6 and not saving) or (outcome == "" and not saving)
   or (saving and (not whole(loaded, 0) or not whole(version, loaded + 1) or state == "")) then
   return redis.error_reply("ERR_BAD_ARGUMENT")
@@ -71,10 +81,14 @@ if (at and at ~= loaded) or (outcome ~= "" and status ~= expected) then
   return {0, status}
 end
 
+local seats_back = outcome == "cancelled" or outcome == "expired" or (outcome == "refunded" and expected == "sold")
 if outcome == "sold" then
   decision.status = outcome
   redis.call("SET", decision_key, cjson.encode(decision))
-elseif outcome ~= "" then
+elseif outcome ~= "" and not seats_back then
+  decision.status = outcome
+  redis.call("SET", decision_key, cjson.encode(decision), "KEEPTTL")
+elseif seats_back then
   decision.status = outcome
   local counts = {}
   for _, t in ipairs(decision.t) do

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import orjson
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -38,6 +39,7 @@ from redis.asyncio import Redis
 from aggregates.base import Decided
 from aggregates.errors import Conflict
 from aggregates.order import NOT_DUE, Order, OrderStatus
+from commands.ports import PaymentProvider, ProviderUnavailable
 from events.base import DomainEvent
 from events.envelope import EventEnvelope, derived_event_id
 from events.order import (
@@ -45,17 +47,21 @@ from events.order import (
     OrderCancelled,
     OrderEvent,
     OrderExpired,
+    OrderRefunded,
     OrderRejected,
     PaymentConfirmed,
+    RefundConfirmed,
+    RefundRequested,
     RefundRequired,
     SeatsReserved,
     order_key,
 )
+from events.program import RefundPolicy
 from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
 from infra.metrics import ORDERS_ENDED
 from infra.redis import LuaScripts
-from infra.redis_keys import SEAT_ROW_STRIDE, order_expiries, order_snapshot
+from infra.redis_keys import SEAT_ROW_STRIDE, open_bills, order_expiries, order_snapshot, pay_bill_marker
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
 from projections.seat_allocation import Loaded, load_order, queue_first_snapshot, save_order
@@ -63,6 +69,11 @@ from projections.seat_allocation import Loaded, load_order, queue_first_snapshot
 log = structlog.get_logger(__name__)
 
 EXPIRIES_PER_TICK = 500
+EXPIRY_POSTPONE_MS = 2_000
+"""How long the expiry of an order its provider says is paid waits for that payment to be recorded."""
+EXPIRY_CHECK_GRACE_MS = 60_000
+"""Past its deadline by this much, an order expires whatever its provider says (a provider down for
+long must not hold seats for ever); a payment after that is given back."""
 ENDED = "OrderEnded"
 """The event id of an order's one ending (cancelled or expired) derives from this."""
 SAVE_ATTEMPTS = 3
@@ -89,7 +100,7 @@ class DeadlinePassed:
     now: datetime
 
 
-Intent = CancelRequested | PaymentConfirmed | DeadlinePassed
+Intent = CancelRequested | PaymentConfirmed | RefundRequested | RefundConfirmed | DeadlinePassed
 
 
 def _member(order_number: int, program_id: int, user_id: int) -> str:
@@ -114,8 +125,18 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka'
 
 
 class Lifecycle:
-    def __init__(self, settings: Settings, redis: Redis, scripts: LuaScripts, publisher: EventPublisher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        scripts: LuaScripts,
+        publisher: EventPublisher,
+        providers: Mapping[str, PaymentProvider] | None = None,
+    ) -> None:
         self._settings = settings
+        self._providers = providers or {}
+        self._postponed: dict[Due, int] = {}
+        """Due orders whose expiry waits for a payment their provider reported, until when (ms)."""
         self._redis = redis
         self._scripts = scripts
         self._publisher = publisher
@@ -175,13 +196,21 @@ class Lifecycle:
         ended: list[EventEnvelope] = []
         for partition in sorted(self._assignment.partitions):
             key = order_expiries(self._settings.orders.key_prefix, partition)
-            due = await self._redis.zrangebyscore(key, "-inf", now_ms, start=0, num=EXPIRIES_PER_TICK)
+            due = await self._redis.zrangebyscore(
+                key, "-inf", now_ms, start=0, num=EXPIRIES_PER_TICK, withscores=True
+            )
             if not due:
                 continue
             out: list[EventEnvelope] = []
             settled: list[Any] = []
-            for member in due:
+            for member, deadline_ms in cast(list[tuple[bytes, float]], due):
                 order = _due(member)
+                if now_ms < self._postponed.get(order, 0):
+                    continue
+                if now_ms - int(deadline_ms) < EXPIRY_CHECK_GRACE_MS and await self._may_have_paid(order):
+                    self._postponed[order] = now_ms + EXPIRY_POSTPONE_MS
+                    continue
+                self._postponed.pop(order, None)
                 answer = await self._decide(order.program_id, order.order_number, DeadlinePassed(datetime.now(UTC)))
                 if answer is not None:  # None: not due by the aggregate's clock yet; the next tick
                     out += answer
@@ -192,10 +221,36 @@ class Lifecycle:
             ended += out
         return ended
 
+    async def _may_have_paid(self, order: Due) -> bool:
+        """Whether an order at its payment deadline may have been paid: it has a bill open and its
+        provider says paid (or cannot say). Then its expiry waits and the reconciler is told to ask
+        at once (``payments.check_before_expiry``); the payment it records pays the order."""
+        if not self._settings.payments.check_before_expiry:
+            return False
+        raw = await self._redis.get(pay_bill_marker(order.program_id, order.order_number))
+        if raw is None:
+            return False
+        provider = self._providers.get(orjson.loads(raw)["channel"])
+        if provider is None:
+            return False
+        try:
+            trade = await provider.query_trade(str(order.order_number))
+        except ProviderUnavailable as exc:
+            log.warning("lifecycle.expiry_check_failed", order_number=order.order_number, error=str(exc))
+            return True
+        if not trade.status.paid:
+            return False
+        log.info("lifecycle.expiry_waits_for_payment", order_number=order.order_number, trade_no=trade.trade_no)
+        member = _member(order.order_number, order.program_id, order.user_id)
+        await self._redis.zadd(open_bills(self._settings.orders.key_prefix), {member: 0})
+        return True
+
     async def _apply(
         self, partition: int, envelope: EventEnvelope, event: DomainEvent, answered: list[tuple[str, bytes]]
     ) -> list[EventEnvelope]:
         match event:
+            case RefundRequested() | RefundConfirmed():
+                return await self._decide(event.program_id, event.order_number, event, envelope) or []
             case CancelRequested() | PaymentConfirmed():
                 await self._unschedule(partition, event.order_number, event.program_id, event.user_id)
                 answer = await self._decide(event.program_id, event.order_number, event, envelope)
@@ -316,6 +371,7 @@ class Lifecycle:
         log.info("lifecycle.intent_waits_for_decision", order_number=order_number, intent=cause.type)
 
     async def _unschedule(self, partition: int, order_number: int, program_id: int, user_id: int) -> None:
+        self._postponed.pop(Due(order_number, program_id, user_id), None)
         key = order_expiries(self._settings.orders.key_prefix, partition)
         await self._redis.zrem(key, _member(order_number, program_id, user_id))
 
@@ -345,7 +401,14 @@ def _ask(order: Order, intent: Intent) -> None:
         case CancelRequested():
             order.cancel()
         case PaymentConfirmed():
-            order.confirm_payment(intent.payment_id, intent.amount)
+            order.confirm_payment(intent.payment_id, intent.amount, intent.paid_at)
+        case RefundRequested():
+            policy = RefundPolicy(
+                refundable=intent.refundable, deadline_hours_before_show=intent.deadline_hours_before_show
+            )
+            order.request_refund(policy, intent.show_starts_at, datetime.now(UTC), intent.by_admin)
+        case RefundConfirmed():
+            order.confirm_refund(intent.payment_id, intent.refund_number, intent.amount, intent.refunded_at)
         case DeadlinePassed():
             order.expire(intent.now)
 
@@ -355,7 +418,12 @@ def _answered_before(order: Order, intent: Intent) -> list[Decided]:
     come between the save and the append): a payment's sale or refund; a cancel's or an expiry's
     ending, unless the order was paid (nothing to say) or rejected."""
     if isinstance(intent, PaymentConfirmed):
-        before = order.ending() if order.status is OrderStatus.PAID else order.refund_for(intent.payment_id)
+        paid = order.payment is not None and order.payment.payment_id == intent.payment_id
+        before = order.ending() if paid else order.refund_for(intent.payment_id)
+    elif isinstance(intent, RefundRequested):
+        before = order.refund_for(order.payment.payment_id) if order.payment is not None else None
+    elif isinstance(intent, RefundConfirmed):
+        before = order.refunded_for(intent.payment_id)
     else:
         before = order.ending() if order.status in ENDINGS_GIVING_BACK else None
     return [before] if before is not None else []
@@ -370,4 +438,6 @@ def _event_id(event: DomainEvent) -> uuid.UUID:
             return derived_event_id(event.order_number, ENDED)
         case RefundRequired():
             return derived_event_id(event.order_number, RefundRequired.event_type, event.payment_id)
+        case OrderRefunded():
+            return derived_event_id(event.order_number, OrderRefunded.event_type, event.payment_id)
     return derived_event_id(event.order_number, event.event_type)

@@ -39,24 +39,33 @@ class DecisionStatus(StrEnum):
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     SOLD = "sold"
+    REFUNDED = "refunded"
 
 
 class Ending(StrEnum):
-    """How a held order ends: its seats back on sale (cancelled, expired) or sold."""
+    """How a held order ends: its seats back on sale (cancelled, expired) or sold; and how a sold
+    (or cancelled, expired) one ends refunded."""
 
     CANCELLED = "cancelled"
     EXPIRED = "expired"
     SOLD = "sold"
+    REFUNDED = "refunded"
 
 
 ENDING_OF = {
     OrderStatus.PAID: Ending.SOLD,
     OrderStatus.CANCELLED: Ending.CANCELLED,
     OrderStatus.EXPIRED: Ending.EXPIRED,
+    OrderStatus.REFUNDED: Ending.REFUNDED,
 }
-"""What each ending of the aggregate does to the seats."""
-DECISION_OF = {OrderStatus.UNPAID: DecisionStatus.HELD}
-"""The allocator's word for the one status an order can end from."""
+"""What each ending of the aggregate does to the seats (a refund: lua/order_release.lua)."""
+DECISION_OF = {
+    OrderStatus.UNPAID: DecisionStatus.HELD,
+    OrderStatus.PAID: DecisionStatus.SOLD,
+    OrderStatus.CANCELLED: DecisionStatus.CANCELLED,
+    OrderStatus.EXPIRED: DecisionStatus.EXPIRED,
+}
+"""The allocator's word for each status an order can end (or be refunded) from."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pytest_asyncio
 from aggregates.base import Aggregate
 from aggregates.errors import Conflict
 from aggregates.order import NOT_DUE, Order, OrderStatus
+from events.program import RefundPolicy
 from events.envelope import EventEnvelope
 from events.order import (
     CancelRequested,
@@ -60,6 +61,8 @@ TICKETS = (
     HeldTicket(seat_id=70100001002, ticket_category_id=701, row=1, column=2, price=Decimal("80.00")),
 )
 
+PAID_AT = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
 
 def held(number: int = NUMBER, program_id: int = PROGRAM, tickets: tuple[HeldTicket, ...] = TICKETS) -> Order:
     total = sum((t.price for t in tickets), Decimal("0"))
@@ -77,7 +80,7 @@ def ended(how: str) -> Order:
     order = held()
     match how:
         case "paid":
-            order.confirm_payment("pay-1", Decimal("160.00"))
+            order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
         case "cancelled":
             order.cancel()
         case "expired":
@@ -141,7 +144,7 @@ def test_an_unpaid_order_expires_at_its_deadline():
 
 def test_a_payment_sells_an_unpaid_order():
     order = held()
-    order.confirm_payment("pay-1", Decimal("160.00"))
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
 
     assert order.status is OrderStatus.PAID
     assert kinds(order) == [("SeatsReserved", 1), ("OrderPaid", 2)]
@@ -152,9 +155,9 @@ def test_a_payment_after_the_end_is_recorded_for_refund_once_per_payment(how: st
     order = ended(how)
     order.collect_events()
 
-    order.confirm_payment("pay-1", Decimal("160.00"))
-    order.confirm_payment("pay-1", Decimal("160.00"))
-    order.confirm_payment("pay-2", Decimal("160.00"))
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
+    order.confirm_payment("pay-2", Decimal("160.00"), PAID_AT)
 
     assert order.status is OrderStatus(how)
     refunds = [(type(d.event).__name__, d.version, d.event.payment_id) for d in order.outbox()]  # type: ignore[attr-defined]
@@ -162,13 +165,82 @@ def test_a_payment_after_the_end_is_recorded_for_refund_once_per_payment(how: st
     assert refunds == [("RefundRequired", first, "pay-1"), ("RefundRequired", first + 1, "pay-2")]
 
 
-def test_a_payment_of_a_paid_order_changes_nothing():
+def test_the_payment_of_a_paid_order_again_changes_nothing_and_a_second_payment_goes_back():
     order = ended("paid")
     order.collect_events()
 
-    order.confirm_payment("pay-2", Decimal("160.00"))
-
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
     assert (order.status, order.outbox()) == (OrderStatus.PAID, [])
+
+    order.confirm_payment("pay-2", Decimal("160.00"), PAID_AT)
+    refunds = [(type(d.event).__name__, d.event.payment_id) for d in order.outbox()]  # type: ignore[attr-defined]
+    assert (order.status, refunds) == (OrderStatus.PAID, [("RefundRequired", "pay-2")])
+
+
+# -- refunds ------------------------------------------------------------------------------------
+
+SHOW_STARTS = NOW + timedelta(days=30)
+REFUNDABLE = RefundPolicy(refundable=True, deadline_hours_before_show=48)
+
+
+def test_a_paid_order_refunded_within_its_policy_is_refunded_at_once_then_confirmed_once():
+    order = ended("paid")
+    order.collect_events()
+
+    order.request_refund(REFUNDABLE, SHOW_STARTS, NOW, by_admin=False)
+    assert order.status is OrderStatus.REFUNDED
+    order.confirm_refund("pay-1", "R1", Decimal("160.00"), PAID_AT)
+    order.confirm_refund("pay-1", "R1", Decimal("160.00"), PAID_AT)
+
+    assert kinds(order) == [("RefundRequired", 3), ("OrderRefunded", 4)]
+    assert order.refunded_for("pay-1") is not None and order.ending() is not None
+    assert type(order.ending().event).__name__ == "OrderPaid"  # type: ignore[union-attr]
+    again = Order.from_snapshot(order.snapshot())
+    assert again is not None and same(again, order)
+
+
+@pytest.mark.parametrize(
+    ("policy", "now"),
+    [
+        (RefundPolicy(refundable=False), NOW),
+        (REFUNDABLE, SHOW_STARTS - timedelta(hours=47)),
+    ],
+)
+def test_the_buyer_is_refused_outside_the_policy_and_an_admin_is_not(policy: RefundPolicy, now: datetime):
+    order = ended("paid")
+    order.collect_events()
+
+    with pytest.raises(Conflict) as refused:
+        order.request_refund(policy, SHOW_STARTS, now, by_admin=False)
+    assert (refused.value.code, order.outbox()) == ("REFUND_NOT_ALLOWED", [])
+
+    order.request_refund(policy, SHOW_STARTS, now, by_admin=True)
+    assert order.status is OrderStatus.REFUNDED
+
+
+@pytest.mark.parametrize("how", ["unpaid", "cancelled", "expired", "rejected"])
+def test_only_a_paid_order_can_be_refunded(how: str):
+    order = held() if how == "unpaid" else ended(how)
+    order.collect_events()
+
+    with pytest.raises(Conflict) as refused:
+        order.request_refund(REFUNDABLE, SHOW_STARTS, NOW, by_admin=True)
+    assert (refused.value.code, order.outbox()) == ("ORDER_NOT_REFUNDABLE", [])
+
+
+@pytest.mark.parametrize("how", ["cancelled", "expired"])
+def test_a_late_payment_given_back_ends_the_order_refunded(how: str):
+    order = ended(how)
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
+    assert order.status is OrderStatus(how)
+    order.collect_events()
+
+    order.confirm_refund("pay-1", "R1", Decimal("160.00"), PAID_AT)
+
+    assert order.status is OrderStatus.REFUNDED
+    assert kinds(order) == [("OrderRefunded", 4)]
+    with pytest.raises(Conflict):
+        order.confirm_refund("pay-9", "R9", Decimal("1.00"), PAID_AT)
 
 
 # -- refusals -----------------------------------------------------------------------------------
@@ -210,7 +282,7 @@ def test_an_order_does_not_expire_before_its_deadline():
 
 def test_an_ending_and_a_refund_are_said_again_as_first_decided():
     order = ended("cancelled")
-    order.confirm_payment("pay-1", Decimal("160.00"))
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
     first = {type(d.event).__name__: d for d in order.outbox()}
 
     assert order.ending() == first["OrderCancelled"]
@@ -224,7 +296,7 @@ def test_an_ending_and_a_refund_are_said_again_as_first_decided():
 @pytest.mark.parametrize("how", ["paid", "cancelled", "expired", "rejected"])
 def test_replaying_its_envelopes_gives_the_aggregate_that_decided(how: str):
     order = ended(how)
-    order.confirm_payment("pay-9", Decimal("1.00"))
+    order.confirm_payment("pay-9", Decimal("1.00"), PAID_AT)
     on_the_wire = [decode(encode(e)) for e in envelopes_of(order)]
 
     assert same(Order.from_log(on_the_wire), order)
@@ -232,7 +304,7 @@ def test_replaying_its_envelopes_gives_the_aggregate_that_decided(how: str):
 
 def test_the_log_read_back_gives_the_aggregate_that_decided_whatever_else_shares_its_key():
     order = ended("cancelled")
-    order.confirm_payment("pay-1", Decimal("160.00"))
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
     decided = envelopes_of(order)
     cancel = CancelRequested(order_number=NUMBER, user_id=USER, program_id=PROGRAM)
     intent = EventEnvelope.wrap(cancel, aggregate_version=1)
@@ -244,7 +316,7 @@ def test_the_log_read_back_gives_the_aggregate_that_decided_whatever_else_shares
 
 async def test_an_order_read_back_from_kafka_equals_the_one_that_decided(isolated: Settings, publisher: EventPublisher):
     order = ended("expired")
-    order.confirm_payment("pay-1", Decimal("160.00"))
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
     await publisher.append(envelopes_of(order), 10)
 
     partition = await publisher.partition_of(isolated.kafka.topic("order"), order_key(NUMBER))
@@ -256,7 +328,7 @@ async def test_an_order_read_back_from_kafka_equals_the_one_that_decided(isolate
 @pytest.mark.parametrize("how", ["paid", "cancelled", "expired", "rejected"])
 def test_a_snapshot_round_trips(how: str):
     order = ended(how)
-    order.confirm_payment("pay-1", Decimal("160.00"))
+    order.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
     order.collect_events()
 
     assert same(Order.from_snapshot(order.snapshot()), order)
@@ -370,10 +442,10 @@ async def test_a_payment_sells_the_seats_and_a_refund_after_the_end_touches_none
     after_cancel = await seats_on_sale(redis, program)
 
     loaded = Loaded.of(paying)
-    paying.confirm_payment("pay-1", Decimal("160.00"))
+    paying.confirm_payment("pay-1", Decimal("160.00"), PAID_AT)
     sold = await save_order(scripts, paying, loaded, SEAT_ROW_STRIDE, TTL_S)
     loaded = Loaded.of(late)
-    late.confirm_payment("pay-2", Decimal("160.00"))
+    late.confirm_payment("pay-2", Decimal("160.00"), PAID_AT)
     refunded = await save_order(scripts, late, loaded, SEAT_ROW_STRIDE, TTL_S)
 
     assert (sold.status, refunded.status) == (DecisionStatus.SOLD, DecisionStatus.CANCELLED)
