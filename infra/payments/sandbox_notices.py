@@ -97,9 +97,9 @@ class Notifier:
         if self._release_timer is not None:
             self._release_timer.cancel()
             self._release_timer = None
-        for delivery, url, form, copies in reversed(held):
+        for delivery, *_ in held:
             delivery.fate = "pending"
-            self._spawn(self._deliver(delivery, url, form, copies, 0.0))
+        self._spawn(self._deliver_in_turn(list(reversed(held))))
         return len(held)
 
     async def aclose(self) -> None:
@@ -115,6 +115,11 @@ class Notifier:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_in_turn(self, queue: list[tuple[Delivery, str, dict[str, str], int]]) -> None:
+        """One after the other, each answered (or given up) before the next is sent."""
+        for delivery, url, form, copies in queue:
+            await self._deliver(delivery, url, form, copies, 0.0)
 
     async def _deliver(self, delivery: Delivery, url: str, form: Mapping[str, str], copies: int, delay: float) -> None:
         if delay:
