@@ -54,8 +54,10 @@ from events.order import (
     OrderEvent,
     OrderExpired,
     OrderPaid,
+    OrderRefunded,
     OrderRejected,
     OrderRequested,
+    RefundRequired,
     SeatsReserved,
     order_requests_key,
 )
@@ -89,7 +91,10 @@ REBUILD_ATTEMPTS = 5
 """Reads of the log before the rebuild gives up on a program whose state keeps changing."""
 RETRY_PAUSE_S = 0.5
 """Time for the log to catch up with Redis between two attempts."""
-ORDER_TYPES = {t.event_type for t in (SeatsReserved, OrderRejected, OrderCancelled, OrderExpired, OrderPaid)}
+ORDER_TYPES = {
+    t.event_type
+    for t in (SeatsReserved, OrderRejected, OrderCancelled, OrderExpired, OrderPaid, RefundRequired, OrderRefunded)
+}
 LIVE = (DecisionStatus.HELD, DecisionStatus.SOLD)
 Read = tuple[EventEnvelope, DomainEvent]
 log = structlog.get_logger(__name__)
@@ -128,6 +133,8 @@ class _Order:
     """The decision as lua/order_reserve.lua stores it (its status kept current)."""
     changed_at: datetime
     """When Redis last wrote it: its TTL, if it has one, runs from here."""
+    paid_by: str | None = None
+    """The payment that sold it (OrderPaid schema 2): only that payment's refund gives its seats back."""
 
     @property
     def status(self) -> DecisionStatus:
@@ -335,6 +342,13 @@ def _apply_order(state: _State, envelope: EventEnvelope, event: OrderEvent, docu
             ending = {OrderCancelled: DecisionStatus.CANCELLED, OrderExpired: DecisionStatus.EXPIRED}
             known.decision["status"] = ending.get(type(event), DecisionStatus.SOLD).value
             known.changed_at = at
+            if isinstance(event, OrderPaid):
+                known.paid_by = event.payment_id
+        case RefundRequired() if known and known.status is DecisionStatus.SOLD and known.paid_by == event.payment_id:
+            known.decision["status"] = DecisionStatus.REFUNDED.value  # its seats back on sale
+            known.changed_at = at
+        case OrderRefunded() if known and known.status in (DecisionStatus.CANCELLED, DecisionStatus.EXPIRED):
+            known.decision["status"] = DecisionStatus.REFUNDED.value  # a late payment given back
 
 
 def _head(event: SeatsReserved | OrderRejected, status: DecisionStatus) -> dict[str, Any]:

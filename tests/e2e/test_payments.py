@@ -22,9 +22,12 @@ from infra.payments.sandbox_keys import alipay_private_key_path
 from infra.payments.signing import NOTIFICATION_UNSIGNED, load_private_key, sign_params
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, order_decision, remaining_counts
+from projections.rebuild_inventory import rebuild_program_inventory
 from tests.e2e.conftest import System, buyers_env
 from tests.e2e.test_allocation import automatic, on_sale, order
+from tests.e2e.test_order_replay import program_keys
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
+from tests.e2e.test_rebuild_inventory import damai
 from tests.processes import Child, eventually, free_port
 
 pytestmark = pytest.mark.slow
@@ -434,3 +437,33 @@ async def test_pay_cancel_and_expiry_racing_on_orders_always_end_with_the_money_
             assert trade["status"] not in ("TRADE_SUCCESS", "TRADE_FINISHED"), trade
         assert (await history(system, number)).count("OrderPaid") == (1 if status == "paid" else 0)
     assert await redis.zcard(available_seats(show["program"], show["category"])) == SEATS - 2 * sold
+
+
+async def test_a_program_rebuilt_from_the_log_after_payments_and_refunds_is_as_it_was(
+    system: System, catalogue: ShardedDatabase, faults: httpx.AsyncClient, redis
+):
+    """Sold, refunded after paying, and given back after a cancel: `damai rebuild inventory` makes
+    the program's Redis state from the log exactly as the scripts left it, and verify finds it whole."""
+    show = await paid_show(system, catalogue, refundPolicy={"refundable": True, "deadlineHoursBeforeShow": 1})
+    buyer = await signed_in_buyer(system)
+    sold, refunded, late = [(await held(system, show, buyer))["orderNumber"] for _ in range(3)]
+    for number in (sold, refunded):
+        await pay(faults, await start_paying(system, buyer, number), number)
+        await becomes(system, buyer, number, "paid")
+    answer = await system.http.post(f"/api/v1/orders/{refunded}/refund", headers=buyer.auth)
+    assert answer.json()["status"] == "refunded", answer.text
+    started = await start_paying(system, buyer, late)
+    await faults.post("/sandbox/faults", json={"delay_s": 1.0})
+    await pay(faults, started, late)
+    await system.http.post(f"/api/v1/orders/{late}/cancel", headers=buyer.auth)
+    await becomes(system, buyer, late, "refunded")
+
+    before = await program_keys(redis, show["program"])
+    rebuilt = await rebuild_program_inventory(system.settings, redis, show["program"])
+    after = await program_keys(redis, show["program"])
+    verified = damai(system, "verify", "orders", "--program", str(show["program"]))
+
+    assert rebuilt is not None
+    assert after == before
+    assert await redis.zcard(available_seats(show["program"], show["category"])) == SEATS - 2
+    assert verified.returncode == 0, verified.stdout + verified.stderr
