@@ -202,9 +202,12 @@ async def open_command_side(
         decision_deadline=timedelta(seconds=settings.orders.decision_deadline_s),
         append_timeout_s=settings.api.command_ack_timeout_s,
     )
+    providers = payment_providers(settings)
+    for provider in providers.values():
+        exit_stack.push_async_callback(provider.aclose)
     payments = Payments(
         store=store,
-        providers=payment_providers(settings),
+        providers=providers,
         index=consulted.order_index,
         decisions=RedisDecisions(adapters.redis),
         bills=RedisPayBills(adapters.redis, settings),

@@ -185,3 +185,7 @@ class PaymentProvider(Protocol):
     async def query_refund(self, out_trade_no: str, out_request_no: str) -> RefundResult:
         """Whether that refund went through (``refunded`` False when the provider has none)."""
         ...
+
+    async def aclose(self) -> None:
+        """Close what the adapter holds open (its HTTP connections)."""
+        ...

@@ -169,11 +169,18 @@ def queue_first_snapshot(
 
 
 async def finish(
-    scripts: LuaScripts, program_id: int, order_number: int, ending: Ending, row_stride: int, ended_ttl_s: int
+    scripts: LuaScripts,
+    program_id: int,
+    order_number: int,
+    ending: Ending,
+    row_stride: int,
+    ended_ttl_s: int,
+    from_status: DecisionStatus = DecisionStatus.HELD,
 ) -> Ended:
     """The seats' part of an ending alone, with no aggregate: what ``lua/order_release.lua`` does
-    to a held order, for the script's own tests (the lifecycle saves through ``save_order``)."""
-    return await _release(scripts, program_id, order_number, ending, DecisionStatus.HELD, row_stride, ended_ttl_s, None)
+    to an order of ``from_status`` (held; sold, cancelled or expired for a refund), for the
+    script's own tests (the lifecycle saves through ``save_order``)."""
+    return await _release(scripts, program_id, order_number, ending, from_status, row_stride, ended_ttl_s, None)
 
 
 async def _release(

@@ -552,6 +552,37 @@ async def test_a_sold_order_keeps_its_seats_when_cancelled_after(redis, scripts,
     assert (again.status, again.tickets, again.again) == (DecisionStatus.SOLD, held.tickets, True)
 
 
+async def test_a_refund_of_a_sold_order_gives_its_seats_back_once(redis, scripts, program):
+    before = await snapshot(redis, program)
+    await decide(scripts, program, request(program, 1, rules=REAL_NAMES, ticket_buyers=buyers("甲", "乙")))
+    await finish(scripts, program, 1, Ending.SOLD)
+
+    first = await end_order(scripts, program, 1, Ending.REFUNDED, SEAT_ROW_STRIDE, REJECTED_TTL_S, DecisionStatus.SOLD)
+    second = await end_order(scripts, program, 1, Ending.REFUNDED, SEAT_ROW_STRIDE, REJECTED_TTL_S, DecisionStatus.SOLD)
+
+    assert (first.changed, second.changed) == (True, False)
+    assert await snapshot(redis, program) == before
+    assert orjson.loads(await redis.get(order_decision(program, 1)))["status"] == "refunded"
+    assert 0 < await redis.ttl(order_decision(program, 1)) <= REJECTED_TTL_S
+
+
+async def test_a_late_payment_given_back_relabels_a_cancelled_order_and_touches_no_seat(redis, scripts, program):
+    await decide(scripts, program, request(program, 1))
+    await finish(scripts, program, 1, Ending.CANCELLED)
+    after_cancel = await snapshot(redis, program)
+    ttl = await redis.ttl(order_decision(program, 1))
+
+    relabelled = await end_order(
+        scripts, program, 1, Ending.REFUNDED, SEAT_ROW_STRIDE, REJECTED_TTL_S, DecisionStatus.CANCELLED
+    )
+
+    assert relabelled.changed and relabelled.status is DecisionStatus.REFUNDED
+    assert await snapshot(redis, program) == after_cancel
+    assert 0 < await redis.ttl(order_decision(program, 1)) <= ttl
+    with pytest.raises(ResponseError, match="ERR_BAD_ARGUMENT"):  # a held order is never refunded
+        await finish(scripts, program, 1, Ending.REFUNDED)
+
+
 async def test_an_unknown_or_rejected_order_is_not_ended(scripts, program):
     await decide(scripts, program, request(program, 1, count=7))
 
