@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import parse_qsl
@@ -138,19 +139,8 @@ async def post_refund(
     back on sale at once and the money through the provider (``refunds`` in the order shows it)."""
     await limit_orders(res, user.user_id)
     placed = await res.reads.orders.order(user.user_id, order_number)
-    await handled(
-        handlers.request_refund(
-            order_number,
-            user.user_id,
-            int(placed.program_id),
-            int(placed.show_time_id),
-            res.commands.payments,
-            correlation_id,
-            by_admin=False,
-            reason=body.reason if body is not None else "",
-        )
-    )
-    return await _refund_answer(res, user.user_id, order_number)
+    owner = (user.user_id, int(placed.program_id), int(placed.show_time_id))
+    return await _refund(res, order_number, owner, correlation_id, body, by_admin=False)
 
 
 @router.post(
@@ -202,19 +192,8 @@ async def post_admin_refund(
     stored = await load_order(res.db, order_number)
     if stored is None:
         raise NotFound(f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)})
-    await handled(
-        handlers.request_refund(
-            order_number,
-            stored.user_id,
-            stored.program_id,
-            stored.show_time_id,
-            res.commands.payments,
-            correlation_id,
-            by_admin=True,
-            reason=body.reason if body is not None else "",
-        )
-    )
-    return await _refund_answer(res, stored.user_id, order_number)
+    owner = (stored.user_id, stored.program_id, stored.show_time_id)
+    return await _refund(res, order_number, owner, correlation_id, body, by_admin=True)
 
 
 @admin_router.get(
@@ -231,9 +210,25 @@ async def get_admin_order(order_number: Annotated[EntityId, Path()], res: Resour
     return history
 
 
-async def _refund_answer(res: Resources, user_id: int, order_number: int) -> Response:
-    """200 with the order once refunded; 202 with it as it is if the lifecycle has not decided
-    within ``orders.cancel_wait_s``; 409 if it decided otherwise (its status says what it is)."""
+async def _refund(
+    res: Resources,
+    order_number: int,
+    owner: tuple[int, int, int],
+    correlation_id: uuid.UUID | None,
+    body: RefundAsk | None,
+    *,
+    by_admin: bool,
+) -> Response:
+    """Ask for the refund of the order of ``owner`` (user, program, show time), then answer: 200
+    with the order once refunded; 202 with it as it is if the lifecycle has not decided within
+    ``orders.cancel_wait_s``; 409 if it decided otherwise (its status says what it is)."""
+    user_id, program_id, show_time_id = owner
+    payments, reason = res.commands.payments, body.reason if body is not None else ""
+    await handled(
+        handlers.request_refund(
+            order_number, user_id, program_id, show_time_id, payments, correlation_id, by_admin=by_admin, reason=reason
+        )
+    )
     order = await _order_once(res, user_id, order_number, lambda o: o.status != "paid")
     if order.status == "paid":
         return Response(order.model_dump_json(by_alias=True), status_code=202, media_type=JSON)
