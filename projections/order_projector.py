@@ -18,21 +18,43 @@ and a duplicated ``SeatsReserved`` that reaches the log after its order ended fi
 sequence on the seat and cannot lock it again. The seat rows must exist when the order is
 projected, as they do live (the allocator holds only seats laid out before); a rebuild replays
 the program topic before the order topic.
+
+Refunds (issue 12). A ``RefundRequired`` names the payment that goes back. When it is the payment
+that paid the order (the order row keeps it from ``OrderPaid``), the buyer asked for the paid
+order's refund: the order is refunded at once and its sold seats are available again, as a cancel
+releases locked ones. Any other payment (one after a cancel or an expiry, a second one of a paid
+order) leaves the order and its seats as they are, until ``OrderRefunded`` says the money is back:
+then a cancelled or expired order reads refunded. The event alone does not say which case it is,
+and the seat rows sit in the program's shard, apart from the order row, so the batch's payments
+are read first (``_paid_by``). Either way the refund gets its row in the order's bill table,
+``requested`` until the provider answers (``projections/payment_projector.py`` records the
+attempts; whichever of the two topics comes first makes the row).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
 
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
-from events.order import OrderCancelled, OrderEvent, OrderExpired, OrderPaid, OrderRejected, SeatsReserved
+from events.order import (
+    OrderCancelled,
+    OrderEvent,
+    OrderExpired,
+    OrderPaid,
+    OrderRefunded,
+    OrderRejected,
+    RefundRequired,
+    SeatsReserved,
+)
 from events.serialization import payload_of
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
+from infra.postgres.sharded import ShardedDatabase
 from projections.projector import Batch, OffsetsInEveryShard, RowWrite, apply_row_writes
-from queries.views.orders import OrderStatus
+from queries.views.orders import OrderStatus, RefundReason, RefundStatus, payments_of_orders
 
 
 class SeatStatus(StrEnum):
@@ -69,8 +91,42 @@ UPDATE {table} SET status = $2, closed_at = $3, aggregate_version = $4, updated_
 WHERE order_number = $1 AND aggregate_version < $4
 """
 PAY_ORDER = """
-UPDATE {table} SET status = $2, paid_at = $3, aggregate_version = $4, updated_at = now()
+UPDATE {table} SET status = $2, paid_at = $3, aggregate_version = $4, payment_id = $5, updated_at = now()
 WHERE order_number = $1 AND aggregate_version < $4
+"""
+# Only the refund of the payment that paid the order refunds it (the module's docstring).
+REFUND_PAID_ORDER = f"""
+UPDATE {{table}} SET status = '{OrderStatus.REFUNDED}', closed_at = $3, aggregate_version = $4, updated_at = now()
+WHERE order_number = $1 AND aggregate_version < $4 AND status = '{OrderStatus.PAID}' AND payment_id = $2
+"""
+# A payment given back after the order ended: the order now reads refunded. A paid order stays
+# paid (its own payment's refund refunded it already; another payment's leaves it paid), and a
+# rejected order stays rejected (it never held a ticket).
+REFUNDED_AFTER_ENDING = f"""
+UPDATE {{table}} SET status = '{OrderStatus.REFUNDED}', aggregate_version = $2, updated_at = now()
+WHERE order_number = $1 AND aggregate_version < $2
+    AND status IN ('{OrderStatus.CANCELLED}', '{OrderStatus.EXPIRED}')
+"""
+# The refund's row, made by whichever of its events is projected first; the order's event never
+# changes what an attempt recorded, only when it was required and why.
+REFUND_REQUIRED = f"""
+INSERT INTO {{table}} (order_number, trade_no, amount, reason, status, aggregate_version, created_at)
+VALUES ($1, $2, $3, $4, '{RefundStatus.REQUESTED}', 0, $5)
+ON CONFLICT (order_number, trade_no) DO UPDATE SET
+    reason = COALESCE({{table}}.reason, EXCLUDED.reason),
+    created_at = LEAST({{table}}.created_at, EXCLUDED.created_at),
+    updated_at = now()
+"""
+REFUND_DONE = f"""
+INSERT INTO {{table}} (order_number, trade_no, refund_number, amount, status, refunded_at, aggregate_version,
+    created_at)
+VALUES ($1, $2, $3, $4, '{RefundStatus.REFUNDED}', $5, 0, $6)
+ON CONFLICT (order_number, trade_no) DO UPDATE SET
+    status = '{RefundStatus.REFUNDED}',
+    refund_number = COALESCE({{table}}.refund_number, EXCLUDED.refund_number),
+    refunded_at = COALESCE({{table}}.refunded_at, EXCLUDED.refunded_at),
+    retry_at = NULL,
+    updated_at = now()
 """
 # An ending changes the seats its order still holds; a released seat keeps its last holder's
 # order number and hold sequence (see the module's docstring).
@@ -81,6 +137,11 @@ WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.LOCKED}'
 SELL_SEATS = f"""
 UPDATE {{table}} SET status = '{SeatStatus.SOLD}', updated_at = now()
 WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.LOCKED}'
+"""
+# A refunded order's seats: back on sale, keeping their last holder as a release does.
+RELEASE_SOLD_SEATS = f"""
+UPDATE {{table}} SET status = '{SeatStatus.AVAILABLE}', updated_at = now()
+WHERE program_id = $1 AND order_number = $2 AND status = '{SeatStatus.SOLD}'
 """
 
 
@@ -122,16 +183,50 @@ def when_order_ended(layout: ShardLayout, env: EventEnvelope, e: OrderCancelled 
 
 
 def when_order_paid(layout: ShardLayout, env: EventEnvelope, e: OrderPaid) -> list[RowWrite]:
-    """Paid: the order's seats are sold."""
-    n = e.order_number
+    """Paid: the order's seats are sold, and the order remembers the payment (schema 2) and when
+    the provider says it was paid (schema 1: when the order was)."""
+    n, paid_at = e.order_number, e.paid_at or env.occurred_at
+    order = (n, OrderStatus.PAID.value, paid_at, env.aggregate_version, e.payment_id)
     return [
-        RowWrite(layout.order(n), PAY_ORDER, (n, OrderStatus.PAID.value, env.occurred_at, env.aggregate_version)),
+        RowWrite(layout.order(n), PAY_ORDER, order),
         RowWrite(layout.program_family("seat", e.program_id), SELL_SEATS, (e.program_id, n)),
     ]
 
 
-def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent) -> list[RowWrite]:
-    """The row writes one event makes, in the order they apply."""
+def when_refund_required(
+    layout: ShardLayout, env: EventEnvelope, e: RefundRequired, refunds_the_order: bool | None
+) -> list[RowWrite]:
+    """A payment goes back: its refund requested. When it paid the order, the order is refunded
+    and its seats are available again (``refunds_the_order`` None: the order is not projected, so
+    the payment's reason is not known; the order's writes find no row either way)."""
+    n, v = e.order_number, env.aggregate_version
+    reason = None
+    if refunds_the_order is not None:
+        reason = RefundReason.ORDER_REFUNDED if refunds_the_order else RefundReason.PAYMENT_NOT_NEEDED
+    refund = (n, e.payment_id, e.amount, reason, env.occurred_at)
+    writes = [RowWrite(layout.refund_bill(n), REFUND_REQUIRED, refund)]
+    if refunds_the_order:
+        writes += [
+            RowWrite(layout.order(n), REFUND_PAID_ORDER, (n, e.payment_id, env.occurred_at, v)),
+            RowWrite(layout.program_family("seat", e.program_id), RELEASE_SOLD_SEATS, (e.program_id, n)),
+        ]
+    return writes
+
+
+def when_order_refunded(layout: ShardLayout, env: EventEnvelope, e: OrderRefunded) -> list[RowWrite]:
+    """The provider gave the payment back: the refund refunded, and an order that had ended
+    (cancelled, expired) before the payment came reads refunded."""
+    n = e.order_number
+    refund = (n, e.payment_id, e.refund_number, e.amount, e.refunded_at, env.occurred_at)
+    return [
+        RowWrite(layout.refund_bill(n), REFUND_DONE, refund),
+        RowWrite(layout.order(n), REFUNDED_AFTER_ENDING, (n, env.aggregate_version)),
+    ]
+
+
+def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent, paid_by: dict[int, str | None]) -> list[RowWrite]:
+    """The row writes one event makes, in the order they apply. ``paid_by``: the payment that paid
+    each order a ``RefundRequired`` of the batch names (absent: the order is not projected)."""
     match e:
         case SeatsReserved():
             return when_seats_reserved(layout, env, e)
@@ -141,7 +236,12 @@ def _writes(layout: ShardLayout, env: EventEnvelope, e: OrderEvent) -> list[RowW
             return when_order_ended(layout, env, e)
         case OrderPaid():
             return when_order_paid(layout, env, e)
-    # Intents (CancelRequested), payments and refunds to come change no row here.
+        case RefundRequired():
+            refunds_the_order = paid_by[e.order_number] == e.payment_id if e.order_number in paid_by else None
+            return when_refund_required(layout, env, e, refunds_the_order)
+        case OrderRefunded():
+            return when_order_refunded(layout, env, e)
+    # Intents (CancelRequested, PaymentConfirmed, RefundRequested, RefundConfirmed) change no row.
     return []
 
 
@@ -157,7 +257,25 @@ class OrderProjector(OffsetsInEveryShard):
     async def apply(self, batch: Batch) -> None:
         # Each payload is validated once, here, whatever the number of databases.
         typed = {r.position: (r.item, e) for r in batch if (e := _order_event(r.item)) is not None}
-        await apply_row_writes(self.name, self._pools, batch, typed, lambda t: _writes(self._layout, *t))
+        paid_by = await self._paid_by(e for _, e in typed.values())
+        await apply_row_writes(self.name, self._pools, batch, typed, lambda t: _writes(self._layout, *t, paid_by))
+
+    async def _paid_by(self, events: Iterable[OrderEvent]) -> dict[int, str | None]:
+        """The payment that paid each order a ``RefundRequired`` of the batch names: its
+        ``OrderPaid`` earlier in the batch, or else its row. Read outside the batch's transactions,
+        which is safe: this projector is the one writer of the order rows, and a row's payment,
+        once written, never changes (a batch applied again reads the same)."""
+        paid_in_batch: dict[int, str | None] = {}
+        asked: set[int] = set()
+        for e in events:
+            if isinstance(e, OrderPaid):
+                paid_in_batch[e.order_number] = e.payment_id
+            elif isinstance(e, RefundRequired) and e.order_number not in paid_in_batch:
+                asked.add(e.order_number)
+        if not asked:
+            return paid_in_batch
+        stored = await payments_of_orders(ShardedDatabase(self._pools, self._layout), asked)
+        return stored | paid_in_batch
 
 
 def _order_event(envelope: EventEnvelope) -> OrderEvent | None:

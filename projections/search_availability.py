@@ -1,7 +1,8 @@
 """The search availability processor: a program's search document says it is sold out when no
-ticket category has a ticket left, and says so no longer once a hold is cancelled or expires.
+ticket category has a ticket left, and says so no longer once a hold is cancelled or expires, or a
+paid order is refunded.
 
-It follows the order topic (holds, cancellations, expiries, payments) in batches of up to
+It follows the order topic (holds, cancellations, expiries, payments, refunds) in batches of up to
 ``search_availability.batch_size`` events gathered for up to ``batch_within_s``. After a batch it
 reads, for each program the batch touched, the availability from the inventory's remaining counts
 in Redis (one script call per program, all in one round trip; ``projections/search_index.py``),
@@ -20,14 +21,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from events.envelope import EventEnvelope
-from events.order import OrderCancelled, OrderExpired, OrderPaid, SeatsReserved
+from events.order import OrderCancelled, OrderExpired, OrderPaid, RefundRequired, SeatsReserved
 from projections.batch import Delivered
 from projections.projector import Batch
 from projections.search_index import SearchIndex
 
 # The order events after which a category may have sold out or come back. A payment changes no
-# count (held seats become sold), but it is the last word on a hold; it costs one reading.
-AVAILABILITY_TYPES = frozenset(e.event_type for e in (SeatsReserved, OrderCancelled, OrderExpired, OrderPaid))
+# count (held seats become sold), but it is the last word on a hold; it costs one reading. A
+# refund required of a paid order's own payment puts its seats back (one of a payment after the
+# order ended changes no count; the processor cannot tell them apart and reads either way);
+# OrderRefunded never changes a count (the seats went back, if at all, with RefundRequired).
+AVAILABILITY_TYPES = frozenset(
+    e.event_type for e in (SeatsReserved, OrderCancelled, OrderExpired, OrderPaid, RefundRequired)
+)
 
 
 def program_of(envelope: EventEnvelope) -> int | None:

@@ -20,7 +20,8 @@ for one program.
 took from: no seat in two live (held or sold) decisions; per ticket category, remaining = layout -
 held - sold; per user, the account = the tickets of their live orders; every unavailable seat held
 by one live order and none of theirs available; and, for the orders Postgres has caught up with,
-their seat rows locked or sold as Redis says.
+their seat rows locked or sold as Redis says. A refunded order (its decision ``refunded``) holds
+nothing, as a cancelled one: no seat, no count, no account total, and no seat row locked or sold.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ async def verify_all_inventories(db: ShardedDatabase, redis: Redis) -> AsyncIter
 
 LIVE = ("held", "sold")
 """The statuses of a Redis decision that still hold their tickets (lua/order_reserve.lua,
-lua/order_release.lua); the other statuses hold nothing."""
+lua/order_release.lua); the other statuses (rejected, cancelled, expired, refunded) hold nothing."""
 SEAT_STATUS_OF_LIVE = {"held": "locked", "sold": "sold"}
 """A live order's seat rows' status in Postgres (projections/order_projector.py)."""
 ORDER_STATUS_OF_DECISION = {
@@ -169,8 +170,11 @@ ORDER_STATUS_OF_DECISION = {
     "cancelled": "cancelled",
     "expired": "expired",
     "rejected": "rejected",
+    "refunded": "refunded",
 }
-"""The order row's status once the order projector has the decision's latest event."""
+"""The order row's status once the order projector has the decision's latest event. A cancelled or
+expired order whose late payment is being given back stays so on both sides until the refund is
+confirmed (OrderRefunded); a paid order is refunded on both at once (RefundRequired)."""
 SCAN_COUNT = 1000
 """Keys asked for per SCAN step of one program's decisions and accounts."""
 

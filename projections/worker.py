@@ -13,6 +13,7 @@ from projections.app import create_app
 from projections.dead_letter import DeadLetters
 from projections.inventory_projector import InventoryProjector
 from projections.order_projector import OrderProjector
+from projections.payment_projector import PaymentProjector
 from projections.program_projector import ProgramProjector
 from projections.projector import Projector, run_projector
 from projections.reference_projector import ReferenceProjector
@@ -39,6 +40,7 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
     inventory = InventoryProjector(f"{app.conf.id}.inventory", redis, stores.adapters.scripts)
     user = UserProjector(f"{app.conf.id}.user", db.pools, db.layout, redis, stores.adapters.scripts, settings)
     order = OrderProjector(f"{app.conf.id}.order", db.pools, db.layout)
+    payment = PaymentProjector(f"{app.conf.id}.payment", db.pools, db.layout)
     # A second agent on the order topic: the search documents' sold-out state, from the inventory.
     availability = SearchAvailabilityProjector(
         f"{app.conf.id}.search-availability", SearchIndex(es, db, redis, settings)
@@ -75,6 +77,11 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
         await stores.wait_ready()
         await run_projector(stream, order, dead_letters, settings.worker)
 
+    @app.agent(topics.payment, name="payment-projector")
+    async def project_payments(stream: StreamT[bytes]) -> None:
+        await stores.wait_ready()
+        await run_projector(stream, payment, dead_letters, settings.worker)
+
     @app.agent(topics.order, name="search-availability")
     async def project_search_availability(stream: StreamT[bytes]) -> None:
         await stores.wait_ready()
@@ -86,6 +93,7 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
         settings.kafka.topic("program"): [program, inventory],
         settings.kafka.topic("user"): [user],
         settings.kafka.topic("order"): [order],
+        settings.kafka.topic("payment"): [payment],
     }
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the signal loosely

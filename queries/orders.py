@@ -1,7 +1,8 @@
 """The read side of the purchase path: what the order checks need of a program (from the detail
 cache), and a buyer's view of their orders — one order from Redis while it is fresh (the
 allocator's decision, read from the program's slot; waiting on it never reads Postgres), from its
-shard after; the list of a buyer's orders from their one order table.
+shard after; the list of a buyer's orders from their one order table. Each order shows its
+payment and refunds the same two ways (``queries/order_payments.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import Field
+
 from aggregates.errors import NotFound
 from aggregates.program import ProgramStatus
 from commands.order import OrderableProgram, OrderableShowTime, PlacedOrder
@@ -20,14 +23,37 @@ from infra.order_store import RedisDecisions, RedisOrderIndex
 from infra.postgres.sharded import ShardedDatabase
 from queries.cache import ProgramDetailCache
 from queries.detail import ProgramDetail
+from queries.order_payments import (
+    FreshPayments,
+    PaymentOut,
+    RefundOut,
+    fresh_payment,
+    stored_payment,
+    stored_refunds,
+)
 from queries.shapes import PublicShape
-from queries.views.orders import OrderRow, OrderTicketRow, load_order, orders_of_user, tickets_of_order
+from queries.views.orders import (
+    OrderRow,
+    OrderTicketRow,
+    load_order,
+    orders_of_user,
+    pay_bills_of_orders,
+    refunds_of_orders,
+    tickets_of_order,
+)
 
 FIRST_POLL_S = 0.005
 LONGEST_POLL_S = 0.05
 
 # The allocator's decision statuses (lua/order_reserve.lua, lua/order_release.lua) as the buyer sees them.
-VIEW_STATUS = {"held": "unpaid", "rejected": "rejected", "sold": "paid", "cancelled": "cancelled", "expired": "expired"}
+VIEW_STATUS = {
+    "held": "unpaid",
+    "rejected": "rejected",
+    "sold": "paid",
+    "cancelled": "cancelled",
+    "expired": "expired",
+    "refunded": "refunded",
+}
 PENDING = "pending"
 UNPAID = "unpaid"
 
@@ -54,6 +80,11 @@ class OrderOut(PublicShape):
     total_amount: str
     pay_deadline: datetime | None = None
     created_at: datetime
+    payment: PaymentOut | None = None
+    """The order's pay bill: null until its buyer starts paying."""
+    refunds: list[RefundOut] = Field(default_factory=list)
+    """Each payment given back, oldest first: the paid order's own when its refund was asked for,
+    or one that came after the order was cancelled or expired."""
 
 
 ORDERABLE_KEPT_MAX = 10_000
@@ -109,31 +140,70 @@ class OrderPageOut(PublicShape):
 
 class OrderReads:
     """A buyer's own orders: from Redis while they are fresh (the allocator's decision, at once),
-    from the order's shard after (the order projector's rows)."""
+    from the order's shard after (the order projector's rows).
 
-    def __init__(self, decisions: RedisDecisions, index: RedisOrderIndex, db: ShardedDatabase) -> None:
+    ``payments`` reads the fresh payment from Redis; without it (a caller that did not wire one)
+    the fresh view takes the payment from the bill rows, as the stored view does: a moment later
+    (once projected), never wrong."""
+
+    def __init__(
+        self,
+        decisions: RedisDecisions,
+        index: RedisOrderIndex,
+        db: ShardedDatabase,
+        payments: FreshPayments | None = None,
+    ) -> None:
         self._decisions = decisions
         self._index = index
         self._db = db
+        self._payments = payments
 
     async def order(self, user_id: int, order_number: int) -> OrderOut:
         """The order as its buyer sees it; ``ORDER_NOT_FOUND`` for another user's or an unknown one."""
         placed = await self._index.placed(user_id, order_number)
         if placed is not None:
             # The index and the decision live as long (DAMAI_ORDERS__VIEW_TTL_S): no decision yet is pending.
-            return _view(order_number, placed, await self._decisions.decision(placed.program_id, order_number))
+            order = _view(order_number, placed, await self._decisions.decision(placed.program_id, order_number))
+            return await self._with_fresh_payment(order, placed.program_id, order_number)
         stored = await load_order(self._db, order_number)
         if stored is None or stored.user_id != user_id:
             raise NotFound(
                 f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)}
             )
-        return _stored_view(stored, await tickets_of_order(self._db, order_number))
+        return (await self._stored_views([stored]))[0]
 
     async def page(self, user_id: int, status: str | None, page: int, size: int) -> OrderPageOut:
         """The user's orders newest first, from their one order table."""
         found, total = await orders_of_user(self._db, user_id, status=status, page=page, size=size)
-        items = [_stored_view(o, await tickets_of_order(self._db, o.order_number)) for o in found]
-        return OrderPageOut(items=items, total=total, page=page, size=size)
+        return OrderPageOut(items=await self._stored_views(found), total=total, page=page, size=size)
+
+    async def _stored_views(self, orders: list[OrderRow]) -> list[OrderOut]:
+        """The orders from their rows, with their bills (read for all of them at once)."""
+        numbers = [o.order_number for o in orders]
+        bills = await pay_bills_of_orders(self._db, numbers) if numbers else {}
+        refunds = await refunds_of_orders(self._db, numbers) if numbers else {}
+        return [
+            _stored_view(o, await tickets_of_order(self._db, o.order_number)).model_copy(
+                update={
+                    "payment": stored_payment(bills.get(o.order_number)),
+                    "refunds": stored_refunds(refunds.get(o.order_number, [])),
+                }
+            )
+            for o in orders
+        ]
+
+    async def _with_fresh_payment(self, order: OrderOut, program_id: int, order_number: int) -> OrderOut:
+        """The fresh view with its payment and refunds (none before the allocator decided)."""
+        if order.status == PENDING:
+            return order
+        if self._payments is None:
+            bills = await pay_bills_of_orders(self._db, [order_number])
+            refunds = await refunds_of_orders(self._db, [order_number])
+            payment, given_back = stored_payment(bills.get(order_number)), stored_refunds(refunds.get(order_number, []))
+        else:
+            marker, aggregate = await self._payments.read(program_id, order_number)
+            payment, given_back = await fresh_payment(self._db, order_number, marker, aggregate)
+        return order.model_copy(update={"payment": payment, "refunds": given_back})
 
     async def decided(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
         """The order once the allocator has decided it, or as it is after ``timeout_s``."""
@@ -146,7 +216,7 @@ class OrderReads:
     async def _until(
         self, user_id: int, order_number: int, timeout_s: float, done: Callable[[OrderOut], bool]
     ) -> OrderOut:
-        """Redis only, read every 5 ms at first, then every 50 ms."""
+        """Redis only, read every 5 ms at first, then every 50 ms; the payment once, at the end."""
         placed = await self._index.placed(user_id, order_number)
         if placed is None:
             raise NotFound(
@@ -157,7 +227,7 @@ class OrderReads:
         while True:
             order = _view(order_number, placed, await self._decisions.decision(placed.program_id, order_number))
             if done(order) or time.monotonic() + pause > deadline:
-                return order
+                return await self._with_fresh_payment(order, placed.program_id, order_number)
             await asyncio.sleep(pause)
             pause = min(pause * 2, LONGEST_POLL_S)
 
