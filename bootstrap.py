@@ -60,6 +60,7 @@ from infra.settings import Settings
 from infra.tokens import AccessTokens
 from queries.cache import ProgramDetailCache, RemainingCounts
 from queries.cache.micro import MicroCache
+from queries.order_payments import FreshPayments
 from queries.orders import CataloguePrograms, OrderReads
 from queries.refund_policies import DetailRefundPolicies
 from queries.search import ProgramSearch
@@ -301,7 +302,7 @@ async def open_read_side(adapters: Adapters, exit_stack: AsyncExitStack) -> Read
     await users.start()
     exit_stack.push_async_callback(users.stop)
     order_index = RedisOrderIndex(adapters.redis, settings)
-    orders = OrderReads(RedisDecisions(adapters.redis), order_index, adapters.db)
+    orders = OrderReads(RedisDecisions(adapters.redis), order_index, adapters.db, FreshPayments(adapters.redis))
     return ReadSide(
         program_details, remaining, search, search_pages, seat_maps, seat_layouts, users, order_index, orders
     )

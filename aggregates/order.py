@@ -196,7 +196,8 @@ class Order(Aggregate):
                     "refunded_recorded_at": self.timestamp,
                 }
             )
-            aggregate.status = OrderStatus.REFUNDED
+            if aggregate.status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED):
+                aggregate.status = OrderStatus.REFUNDED  # it ends refunded; a paid (or rejected) one stays so
 
     order_number: int
     user_id: int

@@ -59,6 +59,8 @@ PLAIN_TEXT = {"/metrics": "text/plain; version=0.0.4; charset=utf-8"}
 BODY_METHODS = frozenset({"post", "put", "patch"})
 
 EXAMPLES: dict[str, dict[str, Any]] = {
+    "PaymentStart": {"channel": "alipay"},
+    "RefundAsk": {"reason": "cannot make the show"},
     "CreateArea": {"areaId": 320500, "name": "苏州", "level": "city", "parentId": 320000},
     "CreateCategory": {"categoryId": 101, "name": "流行", "parentId": 1, "sortOrder": 1},
     "CreateProgram": {
@@ -173,7 +175,10 @@ def _add_example(operation: dict[str, Any]) -> None:
     content = operation.get("requestBody", {}).get("content", {}).get("application/json")
     if content is None:
         return
-    name = content.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1]
+    schema = content.get("schema", {})
+    # An optional body is anyOf its model and null: its example is the model's.
+    refs = [schema.get("$ref", "")] + [s.get("$ref", "") for s in schema.get("anyOf", ())]
+    name = next((r for r in refs if r), "").rsplit("/", 1)[-1]
     if name in EXAMPLES:
         content["example"] = EXAMPLES[name]
 

@@ -19,7 +19,6 @@ import pytest_asyncio
 from aggregates.base import Aggregate
 from aggregates.errors import Conflict
 from aggregates.order import NOT_DUE, Order, OrderStatus
-from events.program import RefundPolicy
 from events.envelope import EventEnvelope
 from events.order import (
     CancelRequested,
@@ -29,6 +28,7 @@ from events.order import (
     SeatsReserved,
     order_key,
 )
+from events.program import RefundPolicy
 from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
 from infra.redis import LuaScripts
@@ -173,8 +173,9 @@ def test_the_payment_of_a_paid_order_again_changes_nothing_and_a_second_payment_
     assert (order.status, order.outbox()) == (OrderStatus.PAID, [])
 
     order.confirm_payment("pay-2", Decimal("160.00"), PAID_AT)
+    order.confirm_refund("pay-2", "R1", Decimal("160.00"), PAID_AT)
     refunds = [(type(d.event).__name__, d.event.payment_id) for d in order.outbox()]  # type: ignore[attr-defined]
-    assert (order.status, refunds) == (OrderStatus.PAID, [("RefundRequired", "pay-2")])
+    assert (order.status, refunds) == (OrderStatus.PAID, [("RefundRequired", "pay-2"), ("OrderRefunded", "pay-2")])
 
 
 # -- refunds ------------------------------------------------------------------------------------
