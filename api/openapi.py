@@ -25,6 +25,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from api.auth import ADMIN_PATH_PREFIX
+from api.payments import NOTIFY_PATH_PREFIX
 
 ENVELOPE = "#/components/schemas/ErrorEnvelope"
 ENVELOPE_SCHEMA: dict[str, Any] = {
@@ -159,10 +160,18 @@ def _document_errors(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     for status in sorted(statuses):
         responses.setdefault(str(status), {}).setdefault("description", ERRORS[status])
-    # Every error is the envelope, those above and those a route declared itself (e.g. its 404).
+    # Every error is the envelope, those above and those a route declared itself (e.g. its 404),
+    # but a provider's notification refused, answered in the provider's words.
+    provider_words = {"400", "404"} if _notify_path(path) else set()
     for code, response in responses.items():
-        if int(code) >= 400:
+        if code in provider_words:
+            response["content"] = {"text/plain": {"schema": {"type": "string", "example": "failure"}}}
+        elif int(code) >= 400:
             response["content"] = {"application/json": {"schema": {"$ref": ENVELOPE}}}
+
+
+def _notify_path(path: str) -> bool:
+    return path.startswith(NOTIFY_PATH_PREFIX) and path.endswith("/notify")
 
 
 def _document_content(path: str, operation: dict[str, Any]) -> None:
