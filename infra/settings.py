@@ -760,6 +760,35 @@ class PaymentSettings(BaseModel):
     )
 
 
+class ObservabilitySettings(BaseModel):
+    """Metrics of the processes and the local Prometheus (docs/operations.md)."""
+
+    metrics_ports: dict[str, int] = Field(
+        default_factory=lambda: {"worker": 9101, "allocator": 9102, "lifecycle": 9103, "payments": 9104},
+        description="Port of each processor kind's /metrics (on 127.0.0.1; the API serves its own at /metrics). "
+        "0 turns a kind's off. A second process of a kind on one machine needs its own: "
+        "DAMAI_OBSERVABILITY__METRICS_PORT.",
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65_535, description="This process's /metrics port, over metrics_ports for its kind."
+    )
+    lag_interval_s: float = Field(
+        default=5.0, gt=0, le=300, description="How often a processor measures its consumer lag against the broker."
+    )
+    prometheus_port: int = Field(default=9090, description="Port of the local Prometheus (damai stack up prometheus).")
+    scrape_interval_s: int = Field(default=5, ge=1, le=300, description="How often Prometheus scrapes every target.")
+
+
+class RunSettings(BaseModel):
+    """`damai run`: its processes kept up (docs/operations.md)."""
+
+    restart_initial_s: float = Field(default=1.0, gt=0, description="First wait before a dead process is restarted.")
+    restart_max_s: float = Field(default=30.0, gt=0, description="Longest wait between restarts (it doubles).")
+    healthy_after_s: float = Field(
+        default=30.0, gt=0, description="A process up this long is healthy again: its next restart waits the least."
+    )
+
+
 class SearchAvailabilitySettings(BaseModel):
     """The search availability processor: the sold-out state of the search documents, kept up with
     holds and their endings (projections/search_availability.py)."""
@@ -853,6 +882,8 @@ class Settings(BaseSettings):
     users: UserSettings = Field(default_factory=UserSettings)
     orders: OrderSettings = Field(default_factory=OrderSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    run: RunSettings = Field(default_factory=RunSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     @model_validator(mode="after")
