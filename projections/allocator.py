@@ -85,6 +85,13 @@ class Allocation:
         out = []
         for (envelope, request), decision in zip(requests, decisions, strict=True):
             ALLOCATOR_DECISIONS.labels(outcome=decision.reason or decision.status, again=str(decision.again)).inc()
+            log.info(
+                "allocator.decided",
+                order_number=request.order_number,
+                outcome=decision.reason or decision.status,
+                again=decision.again,
+                correlation_id=str(envelope.correlation_id),
+            )
             out.append((decision, _decision_event(envelope, request, decision, now)))
         return out
 

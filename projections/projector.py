@@ -8,6 +8,7 @@ is kept), and an event that cannot be applied at all goes to the dead-letter top
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from itertools import groupby
@@ -165,6 +166,12 @@ async def _apply_retrying(projector: Projector, batch: Batch, settings: WorkerSe
     """Apply, waiting out store outages with capped exponential backoff."""
     await _retrying(projector.name, partial(projector.apply, batch), settings)
     EVENTS_PROJECTED.labels(projector=projector.name).inc(len(batch))
+    # Per event at DEBUG only: a rebuild applies tens of thousands of events a second.
+    if log.is_enabled_for(logging.DEBUG):
+        for record in batch:
+            event = record.item
+            with structlog.contextvars.bound_contextvars(correlation_id=str(event.correlation_id)):
+                log.debug("projector.applied", projector=projector.name, type=event.type, aggregate=event.aggregate_id)
 
 
 async def _retrying(name: str, call: Callable[[], Awaitable[None]], settings: WorkerSettings) -> None:
