@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import time
 from typing import Annotated
 
@@ -426,44 +423,37 @@ def sandbox_pay() -> None:
 
 
 @app.command()
-def run(seed: Annotated[bool, typer.Option(help="Publish the demo data first")] = True) -> None:
+def run(
+    seed: Annotated[bool, typer.Option(help="Publish the demo data first")] = True,
+    stack: Annotated[
+        bool, typer.Option(help="Bring the local stack up and migrate first (--no-stack: they are ready already)")
+    ] = True,
+) -> None:
     """Bring the stack up, migrate, seed the demo data, and run the API, a worker, an allocator, an order
-    lifecycle, a payment processor and the payment sandbox until Ctrl-C."""
-    stack_up(None)
-    db_migrate()
-    children = [
-        subprocess.Popen([sys.executable, "-m", "cli.main", "worker"]),
-        subprocess.Popen([sys.executable, "-m", "cli.main", "allocator"]),
-        subprocess.Popen([sys.executable, "-m", "cli.main", "lifecycle"]),
-        subprocess.Popen([sys.executable, "-m", "cli.main", "payments"]),
-        subprocess.Popen([sys.executable, "-m", "cli.main", "sandbox-pay"]),
-        subprocess.Popen([sys.executable, "-m", "cli.main", "serve"]),
-    ]
-    if seed:
-        seed_demo()
+    lifecycle, a payment processor and the payment sandbox, each restarted with a backoff when it dies,
+    until Ctrl-C or SIGTERM stops them all."""
+    from cli.supervise import ProcessSpec, Supervisor
+
+    if stack:
+        stack_up(None)
+        db_migrate()
     settings = get_settings()
-    typer.echo(f"API on http://{settings.api.host}:{settings.api.port} — Ctrl-C stops the API and worker")
-    _wait_then_stop(children)
-
-
-CHILD_POLL_S = 0.5
-
-
-def _wait_then_stop(children: list[subprocess.Popen[bytes]]) -> None:
-    """Forward Ctrl-C/SIGTERM to the children; when one exits, stop the others too."""
-
-    def stop_all(signum: int = signal.SIGTERM, _frame: object = None) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
-    while all(child.poll() is None for child in children):
-        time.sleep(CHILD_POLL_S)
-    stop_all()
-    for child in children:
-        child.wait()
+    processes = [
+        ProcessSpec("worker", ("worker",)),
+        ProcessSpec("allocator", ("allocator",)),
+        ProcessSpec("lifecycle", ("lifecycle",)),
+        ProcessSpec("payments", ("payments",)),
+        ProcessSpec("sandbox-pay", ("sandbox-pay",)),
+        ProcessSpec("api", ("serve",)),
+    ]
+    with Supervisor(processes, settings.run, say=lambda line: typer.echo(f"damai run: {line}", err=True)) as running:
+        if seed:
+            seed_demo()
+        typer.echo(
+            f"API on http://{settings.api.host}:{settings.api.port}: a process that dies is restarted;"
+            " Ctrl-C stops them all"
+        )
+        running.watch()
 
 
 if __name__ == "__main__":
