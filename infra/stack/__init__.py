@@ -1,6 +1,7 @@
 """The local stack: PostgreSQL, Redis, Kafka and Elasticsearch on loopback, for development
-and tests. ``up`` installs what is missing, starts and waits for health; ``down`` stops;
-``status`` reports. Everything lives under ``settings.state_dir``; docs/stack.md explains.
+and tests, and on request Prometheus. ``up`` installs what is missing, starts and waits for
+health; ``down`` stops; ``status`` reports. Everything lives under ``settings.state_dir``;
+docs/stack.md explains.
 """
 
 from __future__ import annotations
@@ -14,32 +15,37 @@ from infra.stack.elasticsearch import Elasticsearch
 from infra.stack.errors import StackError
 from infra.stack.kafka.broker import KafkaBroker
 from infra.stack.postgres import Postgres
+from infra.stack.prometheus import Prometheus
 from infra.stack.redis import Redis
 from infra.stack.service import Service, ServiceStatus
 
-__all__ = ["SERVICES", "ServiceStatus", "StackError", "down", "status", "up"]
+__all__ = ["KNOWN_SERVICES", "OPTIONAL_SERVICES", "SERVICES", "ServiceStatus", "StackError", "down", "status", "up"]
 
 SERVICES = ("postgres", "redis", "kafka", "elasticsearch")
-"""Start order; ``down`` stops in reverse."""
+"""What the application and the test suite need, in start order; ``down`` stops in reverse."""
+OPTIONAL_SERVICES = ("prometheus",)
+"""Started only when named (``up(settings, ["prometheus"])``); nothing the tests need."""
+KNOWN_SERVICES = SERVICES + OPTIONAL_SERVICES
 
 _SERVICE_TYPES: dict[str, type[Service]] = {
     "postgres": Postgres,
     "redis": Redis,
     "kafka": KafkaBroker,
     "elasticsearch": Elasticsearch,
+    "prometheus": Prometheus,
 }
 # Servers running as other users (postgres, elasticsearch) must be able to enter it.
 STATE_DIR_MODE = 0o755
 LOCK_FILE = ".lock"
 
 
-def _selected(services: Sequence[str] | None) -> list[str]:
+def _selected(services: Sequence[str] | None, default: Sequence[str] = SERVICES) -> list[str]:
     if services is None:
-        return list(SERVICES)
-    unknown = sorted(set(services) - set(SERVICES))
+        return list(default)
+    unknown = sorted(set(services) - set(KNOWN_SERVICES))
     if unknown:
-        raise StackError(f"unknown service(s) {unknown}; known: {', '.join(SERVICES)}")
-    return [name for name in SERVICES if name in services]
+        raise StackError(f"unknown service(s) {unknown}; known: {', '.join(KNOWN_SERVICES)}")
+    return [name for name in KNOWN_SERVICES if name in services]
 
 
 @contextmanager
@@ -58,7 +64,8 @@ def _exclusive(settings: Settings) -> Iterator[None]:
 
 
 def up(settings: Settings, services: Sequence[str] | None = None) -> None:
-    """Install what is missing, start, and wait until healthy; fast when already up."""
+    """Install what is missing, start, and wait until healthy; fast when already up. All of
+    ``SERVICES`` by default; an optional service only when named."""
     names = _selected(services)
     with _exclusive(settings):
         for name in names:
@@ -66,12 +73,19 @@ def up(settings: Settings, services: Sequence[str] | None = None) -> None:
 
 
 def down(settings: Settings, services: Sequence[str] | None = None) -> None:
-    """Stop gracefully in reverse start order and wait until stopped; no-op when stopped."""
-    names = _selected(services)
+    """Stop gracefully in reverse start order and wait until stopped; no-op when stopped. All
+    known services by default, the optional ones included."""
+    names = _selected(services, KNOWN_SERVICES)
     with _exclusive(settings):
         for name in reversed(names):
             _SERVICE_TYPES[name](settings).down()
 
 
-def status(settings: Settings) -> list[ServiceStatus]:
-    return [_SERVICE_TYPES[name](settings).status() for name in SERVICES]
+def status(settings: Settings, services: Sequence[str] | None = None) -> list[ServiceStatus]:
+    """The named services' status; by default ``SERVICES`` and the optional ones that run (one
+    not started is not "down": the test suite and ``damai stack status`` need only ``SERVICES``)."""
+    if services is not None:
+        return [_SERVICE_TYPES[name](settings).status() for name in _selected(services)]
+    optional = [_SERVICE_TYPES[name](settings) for name in OPTIONAL_SERVICES]
+    running = [service.status() for service in optional if service.running_pid() is not None]
+    return [_SERVICE_TYPES[name](settings).status() for name in SERVICES] + running

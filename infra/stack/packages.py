@@ -19,8 +19,9 @@ M2_REPOSITORY = Path.home() / ".m2" / "repository"
 MAVEN = ("mvn", "-q", "-B")
 
 
-def ensure_apt(present: Path | str, packages: Sequence[str], log_file: Path) -> None:
-    """Install Debian ``packages`` unless ``present`` (a path or a command name) exists."""
+def ensure_apt(present: Path | str, packages: Sequence[str], log_file: Path, *, recommends: bool = True) -> None:
+    """Install Debian ``packages`` unless ``present`` (a path or a command name) exists; without
+    ``recommends``, leave out the packages they only recommend."""
     found = present.exists() if isinstance(present, Path) else shutil.which(present)
     if found:
         return
@@ -29,7 +30,7 @@ def ensure_apt(present: Path | str, packages: Sequence[str], log_file: Path) -> 
     log.info("stack.apt_install", packages=list(packages), log=str(log_file))
     process.run(["apt-get", "update"], env=APT_ENV, log_file=log_file, what="apt-get update")
     process.run(
-        ["apt-get", "install", "-y", *packages],
+        ["apt-get", "install", "-y", *([] if recommends else ["--no-install-recommends"]), *packages],
         env=APT_ENV,
         log_file=log_file,
         what=f"apt-get install {' '.join(packages)}",
