@@ -5,13 +5,15 @@ makes the same state (DESIGN.md, "The log is the truth"). Each record of a topic
 to the same partition of the target's family with its key, value, headers and timestamp
 unchanged, so every aggregate's events keep their order and every event keeps its id. Only what
 the source holds when the copy starts is copied; a target family that already holds records is
-refused, so a copy run twice cannot duplicate the log.
+refused, so a copy run twice cannot duplicate the log. With ``until``, only the events that occurred
+before that moment are copied (by the envelope's ``occurred_at``): the log as it stood then, for a
+replay "as of" a moment.
 
 The order of a replay matters, as it did live: the catalogue first (its projections are what the
 allocator decides against), then the order requests (the allocator decides each and stores the
 decision in Redis), then the order topic (the lifecycle ends the holds the decisions made). docs/
-operations.md ("Replaying a namespace's log") states the steps; ``damai events replay`` (to come)
-will run them.
+operations.md ("Replaying a namespace's log") states the steps; ``damai events replay``
+(``cli/namespace_replay.py``) runs them.
 
 The program keys of Redis (``{p:<id>}:*``) carry the program's id, not the namespace: a target on
 the source's Redis database would share them, so a replay's target uses a Redis database of its
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -40,9 +44,11 @@ class ReplayRefused(Exception):
     """The copy cannot be made as asked (a target family that holds records, partitions that differ)."""
 
 
-async def copy_families(source: KafkaSettings, target: KafkaSettings, families: Sequence[str]) -> dict[str, int]:
-    """Copy each family's records, as they stand now, from ``source``'s topics to ``target``'s;
-    return how many records each family had."""
+async def copy_families(
+    source: KafkaSettings, target: KafkaSettings, families: Sequence[str], until: datetime | None = None
+) -> dict[str, int]:
+    """Copy each family's records, as they stand now, from ``source``'s topics to ``target``'s (with
+    ``until``, only the events that occurred before it); return how many records each family copied."""
     consumer = AIOKafkaConsumer(bootstrap_servers=source.bootstrap, enable_auto_commit=False)
     producer = AIOKafkaProducer(
         bootstrap_servers=target.bootstrap,
@@ -60,7 +66,7 @@ async def copy_families(source: KafkaSettings, target: KafkaSettings, families: 
             if partitions != await _partitions(target, target.topic(family)):
                 raise ReplayRefused(f"{family}: the source and the target have different partitions")
             copied[family] = await _copy_topic(
-                consumer, producer, source.topic(family), target.topic(family), partitions
+                consumer, producer, source.topic(family), target.topic(family), partitions, until
             )
         return copied
     finally:
@@ -80,8 +86,25 @@ async def _partitions(settings: KafkaSettings, topic: str) -> list[int]:
     return sorted(p["partition"] for p in described["partitions"])
 
 
+def occurred_before(value: bytes | None, until: datetime) -> bool:
+    """Whether the event in this record occurred before ``until`` (its envelope's ``occurred_at``).
+
+    Not the record's timestamp: a copy keeps the original's, but an event is appended a moment
+    after it occurred, and the moment an analyst asks about is the domain's. A record that is no
+    envelope (a tombstone) is left out.
+    """
+    if value is None:
+        return False
+    return datetime.fromisoformat(orjson.loads(value)["occurred_at"]) < until
+
+
 async def _copy_topic(
-    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, source: str, target: str, partitions: list[int]
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    source: str,
+    target: str,
+    partitions: list[int],
+    until: datetime | None,
 ) -> int:
     targets = [TopicPartition(target, p) for p in partitions]
     held = {tp.partition: end for tp, end in (await consumer.end_offsets(targets)).items() if end}
@@ -100,6 +123,8 @@ async def _copy_topic(
             for record in records:
                 if record.offset >= ends[tp]:
                     break
+                if until is not None and not occurred_before(record.value, until):
+                    continue
                 deliveries.append(
                     await producer.send(
                         target,
