@@ -4,36 +4,19 @@ fire on series that should fire it and not on series that should not (rules_test
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from infra.stack import process
-from infra.stack.errors import StackError
-from infra.stack.prometheus import PROMTOOL, RULES_FILE, ensure_installed
+from infra.stack.prometheus import RULES_FILE
+from tests.promql import METRICS, metric_names
 
 RULES_TEST = RULES_FILE.with_name("rules_test.yml")
 PROMTOOL_TIMEOUT_S = 60
 ALERT = re.compile(r"^\s*- alert: (\w+)$", re.MULTILINE)
 # One alert_rule_test case: the alert's name, then the alerts expected (or none: "[]").
 CASE = re.compile(r"alertname: (\w+)\n\s*exp_alerts:( \[\])?")
-
-
-@pytest.fixture(scope="module")
-def promtool(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """promtool, installed as `damai stack up prometheus` installs it when it is missing."""
-    found = shutil.which(PROMTOOL)
-    if found is None and process.is_root():
-        try:
-            ensure_installed(tmp_path_factory.mktemp("prometheus") / "install.log")
-        except StackError as exc:
-            pytest.skip(f"promtool is missing and installing Debian's prometheus package failed: {exc}")
-        found = shutil.which(PROMTOOL)
-    if found is None:
-        pytest.skip("promtool is missing (Debian package prometheus) and only root may install it")
-    return found
+# An expression on its line, or a block (`expr: |`) of the lines indented under it.
+EXPR = re.compile(r"^(\s*)expr: (?:\|\n((?:\1\s+.*\n)+)|(.+)$)", re.MULTILINE)
 
 
 def run_promtool(promtool: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -69,3 +52,12 @@ def test_every_alert_has_a_firing_and_a_quiet_case_when_the_tests_are_read() -> 
     assert alerts, "no alerts found in rules.yml"
     assert alerts - firing == set(), "alerts never shown to fire"
     assert alerts - quiet == set(), "alerts never shown to stay quiet"
+
+
+def test_every_rule_queries_only_metrics_the_processes_export_when_its_expression_is_read() -> None:
+    exprs = [block or line for _, block, line in EXPR.findall(RULES_FILE.read_text())]
+
+    unknown = {expr.strip(): metric_names(expr) - METRICS for expr in exprs if metric_names(expr) - METRICS}
+
+    assert len(exprs) == len(ALERT.findall(RULES_FILE.read_text()))
+    assert unknown == {}
