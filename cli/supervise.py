@@ -69,6 +69,11 @@ def exit_reason(returncode: int) -> str:
         return f"was killed by signal {-returncode}"
 
 
+def _stop_reason(returncode: int) -> str:
+    # uvicorn ends on the signal it was stopped by, once it has shut down cleanly.
+    return "stopped on SIGTERM" if returncode == -signal.SIGTERM else exit_reason(returncode)
+
+
 @dataclass
 class _Child:
     spec: ProcessSpec
@@ -180,7 +185,7 @@ class Supervisor:
                 child.signal(signal.SIGKILL)
         for child in running:
             if child.proc is not None:
-                self._say(f"{child.spec.name} (pid {child.proc.pid}) {exit_reason(child.proc.wait())}")
+                self._say(f"{child.spec.name} (pid {child.proc.pid}) {_stop_reason(child.proc.wait())}")
         for signum, handler in self._previous_handlers.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]  # what signal.signal returned
         if running:
