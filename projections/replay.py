@@ -113,6 +113,8 @@ async def _copy_topic(
     sources = [TopicPartition(source, p) for p in partitions]
     ends = await consumer.end_offsets(sources)
     left = {tp: end for tp, end in ends.items() if end > 0}
+    if not left:  # an empty topic: nothing to copy (and nothing to seek in)
+        return 0
     consumer.assign(list(left))
     await consumer.seek_to_beginning(*left)
     copied = 0
