@@ -3,6 +3,7 @@ merged in time order (cli/logs.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
@@ -13,7 +14,7 @@ ID = "0b5c6a44-1d2e-4f5a-9b8c-7d6e5f4a3b2c"
 OTHER = "9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f"
 
 
-def write(path: Path, *lines: dict[str, object] | str) -> Path:
+def write(path: Path, *lines: Mapping[str, object] | str) -> Path:
     encoded = [line.encode() if isinstance(line, str) else orjson.dumps(line) for line in lines]
     path.write_bytes(b"".join(line + b"\n" for line in encoded))
     return path
