@@ -48,6 +48,7 @@ bench: up
 	$(VENV)/bin/python -m bench.seat_map
 	$(VENV)/bin/python -m bench.purchase
 	$(VENV)/bin/python -m bench.allocator_consumers
+	$(VENV)/bin/python -m bench.payments
 
 ## The API fuzzer with a heavy budget and a fresh random seed (make test runs it lightly).
 fuzz: up
