@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 # Rates need two readings; a one-off status takes them this far apart.
 RATE_WINDOW_S = 1.0
-DEFAULT_WATCH_S = 2.0
 SLOWEST_ROUTES = 5
 # Wide enough for a namespaced group and topic on one line when the output is not a terminal.
 PLAIN_WIDTH = 160
@@ -230,11 +229,9 @@ def status(
         float | None,
         typer.Option(
             "--watch",
-            is_flag=False,
-            flag_value=DEFAULT_WATCH_S,
             min=0.5,
-            metavar="[SECONDS]",
-            help=f"Refresh every SECONDS (default {DEFAULT_WATCH_S:g}) until Ctrl-C.",
+            metavar="SECONDS",
+            help="Refresh every SECONDS (e.g. --watch 2) until Ctrl-C.",
         ),
     ] = None,
 ) -> None:
