@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from aggregates.base import Aggregate
 from aggregates.ownership import EmailOwnership, MobileOwnership
+from aggregates.pay_bill import PayBill
 from aggregates.program import Program
 from aggregates.reference import Area, Category
 from aggregates.user import User
@@ -46,6 +47,7 @@ SNAPSHOTTED: dict[str, type[Aggregate]] = {
     "email": EmailOwnership,
     "area": Area,
     "category": Category,
+    "payment": PayBill,
 }
 """The aggregates the command side loads through its aggregate store, by the kind in their key
 (``user`` in ``user-42``). Their topic families are appended to by the store alone, so it can keep
