@@ -121,7 +121,6 @@ class Supervisor:
         self._watching = False
         self._stopping = False
         self._kill_now = False
-        self._previous_handlers: dict[int, object] = {}
 
     def __enter__(self) -> Supervisor:
         try:
@@ -143,9 +142,10 @@ class Supervisor:
         return {c.spec.name: c.proc.pid for c in self._children if c.proc is not None and c.running}
 
     def start(self) -> None:
-        """Take over SIGINT and SIGTERM, then start every child."""
+        """Take over SIGINT and SIGTERM for the rest of this process's life (one arriving after the
+        stop is a no-op, not a traceback), then start every child."""
         for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[signum] = signal.signal(signum, self._on_stop_signal)
+            signal.signal(signum, self._on_stop_signal)
         for child in self._children:
             self._spawn(child)
 
@@ -179,15 +179,14 @@ class Supervisor:
         deadline = time.monotonic() + self._stop_grace_s
         while any(c.running for c in running) and time.monotonic() < deadline and not self._kill_now:
             time.sleep(self._poll_s)
+        when = "at a second stop signal" if self._kill_now else f"after {self._stop_grace_s:g}s"
         for child in running:
             if child.running and child.proc is not None:
-                self._say(f"{child.spec.name} (pid {child.proc.pid}) did not stop: SIGKILL")
+                self._say(f"{child.spec.name} (pid {child.proc.pid}) still up {when}: SIGKILL")
                 child.signal(signal.SIGKILL)
         for child in running:
             if child.proc is not None:
                 self._say(f"{child.spec.name} (pid {child.proc.pid}) {_stop_reason(child.proc.wait())}")
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]  # what signal.signal returned
         if running:
             self._say("every process stopped")
 
@@ -217,13 +216,12 @@ class Supervisor:
         child.restart_at = now + wait_s
 
     def _on_stop_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self._stopping:
-            self._kill_now = True
+        if self._stopping or self._stop_signal is not None:
+            self._kill_now = True  # a second stop signal: no more grace
             return
-        if self._stop_signal is None:
-            self._stop_signal = signum
+        self._stop_signal = signum
         if not self._watching:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # interrupts what runs before watch() (the demo seed) once
 
 
 def _die_with(parent_pid: int) -> Callable[[], None] | None:
