@@ -1,5 +1,5 @@
 """``damai events``: the event log for analysts — export it, read one aggregate's history, replay it
-into a scratch namespace as of a moment (docs/analytics.md)."""
+into a scratch namespace as of a moment and drop that namespace again (docs/analytics.md)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,26 @@ def replay(
         raise typer.Exit(1) from refused
     for line in replayed.where():
         typer.echo(line)
+
+
+@app.command()
+def drop(
+    namespace: Annotated[str, typer.Option("--namespace", help="The scratch namespace a replay made")],
+    redis_db: Annotated[int, typer.Option("--redis-db", help="Its Redis database (as given to replay)")],
+) -> None:
+    """Remove a replay's scratch namespace: its topics, indices, schema and Redis keys (never the
+    source's own namespace)."""
+    from cli.namespace_replay import target_settings
+    from cli.provision import remove_namespace
+    from projections.replay import ReplayRefused
+
+    try:
+        target = target_settings(_settings(), namespace, redis_db)
+    except ReplayRefused as refused:
+        typer.echo(str(refused), err=True)
+        raise typer.Exit(1) from refused
+    asyncio.run(remove_namespace(target))
+    typer.echo(f"namespace {namespace} removed")
 
 
 if __name__ == "__main__":
