@@ -31,7 +31,13 @@ from redis.exceptions import ResponseError
 from events.envelope import EventEnvelope, derived_event_id
 from events.order import OrderRejected, OrderRequested, SeatsReserved
 from infra.kafka import EventPublisher
-from infra.metrics import ALLOCATOR_BATCH_SECONDS, ALLOCATOR_DECISIONS, DEAD_LETTERS
+from infra.metrics import (
+    ALLOCATOR_BATCH_SECONDS,
+    ALLOCATOR_DECISIONS,
+    ALLOCATOR_LUA_SECONDS,
+    DEAD_LETTERS,
+    ProcessorMetrics,
+)
 from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE
 from infra.settings import Settings
@@ -100,10 +106,12 @@ class Allocation:
         window_s = self._settings.orders.payment_window_s
         window_ms = int(window_s * 1000) if window_s is not None else None
         requested = [r for _, r in requests]
-        return await retrying(
-            "reserve",
-            lambda: reserve(self._scripts, program_id, requested, now_ms, SEAT_ROW_STRIDE, ttl_s, window_ms),
-        )
+
+        async def timed_reserve() -> list[Decision]:
+            with ALLOCATOR_LUA_SECONDS.time():
+                return await reserve(self._scripts, program_id, requested, now_ms, SEAT_ROW_STRIDE, ttl_s, window_ms)
+
+        return await retrying("reserve", timed_reserve)
 
     async def _decide_alone(self, program_id: int, request: Request, now_ms: int) -> Decision | None:
         try:
@@ -131,8 +139,12 @@ class Allocation:
 class Allocator:
     """The allocator's consumer: fetch what is waiting, decide it (``Allocation``), commit."""
 
+    kind = "allocator"
+
     def __init__(self, settings: Settings, redis: Redis, scripts: LuaScripts, publisher: EventPublisher) -> None:
         self._settings = settings
+        self.group = settings.worker.allocator_group
+        self._metrics = ProcessorMetrics(self.group, self.kind)
         self._allocation = Allocation(settings, scripts, publisher)
         self._stopping = asyncio.Event()
         self._consumer = group_consumer(
@@ -145,6 +157,10 @@ class Allocator:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def assignment(self) -> set[TopicPartition]:
+        assigned: set[TopicPartition] = self._consumer.assignment()
+        return assigned
 
     async def run(self) -> None:
         """Decide requests until ``stop``; offsets are committed only after their decisions are in the log."""
@@ -165,7 +181,9 @@ class Allocator:
         started = time.perf_counter()
         decisions = await self._allocation.decide(record for records in fetched.values() for record in records)
         await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
-        ALLOCATOR_BATCH_SECONDS.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        ALLOCATOR_BATCH_SECONDS.observe(elapsed)
+        self._metrics.batch(sum(len(records) for records in fetched.values()), elapsed)
         return decisions
 
 

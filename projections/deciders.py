@@ -8,8 +8,9 @@ consumer groups that decide with Redis scripts and append their decisions (ADR 0
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -22,9 +23,10 @@ from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
-from infra.metrics import DEAD_LETTERS
+from infra.metrics import DEAD_LETTERS, serve_metrics
 from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
 from infra.settings import Settings
+from projections.lag import ConsumerLag
 
 log = structlog.get_logger(__name__)
 
@@ -86,26 +88,43 @@ def decoded(record: ConsumerRecord[bytes, bytes], group: str) -> tuple[EventEnve
 
 
 class Decider(Protocol):
+    kind: str
+    """Its kind of processor: the key of its port in ``observability.metrics_ports``."""
+    group: str
+
     async def run(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def assignment(self) -> Iterable[tuple[str, int]]:
+        """The partitions its consumer owns now."""
+        ...
 
 
 async def run_decider(
     settings: Settings, make: Callable[[Settings, Redis, LuaScripts, EventPublisher], Decider]
 ) -> None:
-    """Run one decider in the foreground until SIGTERM/SIGINT, with its Redis and publisher."""
+    """Run one decider in the foreground until SIGTERM/SIGINT, with its Redis and publisher, its
+    /metrics and its consumer lag measured beside it."""
     redis = create_redis(settings.redis)
     scripts = LuaScripts(redis)
     await scripts.preload(redis)
     publisher = EventPublisher(settings.kafka)
     await publisher.start()
     decider = make(settings, redis, scripts, publisher)
+    serve_metrics(settings, decider.kind)
+    lag = ConsumerLag(
+        settings.kafka.bootstrap, decider.group, decider.assignment, settings.observability.lag_interval_s
+    )
+    measuring = asyncio.create_task(lag.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, decider.stop)
     try:
         await decider.run()
     finally:
+        measuring.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await measuring
         await publisher.stop()
         await redis.aclose()

@@ -59,8 +59,8 @@ from events.order import (
 from events.program import RefundPolicy
 from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
-from infra.metrics import ORDERS_ENDED
-from infra.redis import LuaScripts
+from infra.metrics import EXPIRY_BACKLOG, EXPIRY_LATENESS, ORDERS_ENDED, ProcessorMetrics
+from infra.redis import REDIS_ERRORS, LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE, open_bills, order_expiries, order_snapshot, pay_bill_marker
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
@@ -125,6 +125,8 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka'
 
 
 class Lifecycle:
+    kind = "lifecycle"
+
     def __init__(
         self,
         settings: Settings,
@@ -143,24 +145,35 @@ class Lifecycle:
         self._stopping = asyncio.Event()
         self._assignment = _Assignment()
         self._consumer = group_consumer(settings, settings.worker.lifecycle_group, "damai-lifecycle")
+        self.group = settings.worker.lifecycle_group
+        self._metrics = ProcessorMetrics(self.group, self.kind)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def assignment(self) -> set[TopicPartition]:
+        assigned: set[TopicPartition] = self._consumer.assignment()
+        return assigned
 
     async def run(self) -> None:
         self._consumer.subscribe([self._settings.kafka.topic("order")], listener=self._assignment)
         await self._consumer.start()
         log.info("lifecycle.started", group=self._settings.worker.lifecycle_group)
         tick_s = self._settings.worker.lifecycle_tick_ms / 1000
-        next_tick = 0.0
+        next_tick = next_backlog = 0.0
         try:
             while not self._stopping.is_set():
                 fetched = await self._consumer.getmany(timeout_ms=self._settings.worker.lifecycle_tick_ms)
                 if fetched:
+                    started = time.perf_counter()
                     await self.handle(fetched)
+                    self._metrics.batch(sum(len(r) for r in fetched.values()), time.perf_counter() - started)
                 if time.monotonic() >= next_tick:
                     await self.expire_due()
                     next_tick = time.monotonic() + tick_s
+                if time.monotonic() >= next_backlog:
+                    await self.measure_expiry_backlog()
+                    next_backlog = time.monotonic() + self._settings.observability.lag_interval_s
         finally:
             await self._consumer.stop()
 
@@ -222,11 +235,28 @@ class Lifecycle:
                 if answer is not None:  # None: not due by the aggregate's clock yet; the next tick
                     out += answer
                     settled.append(member)
+                    if any(e.type == OrderExpired.event_type for e in answer):
+                        EXPIRY_LATENESS.observe(max(time.time() * 1000 - deadline_ms, 0) / 1000)
             await self._append(out)
             if settled:
                 await self._redis.zrem(key, *settled)
             ended += out
         return ended
+
+    async def measure_expiry_backlog(self) -> int | None:
+        """Holds of this process's partitions past their payment deadline and not expired yet
+        (``damai_expiry_backlog_orders``): one round trip over its schedules."""
+        now_ms = int(time.time() * 1000)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for partition in sorted(self._assignment.partitions):
+                    pipe.zcount(order_expiries(self._settings.orders.key_prefix, partition), "-inf", now_ms)
+                backlog = sum(int(n) for n in await pipe.execute())
+        except REDIS_ERRORS as exc:  # a metric is not worth stopping the lifecycle for
+            log.warning("lifecycle.backlog_unmeasured", error=repr(exc))
+            return None
+        EXPIRY_BACKLOG.set(backlog)
+        return backlog
 
     async def _may_have_paid(self, order: Due) -> bool:
         """Whether an order at its payment deadline may have been paid: it has a bill open and its

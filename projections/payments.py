@@ -36,7 +36,7 @@ from events.envelope import EventEnvelope, derived_event_id
 from events.order import PaymentConfirmed, RefundConfirmed, RefundRequired
 from events.payment import PayBillCreated, PaymentNotified, PaymentSource, pay_bill_key
 from infra.kafka import EventPublisher
-from infra.metrics import PAYMENTS_RECONCILED, REFUND_ATTEMPTS
+from infra.metrics import PAYMENTS_RECONCILED, REFUND_ATTEMPTS, ProcessorMetrics
 from infra.redis import LuaScripts
 from infra.redis_keys import open_bills, order_decision, refunds_due
 from infra.settings import Settings
@@ -56,6 +56,8 @@ def refund_number(order_number: int, refund_version: int) -> str:
 
 
 class PaymentProcessor:
+    kind = "payments"
+
     def __init__(
         self,
         settings: Settings,
@@ -73,9 +75,15 @@ class PaymentProcessor:
         self._stopping = asyncio.Event()
         self._group = settings.payments.group
         self._consumer = group_consumer(settings, self._group, "damai-payments")
+        self.group = self._group
+        self._metrics = ProcessorMetrics(self._group, self.kind)
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def assignment(self) -> set[TopicPartition]:
+        assigned: set[TopicPartition] = self._consumer.assignment()
+        return assigned
 
     async def run(self) -> None:
         self._consumer.subscribe([self._settings.kafka.topic("payment"), self._settings.kafka.topic("order")])
@@ -87,7 +95,9 @@ class PaymentProcessor:
             while not self._stopping.is_set():
                 fetched = await self._consumer.getmany(timeout_ms=500)
                 if fetched:
+                    started = time.perf_counter()
                     await self.handle(fetched)
+                    self._metrics.batch(sum(len(r) for r in fetched.values()), time.perf_counter() - started)
                 await self.refund_due()
                 if time.monotonic() >= next_reconcile:
                     await self.reconcile()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from itertools import groupby
@@ -25,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode
-from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES
+from infra.metrics import EVENTS_PROJECTED, PROJECTOR_RETRIES, ProcessorMetrics
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import Shard
 from infra.search import search_unavailable
@@ -101,8 +102,12 @@ async def run_projector(
     stream: StreamT[bytes], projector: Projector, dead_letters: DeadLetters, settings: WorkerSettings
 ) -> None:
     assert isinstance(stream, Stream)  # take_events is on the concrete stream, not on StreamT
+    group = settings.projector_group
+    metrics = ProcessorMetrics(group, projector.name.removeprefix(f"{group}."))
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        started = time.perf_counter()
         await _project_in_order(projector, events, dead_letters, settings)
+        metrics.batch(len(events), time.perf_counter() - started)
 
 
 async def _project_in_order(

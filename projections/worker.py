@@ -8,10 +8,12 @@ import faust
 import structlog
 from faust.types import StreamT
 
+from infra.metrics import serve_metrics
 from infra.settings import Settings
 from projections.app import create_app
 from projections.dead_letter import DeadLetters
 from projections.inventory_projector import InventoryProjector
+from projections.lag import ConsumerLag
 from projections.order_projector import OrderProjector
 from projections.payment_projector import PaymentProjector
 from projections.program_projector import ProgramProjector
@@ -96,6 +98,17 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
         settings.kafka.topic("payment"): [payment],
     }
 
+    lag = ConsumerLag(
+        settings.kafka.bootstrap,
+        app.conf.id,
+        lambda: app.consumer.assignment(),
+        settings.observability.lag_interval_s,
+    )
+
+    @app.task  # type: ignore[untyped-decorator]  # faust types its decorators loosely
+    async def measure_lag() -> None:
+        await lag.run()
+
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types the signal loosely
     async def rewind(sender: faust.App, **_: Any) -> None:
         await stores.wait_ready()
@@ -108,7 +121,8 @@ def build_projector_app(settings: Settings, *, web_port: int | None = None) -> f
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the projector worker in the foreground until SIGTERM/SIGINT."""
+    """Run the projector worker in the foreground until SIGTERM/SIGINT, with its /metrics."""
+    serve_metrics(settings, "worker")
     app = build_projector_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
     worker.execute_from_commandline()
