@@ -62,9 +62,20 @@ class AccessLog:
             return cls(None, settings.log_json)
         return cls(open(fd, "wb", buffering=ACCESS_LOG_BUFFER_BYTES, closefd=False), settings.log_json)
 
-    def line(self, request_id: str, method: str, path: str, route: str, status: int, elapsed_s: float) -> None:
-        fields = {
-            "request_id": request_id,
+    def line(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        route: str,
+        status: int,
+        elapsed_s: float,
+        correlation_id: str | None = None,
+    ) -> None:
+        fields: dict[str, str | int | float] = {"request_id": request_id}
+        if correlation_id is not None:  # a command's: the id its events carry (damai logs --correlation)
+            fields["correlation_id"] = correlation_id
+        fields |= {
             "method": method,
             "path": path,
             "route": route,
@@ -99,6 +110,11 @@ class AccessLog:
             self.flush()
 
 
+CORRELATION_STATE = "correlation_id"
+"""Where a command route leaves its correlation id in the request's state (``api/commands.py``)."""
+CORRELATION_ID_HEADER = b"x-correlation-id"
+
+
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER and 0 < len(value) <= MAX_REQUEST_ID_LENGTH:
@@ -129,7 +145,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
+                headers = message.setdefault("headers", [])
+                headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
+                correlation = scope["state"].get(CORRELATION_STATE)
+                if correlation is not None:
+                    headers.append((CORRELATION_ID_HEADER, correlation.encode("latin-1")))
             await send(message)
 
         try:
@@ -154,4 +174,5 @@ class RequestContextMiddleware:
             recorder[0].inc()
             recorder[1].observe(elapsed)
             if self._access_log is not None:
-                self._access_log.line(request_id, method, scope["path"], template, status, elapsed)
+                correlation = scope["state"].get(CORRELATION_STATE)
+                self._access_log.line(request_id, method, scope["path"], template, status, elapsed, correlation)

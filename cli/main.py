@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 import uvloop  # the deciders' event loop, as uvicorn's for the API (docs/orders.md, "Measured")
 
+from cli.events import app as events_app
+from cli.logs import logs as logs_command
+from cli.status import status as status_command
 from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
 
@@ -26,9 +29,15 @@ app.add_typer(seed_app, name="seed")
 app.add_typer(cache_app, name="cache")
 app.add_typer(verify_app, name="verify")
 app.add_typer(rebuild_app, name="rebuild")
+app.add_typer(events_app, name="events")
+app.command("logs")(logs_command)
+app.command("status")(status_command)
 rebuild_app.add_typer(rebuild_bloom_app, name="bloom")
 
-Services = Annotated[list[str] | None, typer.Argument(help="postgres, redis, kafka, elasticsearch (default: all)")]
+Services = Annotated[
+    list[str] | None,
+    typer.Argument(help="postgres, redis, kafka, elasticsearch (default: all); prometheus, only when named"),
+]
 
 
 def _settings() -> Settings:

@@ -2,8 +2,8 @@
 the allocator and taken by the lifecycle, each a real process writing its JSON log to a file, and
 ``damai logs --correlation`` finding the order's lines in all three, in time order.
 
-The API logs a request by its ``request_id``; a client that sends one UUID as both
-``X-Request-Id`` and ``X-Correlation-Id`` finds its request's line under the same id as the events'.
+A command's correlation id is the client's ``X-Correlation-Id``, or one the API makes; either is
+on the request's access line and in the answer's ``X-Correlation-Id``.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ async def deciders(system: System, tmp_path_factory) -> AsyncIterator[dict[str, 
         child.stop()
 
 
-async def test_an_order_s_correlation_id_is_in_the_api_allocator_and_lifecycle_logs_when_the_client_sends_one(
+async def test_an_order_s_correlation_id_is_in_the_api_allocator_and_lifecycle_logs_when_the_client_sends_it(
     system: System, catalogue: ShardedDatabase, deciders: dict[str, Child]
 ):
     show = await on_sale(system, catalogue, rows=1, columns=4)
     buyer = await signed_in_buyer(system)
     correlation = str(uuid.uuid4())
-    traced = {"X-Correlation-Id": correlation, "X-Request-Id": correlation}
+    traced = {"X-Correlation-Id": correlation}
 
     placed = await system.http.post(
         "/api/v1/orders", json=automatic(show, 2), headers=buyer.auth | DECIDED | traced, timeout=30
@@ -74,7 +74,7 @@ async def test_damai_logs_prints_one_correlation_s_lines_from_every_file_oldest_
     show = await on_sale(system, catalogue, rows=1, columns=4)
     buyer = await signed_in_buyer(system)
     correlation = str(uuid.uuid4())
-    headers = buyer.auth | DECIDED | {"X-Correlation-Id": correlation, "X-Request-Id": correlation}
+    headers = buyer.auth | DECIDED | {"X-Correlation-Id": correlation}
     placed = await system.http.post("/api/v1/orders", json=automatic(show, 1), headers=headers, timeout=30)
     assert placed.status_code == 201, placed.text
     files = [system.api_log, deciders["allocator"].log_path, deciders["lifecycle"].log_path]
@@ -92,3 +92,17 @@ async def test_damai_logs_prints_one_correlation_s_lines_from_every_file_oldest_
 
 async def _logged_by(files, correlation: str, processes: int) -> bool:
     return len({line.source for line in correlated_lines(files, correlation)}) == processes
+
+
+async def test_a_command_sent_without_a_correlation_id_gets_one_back_and_its_story_is_logged_under_it(
+    system: System, catalogue: ShardedDatabase, deciders: dict[str, Child]
+):
+    show = await on_sale(system, catalogue, rows=1, columns=4)
+    buyer = await signed_in_buyer(system)
+
+    placed = await system.http.post("/api/v1/orders", json=automatic(show, 1), headers=buyer.auth | DECIDED, timeout=30)
+
+    assert placed.status_code == 201, placed.text
+    correlation = str(uuid.UUID(placed.headers["x-correlation-id"]))
+    files = [system.api_log, deciders["allocator"].log_path, deciders["lifecycle"].log_path]
+    await eventually(lambda: _logged_by(files, correlation, 3), LOGGED_S, "the made id in all three logs")
