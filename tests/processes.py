@@ -32,7 +32,10 @@ class Child:
     def __init__(self, args: list[str], settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None):
         self.log_path = log_path
         self._log = log_path.open("wb")
-        env = {**os.environ, **settings.namespace_env(), **(extra_env or {})}
+        # No /metrics port unless the test asks for one: several processes of a kind run at once,
+        # and the default ports belong to whatever else runs on this machine.
+        metrics_off = {"DAMAI_OBSERVABILITY__METRICS_PORT": "0"}
+        env = {**os.environ, **settings.namespace_env(), **metrics_off, **(extra_env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
