@@ -128,7 +128,7 @@ async def view(system: System, buyer: Buyer, number: str) -> dict[str, Any]:
 
 async def becomes(system: System, buyer: Buyer, number: str, status: str, within_s: float = SETTLED_S) -> None:
     async def there() -> bool:
-        return (await view(system, buyer, number))["status"] == status
+        return bool((await view(system, buyer, number))["status"] == status)
 
     await eventually(there, within_s, f"order {number} {status}")
 
