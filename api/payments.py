@@ -10,10 +10,7 @@ counted (``damai_payment_notifications_total``) and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -41,7 +38,6 @@ router = APIRouter(tags=["payments"])
 admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
 JSON = "application/json"
 NOTIFY_PATH_PREFIX = "/api/v1/payments/"
-WAIT_POLL_S = 0.05
 NOTIFY_FIELDS_MAX = 100
 
 
@@ -115,7 +111,8 @@ async def post_payment_check(
     trade = await handled(handlers.check_payment(user.user_id, order_number, res.commands.payments, correlation_id))
     if not trade.status.paid:
         return await res.reads.orders.order(user.user_id, order_number)
-    return await _order_once(res, user.user_id, order_number, lambda o: o.status != "unpaid")
+    wait_s = res.settings.orders.cancel_wait_s
+    return await res.reads.orders.until(user.user_id, order_number, wait_s, lambda o: o.status != "unpaid")
 
 
 @router.post(
@@ -229,7 +226,8 @@ async def _refund(
             order_number, user_id, program_id, show_time_id, payments, correlation_id, by_admin=by_admin, reason=reason
         )
     )
-    order = await _order_once(res, user_id, order_number, lambda o: o.status != "paid")
+    wait_s = res.settings.orders.cancel_wait_s
+    order = await res.reads.orders.until(user_id, order_number, wait_s, lambda o: o.status != "paid")
     if order.status == "paid":
         return Response(order.model_dump_json(by_alias=True), status_code=202, media_type=JSON)
     if order.status != "refunded":
@@ -240,13 +238,3 @@ async def _refund(
             {"orderNumber": order.order_number, "status": order.status},
         )
     return Response(order.model_dump_json(by_alias=True), status_code=200, media_type=JSON)
-
-
-async def _order_once(res: Resources, user_id: int, order_number: int, done: Callable[[OrderOut], bool]) -> OrderOut:
-    """The order once ``done`` holds of it, or as it is after ``orders.cancel_wait_s`` (Redis)."""
-    deadline = time.monotonic() + res.settings.orders.cancel_wait_s
-    while True:
-        order = await res.reads.orders.order(user_id, order_number)
-        if done(order) or time.monotonic() + WAIT_POLL_S > deadline:
-            return order
-        await asyncio.sleep(WAIT_POLL_S)

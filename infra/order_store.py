@@ -24,6 +24,7 @@ from infra.redis_keys import idempotency_key as idempotency_key_of
 from infra.redis_keys import (
     open_bills,
     order_decision,
+    order_member,
     pay_bill_marker,
     user_order,
     user_rate_limit_window,
@@ -183,7 +184,7 @@ class RedisPayBills:
                 "createdAt": bill.created_on.isoformat(),
             }
         )
-        member = f"{bill.order_number}:{bill.program_id}:{bill.user_id}"
+        member = order_member(bill.order_number, bill.program_id, bill.user_id)
         due_ms = int(decided_at.timestamp() * 1000) + self._reconcile_after_ms
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(pay_bill_marker(bill.program_id, bill.order_number), marker, ex=self._ttl_s)

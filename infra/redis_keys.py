@@ -224,6 +224,11 @@ def user_order(prefix: str, user_id: int, order_number: int) -> str:
     return f"{user_tag(prefix, user_id)}:order:{order_number}"
 
 
+def order_member(order_number: int, program_id: int, user_id: int) -> str:
+    """An order in a schedule (``order_expiries``, ``open_bills``): "<order>:<program>:<user>"."""
+    return f"{order_number}:{program_id}:{user_id}"
+
+
 def order_expiries(prefix: str, partition: int) -> str:
     """Sorted set: the held orders of one ``order`` partition ("<order>:<program>:<user>"), scored by
     their payment deadline (ms); the lifecycle that owns the partition expires them when due."""

@@ -61,7 +61,14 @@ from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
 from infra.metrics import EXPIRY_BACKLOG, EXPIRY_LATENESS, ORDERS_ENDED, ProcessorMetrics
 from infra.redis import REDIS_ERRORS, LuaScripts
-from infra.redis_keys import SEAT_ROW_STRIDE, open_bills, order_expiries, order_snapshot, pay_bill_marker
+from infra.redis_keys import (
+    SEAT_ROW_STRIDE,
+    open_bills,
+    order_expiries,
+    order_member,
+    order_snapshot,
+    pay_bill_marker,
+)
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
 from projections.seat_allocation import Loaded, load_order, queue_first_snapshot, save_order
@@ -101,10 +108,6 @@ class DeadlinePassed:
 
 
 Intent = CancelRequested | PaymentConfirmed | RefundRequested | RefundConfirmed | DeadlinePassed
-
-
-def _member(order_number: int, program_id: int, user_id: int) -> str:
-    return f"{order_number}:{program_id}:{user_id}"
 
 
 def _due(member: object) -> Due:
@@ -278,7 +281,7 @@ class Lifecycle:
         if not trade.status.paid:
             return False
         log.info("lifecycle.expiry_waits_for_payment", order_number=order.order_number, trade_no=trade.trade_no)
-        member = _member(order.order_number, order.program_id, order.user_id)
+        member = order_member(order.order_number, order.program_id, order.user_id)
         await self._redis.zadd(open_bills(self._settings.orders.key_prefix), {member: 0})
         return True
 
@@ -318,7 +321,8 @@ class Lifecycle:
                         assert order is not None
                         await queue_first_snapshot(pipe, self._scripts, order, SEAT_ROW_STRIDE, self._ttl_s)
                         deadline_ms = int(event.pay_deadline.timestamp() * 1000)
-                        pipe.zadd(schedule, {_member(event.order_number, event.program_id, event.user_id): deadline_ms})
+                        member = order_member(event.order_number, event.program_id, event.user_id)
+                        pipe.zadd(schedule, {member: deadline_ms})
                     pipe.hlen(order_snapshot(event.program_id, event.order_number))
                 return list(await pipe.execute())
 
@@ -410,7 +414,7 @@ class Lifecycle:
     async def _unschedule(self, partition: int, order_number: int, program_id: int, user_id: int) -> None:
         self._postponed.pop(Due(order_number, program_id, user_id), None)
         key = order_expiries(self._settings.orders.key_prefix, partition)
-        await self._redis.zrem(key, _member(order_number, program_id, user_id))
+        await self._redis.zrem(key, order_member(order_number, program_id, user_id))
 
     @staticmethod
     def _wrap(decided: Decided, cause: EventEnvelope | None) -> EventEnvelope:

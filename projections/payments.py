@@ -38,7 +38,7 @@ from events.payment import PayBillCreated, PaymentNotified, PaymentSource, pay_b
 from infra.kafka import EventPublisher
 from infra.metrics import PAYMENTS_RECONCILED, REFUND_ATTEMPTS, ProcessorMetrics
 from infra.redis import LuaScripts
-from infra.redis_keys import open_bills, order_decision, refunds_due
+from infra.redis_keys import open_bills, order_decision, order_member, refunds_due
 from infra.settings import Settings
 from projections.deciders import decoded, group_consumer, retrying
 
@@ -124,7 +124,7 @@ class PaymentProcessor:
                     case PaymentNotified():
                         out.append(_confirmed(envelope, event))
                     case PayBillCreated():
-                        member = _bill_member(event.order_number, event.program_id, event.user_id)
+                        member = order_member(event.order_number, event.program_id, event.user_id)
                         bills[member] = now_ms + int(self._settings.payments.reconcile_after_s * 1000)
                     case RefundRequired():
                         refunds[_refund_member(envelope, event)] = now_ms
@@ -282,10 +282,6 @@ def _confirmed(envelope: EventEnvelope, event: PaymentNotified) -> EventEnvelope
         correlation_id=envelope.correlation_id,
         causation_id=envelope.event_id,
     )
-
-
-def _bill_member(order_number: int, program_id: int, user_id: int) -> str:
-    return f"{order_number}:{program_id}:{user_id}"
 
 
 def _refund_member(envelope: EventEnvelope, event: RefundRequired) -> bytes:

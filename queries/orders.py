@@ -207,21 +207,21 @@ class OrderReads:
 
     async def decided(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
         """The order once the allocator has decided it, or as it is after ``timeout_s``."""
-        return await self._until(user_id, order_number, timeout_s, lambda order: order.status != PENDING)
+        return await self.until(user_id, order_number, timeout_s, lambda order: order.status != PENDING)
 
     async def ended(self, user_id: int, order_number: int, timeout_s: float) -> OrderOut:
         """The order once it is no longer unpaid (cancelled, expired or paid), or as it is after ``timeout_s``."""
-        return await self._until(user_id, order_number, timeout_s, lambda order: order.status != UNPAID)
+        return await self.until(user_id, order_number, timeout_s, lambda order: order.status != UNPAID)
 
-    async def _until(
+    async def until(
         self, user_id: int, order_number: int, timeout_s: float, done: Callable[[OrderOut], bool]
     ) -> OrderOut:
-        """Redis only, read every 5 ms at first, then every 50 ms; the payment once, at the end."""
+        """The order once ``done`` holds of it, or as it is after ``timeout_s``: from Redis, read
+        every 5 ms at first, then every 50 ms; the payment once, at the end. An order no longer
+        fresh is answered from its shard at once (``ORDER_NOT_FOUND`` for another user's)."""
         placed = await self._index.placed(user_id, order_number)
         if placed is None:
-            raise NotFound(
-                f"no order {order_number}", code="ORDER_NOT_FOUND", details={"orderNumber": str(order_number)}
-            )
+            return await self.order(user_id, order_number)
         deadline = time.monotonic() + timeout_s
         pause = FIRST_POLL_S
         while True:
