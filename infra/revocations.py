@@ -16,7 +16,6 @@ before a reader saw it named a token that had expired already, so resuming is al
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
@@ -25,6 +24,7 @@ import structlog
 from redis.asyncio import Redis
 
 from commands.ports import Unavailable
+from infra.background import cancel_and_wait
 from infra.redis import REDIS_ERRORS
 from infra.redis_keys import revoked_tokens
 from infra.settings import UserSettings
@@ -93,9 +93,7 @@ class RevokedTokens:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def revoke(self, jti: str, exp: int) -> None:
@@ -151,11 +149,10 @@ class RevokedTokens:
 
     async def _read(self) -> None:
         # The pooled client's socket timeout (seconds) is above BLOCK (at most a second); a hung
-        # server is caught here all the same.
-        reply = await asyncio.wait_for(
-            self._redis.xread({self._stream: self._last_id}, count=READ_COUNT, block=self._block_ms),
-            self._block_ms / 1000 + RETRY_MAX_S,
-        )
+        # server is caught here all the same (asyncio.timeout rather than wait_for, which on 3.11
+        # drops a cancel that lands as the reply arrives).
+        async with asyncio.timeout(self._block_ms / 1000 + RETRY_MAX_S):
+            reply = await self._redis.xread({self._stream: self._last_id}, count=READ_COUNT, block=self._block_ms)
         self._apply(_decoded(entry for _, entries in _streams(reply) for entry in entries))
 
     def _apply(self, entries: Iterable[Revocation]) -> None:

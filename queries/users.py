@@ -28,6 +28,7 @@ from commands.user import (
     ticket_buyer_field,
 )
 from events.user import Gender, IdType
+from infra.background import cancel_and_wait
 from infra.personal_data.vault import OpenUserKeys, PersonalDataVault
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import user_state
@@ -100,8 +101,7 @@ class UserReads:
 
     async def stop(self) -> None:
         if self._building is not None:
-            self._building.cancel()
-            await asyncio.gather(self._building, return_exceptions=True)
+            await cancel_and_wait(self._building)
 
     async def _ensure_bloom(self) -> None:
         try:

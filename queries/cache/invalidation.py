@@ -7,13 +7,13 @@ saw, and one that may have missed entries (Redis unreachable) clears its whole l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import structlog
 from redis.asyncio import Redis
 
+from infra.background import cancel_and_wait
 from infra.redis import REDIS_ERRORS, blocking_client
 from infra.settings import Settings
 from queries.cache.keys import ProgramCacheKeys
@@ -67,9 +67,7 @@ class InvalidationListener:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._client is not None:
             await self._client.aclose()
 
@@ -87,15 +85,15 @@ class InvalidationListener:
 
     async def _read(self, client: Redis) -> None:
         assert self._last_id is not None
-        # No socket timeout on this client (BLOCK must not be cut short); a hung server is caught here.
-        reply = await asyncio.wait_for(
-            client.xread(
+        # No socket timeout on this client (BLOCK must not be cut short); a hung server is caught
+        # here (asyncio.timeout rather than wait_for, which on 3.11 drops a cancel that lands as
+        # the reply arrives).
+        async with asyncio.timeout(self._config.invalidation_block_ms / 1000 + self._redis_settings.socket_timeout_s):
+            reply = await client.xread(
                 {self._stream: self._last_id},
                 count=self._config.invalidation_read_count,
                 block=self._config.invalidation_block_ms,
-            ),
-            self._config.invalidation_block_ms / 1000 + self._redis_settings.socket_timeout_s,
-        )
+            )
         for entry_id, fields in _entries(reply):
             self._last_id = entry_id
             raw = fields.get(PROGRAM_FIELD)

@@ -24,6 +24,7 @@ from typing import cast
 import structlog
 from redis.asyncio import Redis
 
+from infra.background import cancel_and_wait
 from infra.metrics import (
     CACHE_HITS,
     CACHE_INVALIDATIONS,
@@ -142,9 +143,7 @@ class ProgramDetailCache:
             task.add_done_callback(self._background.discard)
 
     async def stop(self) -> None:
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(task) for task in list(self._background)))
         if self._listener is not None:
             await self._listener.stop()
         if self._owns_redis:
