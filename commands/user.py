@@ -160,6 +160,11 @@ class UserDirectory(Protocol):
         """Wait until the read side has projected ``user-<id>`` up to ``version``; False on timeout."""
         ...
 
+    async def holds(self, kind: str, blind: bytes, user_id: int, timeout_s: float) -> bool:
+        """Wait until the read side names ``user_id`` as the holder of this mobile or email (login
+        looks it up there); False on timeout."""
+        ...
+
 
 class UserNotConfirmed(Unavailable):
     """The account is in the log but the read side did not show it in time."""
@@ -293,7 +298,14 @@ async def register_user(cmd: RegisterUser, accounts: Accounts, correlation_id: u
         await count_registration(accounts.captcha.store)
     except CaptchaStoreUnavailable:
         log.warning("users.registration_not_counted")
-    if not await accounts.directory.projected(user_id, user.version, accounts.projection_wait_s):
+    wait_s = accounts.projection_wait_s
+    directory = accounts.directory
+    confirmed = (
+        await directory.projected(user_id, user.version, wait_s)
+        and await directory.holds("mobile", mobile_blind, user_id, wait_s)
+        and (email_blind is None or await directory.holds("email", email_blind, user_id, wait_s))
+    )
+    if not confirmed:
         raise UserNotConfirmed()
     return user_id
 

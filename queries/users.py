@@ -123,19 +123,24 @@ class UserReads:
         return holder is not None and holder.status == ACTIVE
 
     async def projected(self, user_id: int, version: int, timeout_s: float) -> bool:
-        """Wait for the user projector to reach ``version`` of ``user-<id>``: Redis only, backing
-        off from 5 ms to 50 ms between reads."""
-        deadline = time.monotonic() + timeout_s
+        """Wait for the user projector to reach ``version`` of ``user-<id>`` (Redis only)."""
         key = user_state(self._settings.key_prefix, user_id)
-        pause = FIRST_POLL_S
-        while True:
+
+        async def reached() -> bool:
             seen = await self._redis.hget(key, "version")
-            if seen is not None and int(seen) >= version:
-                return True
-            if time.monotonic() + pause > deadline:
-                return False
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, LONGEST_POLL_S)
+            return seen is not None and int(seen) >= version
+
+        return await _until(reached, timeout_s)
+
+    async def holds(self, kind: str, blind: bytes, user_id: int, timeout_s: float) -> bool:
+        """Wait until the lookup table names ``user_id`` as the holder of this mobile (``kind``
+        "mobile") or email: the ownership's claim is projected apart from the user's events."""
+        lookup = user_id_by_mobile if kind == "mobile" else user_id_by_email
+
+        async def named() -> bool:
+            return await lookup(self._db, blind) == user_id
+
+        return await _until(named, timeout_s)
 
     # -- login ---------------------------------------------------------------------------------
 
@@ -204,3 +209,15 @@ class UserReads:
         if keys is None or keys.shredded:
             raise NotFound(f"no user {user_id}", code="USER_NOT_FOUND")
         return keys
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+    """Ask ``check`` until it holds, backing off from 5 ms to 50 ms; False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    pause = FIRST_POLL_S
+    while not await check():
+        if time.monotonic() + pause > deadline:
+            return False
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, LONGEST_POLL_S)
+    return True

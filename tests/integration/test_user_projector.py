@@ -35,12 +35,14 @@ from events.user import (
 )
 from infra.personal_data import BlindIndex, DataKey, MasterKeyring, Secret, StoredDataKeys, UserDataKeys
 from infra.personal_data.postgres_store import PostgresDataKeyStore
+from infra.personal_data.vault import PersonalDataVault
 from infra.postgres.sharded import ShardedDatabase
 from infra.redis import LuaScripts
 from infra.redis_keys import user_state, user_ticket_buyers
 from infra.settings import Settings
 from projections.batch import Delivered, Positioned
 from projections.user_projector import UserProjector
+from queries.users import UserReads
 from queries.views.users import (
     UserStatus,
     load_user,
@@ -352,3 +354,27 @@ async def test_state_script_refuses_a_buyer_kind_without_its_buyer(redis, isolat
 
     with pytest.raises(ResponseError, match="ERR_BAD_ARGUMENT"):
         await scripts["user_state_apply"](keys=keys, args=[1, "buyer_added", "", ""])
+
+
+async def test_a_registration_is_confirmed_only_once_its_claims_are_projected_too(projected, isolated, redis):
+    """The user's events and its mobile's claim are projected apart (other keys, other partitions):
+    login looks the mobile up, so registration waits for both, not for the user's version alone."""
+    projector, sharded, log = projected
+    person = Person(isolated)
+    claim, registered = person.registration("13800000011")
+    reads = UserReads(
+        sharded,
+        redis,
+        isolated.users,
+        PersonalDataVault(MasterKeyring.from_settings(isolated.security), PostgresDataKeyStore(sharded)),
+    )
+    blind = person.blind.mobile("13800000011")
+
+    await projector.apply(log.batch(registered))
+    user_seen = await reads.projected(person.user_id, 1, timeout_s=1.0)
+    claim_before = await reads.holds("mobile", blind, person.user_id, timeout_s=0.2)
+    await projector.apply(log.batch(claim))
+    claim_after = await reads.holds("mobile", blind, person.user_id, timeout_s=1.0)
+    someone_else = await reads.holds("mobile", blind, person.user_id + 1, timeout_s=0.1)
+
+    assert (user_seen, claim_before, claim_after, someone_else) == (True, False, True, False)
