@@ -777,6 +777,10 @@ class ObservabilitySettings(BaseModel):
     )
     prometheus_port: int = Field(default=9090, description="Port of the local Prometheus (damai stack up prometheus).")
     scrape_interval_s: int = Field(default=5, ge=1, le=300, description="How often Prometheus scrapes every target.")
+    request_metrics: bool = Field(
+        default=True,
+        description="Count and time every API request (damai_http_*). Off only to measure what they cost.",
+    )
 
 
 class RunSettings(BaseModel):
@@ -786,6 +790,30 @@ class RunSettings(BaseModel):
     restart_max_s: float = Field(default=30.0, gt=0, description="Longest wait between restarts (it doubles).")
     healthy_after_s: float = Field(
         default=30.0, gt=0, description="A process up this long is healthy again: its next restart waits the least."
+    )
+
+
+class RebuildSettings(BaseModel):
+    """`damai rebuild` and `damai verify` of the read models (docs/operations.md, "Rebuilding")."""
+
+    batch_size: int = Field(default=5_000, ge=1, le=100_000, description="Events a rebuild applies per batch.")
+    caught_up_within: int = Field(
+        default=5_000,
+        ge=0,
+        description="A rebuild freezes the live projector to swap once it is at most this many events behind it.",
+    )
+    lock_timeout_ms: int = Field(
+        default=2_000,
+        ge=1,
+        description="Longest a swap waits for a table lock before it lets go and tries again (a long read holds one).",
+    )
+    swap_attempts: int = Field(
+        default=5, ge=1, le=100, description="Tries at the freeze and swap before a rebuild gives up."
+    )
+    keep_replaced: bool = Field(
+        default=True,
+        description="Keep what a rebuild replaced (Postgres tables in a schema of their own, the old search index) "
+        "until an operator drops it.",
     )
 
 
@@ -884,6 +912,7 @@ class Settings(BaseSettings):
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     run: RunSettings = Field(default_factory=RunSettings)
+    rebuild: RebuildSettings = Field(default_factory=RebuildSettings)
     catalogue: CatalogueLimits = Field(default_factory=CatalogueLimits)
 
     @model_validator(mode="after")
