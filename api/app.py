@@ -62,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: request id, metrics and the last-resort 500 around the edge's
     # checks (rate limit, credential, body), which run before FastAPI reads a body.
     app.add_middleware(EdgeMiddleware, settings=settings.api)
-    app.add_middleware(RequestContextMiddleware, access_log=access_log)
+    app.add_middleware(
+        RequestContextMiddleware, access_log=access_log, request_metrics=settings.observability.request_metrics
+    )
     # Routes are matched in order: the buyers' hot reads first (no path below overlaps another).
     app.include_router(programs.router)
     app.include_router(search.router)

@@ -123,9 +123,12 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, access_log: AccessLog | None):
+    def __init__(self, app: ASGIApp, access_log: AccessLog | None, request_metrics: bool = True):
         self.app = app
         self._access_log = access_log
+        # Off only to measure what counting and timing every request costs
+        # (``observability.request_metrics``, bench/request_metrics.py).
+        self._request_metrics = request_metrics
         # The metric children of each (method, route, status): looking labels up costs more
         # than counting. Bounded by the routes the app declares (unknown paths are "unmatched").
         self._recorders: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -167,12 +170,16 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             method = scope["method"]
-            recorder = self._recorders.get((method, template, status))
-            if recorder is None:
-                recorder = (HTTP_REQUESTS.labels(method, template, str(status)), HTTP_LATENCY.labels(method, template))
-                self._recorders[method, template, status] = recorder
-            recorder[0].inc()
-            recorder[1].observe(elapsed)
+            if self._request_metrics:
+                recorder = self._recorders.get((method, template, status))
+                if recorder is None:
+                    recorder = (
+                        HTTP_REQUESTS.labels(method, template, str(status)),
+                        HTTP_LATENCY.labels(method, template),
+                    )
+                    self._recorders[method, template, status] = recorder
+                recorder[0].inc()
+                recorder[1].observe(elapsed)
             if self._access_log is not None:
                 correlation = scope["state"].get(CORRELATION_STATE)
                 self._access_log.line(request_id, method, scope["path"], template, status, elapsed, correlation)
