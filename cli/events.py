@@ -12,20 +12,13 @@ from typing import Annotated
 import orjson
 import typer
 
+from cli.context import command_settings
 from events.envelope import EventEnvelope
-from infra.logging import configure_logging
-from infra.settings import Settings, get_settings
 
 app = typer.Typer(help="The event log: export, one aggregate's history, replay as of a moment.", no_args_is_help=True)
 
 REPLAY_TIMEOUT_S = 600.0
 """How long ``replay`` waits for each processor to catch up, unless told (--timeout)."""
-
-
-def _settings() -> Settings:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    return settings
 
 
 def moment(text: str) -> datetime:
@@ -49,7 +42,7 @@ def export(
     personal data still sealed), filtered by the envelope's occurred_at within [from, to)."""
     from projections.export import ExportFormat, Window, export_family, families_known
 
-    settings = _settings()
+    settings = command_settings()
     window = Window(moment(start), moment(end))
     try:
         families = families_known(settings.kafka, topics)
@@ -75,7 +68,7 @@ def history(
     """One aggregate's events in log order: version, time, type, correlation id, payload."""
     from queries.event_history import UnknownAggregate, aggregate_history
 
-    settings = _settings()
+    settings = command_settings()
     try:
         envelopes = asyncio.run(aggregate_history(settings.kafka, aggregate))
     except UnknownAggregate as exc:
@@ -110,7 +103,7 @@ def replay(
     from cli.namespace_replay import replay_into, target_settings
     from projections.replay import ReplayRefused
 
-    source = _settings()
+    source = command_settings()
     try:
         target = target_settings(source, into, redis_db)
         replayed = asyncio.run(
@@ -142,7 +135,7 @@ def drop(
     from projections.replay import ReplayRefused
 
     try:
-        target = target_settings(_settings(), namespace, redis_db)
+        target = target_settings(command_settings(), namespace, redis_db)
     except ReplayRefused as refused:
         typer.echo(str(refused), err=True)
         raise typer.Exit(1) from refused

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 import uvloop  # the deciders' event loop, as uvicorn's for the API (docs/orders.md, "Measured")
 
+from cli.context import command_settings
 from cli.events import app as events_app
 from cli.logs import logs as logs_command
+from cli.rebuild_postgres import rebuild_postgres_command, verify_postgres_command
 from cli.status import status as status_command
-from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
 
 app = typer.Typer(help="Damai ticketing: operate the stack, the API and the stream workers.", no_args_is_help=True)
@@ -21,7 +22,7 @@ db_app = typer.Typer(help="Shard databases: schema migrations.", no_args_is_help
 seed_app = typer.Typer(help="Demo data, published through the commands.", no_args_is_help=True)
 cache_app = typer.Typer(help="The program detail cache: Bloom filter and invalidation.", no_args_is_help=True)
 verify_app = typer.Typer(help="Check that the stores agree with each other.", no_args_is_help=True)
-rebuild_app = typer.Typer(help="Rebuild what is derived from the read models.", no_args_is_help=True)
+rebuild_app = typer.Typer(help="Rebuild read models from the log while the system runs.", no_args_is_help=True)
 rebuild_bloom_app = typer.Typer(help="Bloom filters, from Postgres (a full route).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(db_app, name="db")
@@ -30,6 +31,8 @@ app.add_typer(cache_app, name="cache")
 app.add_typer(verify_app, name="verify")
 app.add_typer(rebuild_app, name="rebuild")
 app.add_typer(events_app, name="events")
+rebuild_app.command("postgres")(rebuild_postgres_command)
+verify_app.command("postgres")(verify_postgres_command)
 app.command("logs")(logs_command)
 app.command("status")(status_command)
 rebuild_app.add_typer(rebuild_bloom_app, name="bloom")
@@ -40,19 +43,13 @@ Services = Annotated[
 ]
 
 
-def _settings() -> Settings:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    return settings
-
-
 @stack_app.command("up")
 def stack_up(services: Services = None) -> None:
     """Install what is missing, start, wait for health, then create topics and index templates."""
     from cli import provision
     from infra import stack
 
-    settings = _settings()
+    settings = command_settings()
     started = time.monotonic()
     stack.up(settings, services)
     wanted = set(services or stack.SERVICES)
@@ -69,13 +66,13 @@ def stack_down(services: Services = None) -> None:
     """Stop the services (all by default); data stays in the state directory."""
     from infra import stack
 
-    stack.down(_settings(), services)
+    stack.down(command_settings(), services)
 
 
 @stack_app.command("status")
 def stack_status() -> None:
     """Each service with its address and health; exit 1 if any is down."""
-    if not _print_status(_settings()):
+    if not _print_status(command_settings()):
         raise typer.Exit(1)
 
 
@@ -95,7 +92,7 @@ def db_migrate() -> None:
     """Apply pending SQL migrations to every shard database (re-running is a no-op)."""
     from cli import provision
 
-    applied = asyncio.run(provision.migrate(_settings()))
+    applied = asyncio.run(provision.migrate(command_settings()))
     for database, runs in applied.items():
         typer.echo(f"{database}: {f'{len(runs)} migration runs applied' if runs else 'up to date'}")
 
@@ -105,7 +102,7 @@ def db_layout() -> None:
     """Print the shard layout: for each shard group, its tables in each database."""
     from infra.postgres.routing import REFERENCE_TABLES, SHARD_GROUPS, shard_layout
 
-    layout = shard_layout(_settings())
+    layout = shard_layout(command_settings())
     for group, families in SHARD_GROUPS.items():
         typer.echo(f"{group} ({layout.slots(group)} tables per family): {', '.join(families)}")
         for database in layout.databases:
@@ -118,7 +115,7 @@ def db_verify() -> None:
     """Check that every expected physical table exists with every migration applied; exit 1 if not."""
     from cli import provision
 
-    report = asyncio.run(provision.verify_schema(_settings()))
+    report = asyncio.run(provision.verify_schema(command_settings()))
     for table in report.missing_tables:
         typer.echo(f"missing table: {table}")
     for run in report.unapplied:
@@ -135,7 +132,7 @@ def cache_bloom_rebuild() -> None:
     from bootstrap import Adapters
     from queries.cache import rebuild_program_bloom
 
-    settings = _settings()
+    settings = command_settings()
 
     async def rebuild() -> int | None:
         adapters = await Adapters.open(settings, index_templates=False)
@@ -158,7 +155,7 @@ def rebuild_bloom_users() -> None:
     from bootstrap import Adapters
     from queries.cache.user_bloom import rebuild_user_bloom
 
-    settings = _settings()
+    settings = command_settings()
 
     async def rebuild() -> int | None:
         adapters = await Adapters.open(settings, index_templates=False)
@@ -180,7 +177,7 @@ def cache_invalidate(program_id: Annotated[int, typer.Argument(help="Program id"
     from infra.redis import create_redis
     from queries.cache import invalidate_program
 
-    settings = _settings()
+    settings = command_settings()
 
     async def invalidate() -> None:
         redis = create_redis(settings.redis)
@@ -203,7 +200,7 @@ def verify_inventory(
     from bootstrap import Adapters
     from projections.verify import Disagreement, verify_all_inventories, verify_program_inventory
 
-    settings = _settings()
+    settings = command_settings()
 
     async def verify() -> tuple[int, list[Disagreement]]:
         adapters = await Adapters.open(settings, index_templates=False)
@@ -238,7 +235,7 @@ def verify_orders(
     from bootstrap import Adapters
     from projections.verify import OrdersReport, verify_all_orders, verify_program_orders
 
-    settings = _settings()
+    settings = command_settings()
 
     async def verify() -> list[OrdersReport]:
         adapters = await Adapters.open(settings, index_templates=False)
@@ -268,7 +265,7 @@ def rebuild_inventory(program_id: Annotated[int, typer.Option("--program", help=
     from infra.redis import create_redis
     from projections.rebuild_inventory import RebuildRefused, Rebuilt, rebuild_program_inventory
 
-    settings = _settings()
+    settings = command_settings()
 
     async def rebuild() -> Rebuilt:
         redis = create_redis(settings.redis)
@@ -299,7 +296,7 @@ def rebuild_snapshots(
     reads each partition it rebuilds once. `damai stack up` does this for partitions without coverage."""
     from cli import provision
 
-    reports = asyncio.run(provision.cover_snapshots(_settings(), rebuild_all=every_partition))
+    reports = asyncio.run(provision.cover_snapshots(command_settings(), rebuild_all=every_partition))
     for report in reports:
         typer.echo(
             f"{report.topic}: {report.events} events read, {report.written} snapshots written,"
@@ -319,7 +316,7 @@ def seed_demo(
     """Publish the demo data through the commands: areas, categories, ~70 programs (idempotent)."""
     from cli.demo.seed import seed_demo
 
-    seeded = asyncio.run(seed_demo(_settings(), seed=seed if programs else None))
+    seeded = asyncio.run(seed_demo(command_settings(), seed=seed if programs else None))
     typer.echo(f"published: {seeded.areas} areas, {seeded.categories} categories, {seeded.programs} programs")
 
 
@@ -362,7 +359,7 @@ def serve(
     """Serve the HTTP API."""
     import uvicorn
 
-    settings = _settings()
+    settings = command_settings()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -379,7 +376,7 @@ def worker() -> None:
     """Run the projector stream worker (a Faust app; one consumer group)."""
     from projections.worker import run_worker
 
-    run_worker(_settings())
+    run_worker(command_settings())
 
 
 @app.command()
@@ -388,7 +385,7 @@ def allocator() -> None:
     from projections.allocator import Allocator
     from projections.deciders import run_decider
 
-    uvloop.run(run_decider(_settings(), Allocator))
+    uvloop.run(run_decider(command_settings(), Allocator))
 
 
 @app.command()
@@ -398,7 +395,7 @@ def lifecycle() -> None:
     from projections.deciders import run_decider
     from projections.lifecycle import Lifecycle
 
-    settings = _settings()
+    settings = command_settings()
     providers = payment_providers(settings)
     uvloop.run(run_decider(settings, lambda s, r, sc, p: Lifecycle(s, r, sc, p, providers)))
 
@@ -412,7 +409,7 @@ def payments() -> None:
     from projections.deciders import run_decider
     from projections.payments import PaymentProcessor
 
-    settings = _settings()
+    settings = command_settings()
     providers = payment_providers(settings)
     uvloop.run(
         run_decider(
@@ -428,7 +425,7 @@ def sandbox_pay() -> None:
     (docs/payments.md); `damai run` starts it."""
     from cli.sandbox_pay import serve
 
-    serve(_settings())
+    serve(command_settings())
 
 
 @app.command()

@@ -29,6 +29,7 @@ from infra.postgres.pools import ShardPools
 from infra.postgres.routing import ShardLayout
 from infra.postgres.sharded import ShardedDatabase
 from infra.settings import Settings
+from projections.batch import Delivered
 from projections.offsets import take_unapplied
 from projections.projector import Batch, OffsetsInEveryShard
 from projections.search_index import SearchIndex
@@ -177,54 +178,29 @@ def _updates(env: EventEnvelope, e: ProgramEvent) -> list[Update]:
     return []
 
 
-class ProgramProjector(OffsetsInEveryShard):
-    """Each database applies the batch's events of the programs it holds, in one transaction;
-    then the detail caches learn of new programs (Bloom filter) and drop changed ones."""
+class ProgramRows(OffsetsInEveryShard):
+    """The catalogue's rows: each database applies the batch's events of the programs it holds,
+    in one transaction with its offsets. The Postgres part of ``ProgramProjector``, alone what a
+    Postgres rebuild replays (projections/rebuild_postgres.py)."""
 
-    def __init__(
-        self,
-        name: str,
-        pools: ShardPools,
-        layout: ShardLayout,
-        redis: Redis,
-        settings: Settings,
-        es: AsyncElasticsearch,
-    ):
+    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout):
         self.name = name
         self._pools = pools
         self._layout = layout
-        self._redis = redis
-        self._settings = settings
-        self._search = SearchIndex(es, ShardedDatabase(pools, layout), redis, settings)
 
     async def apply(self, batch: Batch) -> None:
-        # Each payload is validated once, here, whatever the number of databases.
-        typed = {r.position: (r.item, e) for r in batch if (e := _program_event(r.item)) is not None}
+        await self.write(batch, typed_program_events(batch))
+
+    async def write(self, batch: Batch, typed: dict[Delivered, tuple[EventEnvelope, ProgramEvent]]) -> None:
+        """Apply ``batch`` whose program events, validated once, are ``typed``."""
         for database, pool in self._pools:
             async with pool.acquire() as conn, conn.transaction():
                 fresh = [typed[r.position] for r in await take_unapplied(conn, self.name, batch) if r.position in typed]
                 mine = [(env, e) for env, e in fresh if self._database_of(e.program_id) == database]
                 await self._apply(conn, mine)
-        events = list(typed.values())
-        await self._tell_caches(events)
-        await self._index(events)
 
     def _database_of(self, program_id: int) -> str:
         return self._layout.program_family("program", program_id).database
-
-    async def _index(self, events: Typed) -> None:
-        """(Re)index each published program of the batch from the committed read model, with its
-        sold-out state read just before (projections/search_index.py: the external version is the
-        program's catalogue version, then the reading's stamp, so an older write loses)."""
-        readings = await self._search.read({e.program_id for _, e in events})
-        await self._search.write(readings)
-
-    async def _tell_caches(self, events: Typed) -> None:
-        """After commit, for every program in the batch (a redelivery repeats this harmlessly)."""
-        for program_id in {e.program_id for _, e in events if isinstance(e, ProgramCreated)}:
-            await add_program_to_bloom(self._redis, self._settings, program_id)
-        for program_id in {e.program_id for _, e in events}:
-            await invalidate_program(self._redis, self._settings, program_id)
 
     async def _apply(self, conn: asyncpg.Connection, events: Typed) -> None:
         for kind, family, statement, to_rows in INSERTS:
@@ -243,6 +219,52 @@ class ProgramProjector(OffsetsInEveryShard):
             versions_by_table[self._layout.program_family("program", program_id).table].append((program_id, version))
         for table, rows in versions_by_table.items():
             await conn.executemany(ADVANCE_PROGRAM_VERSION.format(table=table), rows)
+
+
+class ProgramProjector(ProgramRows):
+    """The catalogue's rows (``ProgramRows``); then the detail caches learn of new programs (Bloom
+    filter) and drop changed ones, and the search index takes the changed programs."""
+
+    def __init__(
+        self,
+        name: str,
+        pools: ShardPools,
+        layout: ShardLayout,
+        redis: Redis,
+        settings: Settings,
+        es: AsyncElasticsearch,
+    ):
+        super().__init__(name, pools, layout)
+        self._redis = redis
+        self._settings = settings
+        self._search = SearchIndex(es, ShardedDatabase(pools, layout), redis, settings)
+
+    async def apply(self, batch: Batch) -> None:
+        typed = typed_program_events(batch)
+        await self.write(batch, typed)
+        events = list(typed.values())
+        await self._tell_caches(events)
+        await self._index(events)
+
+    async def _index(self, events: Typed) -> None:
+        """(Re)index each published program of the batch from the committed read model, with its
+        sold-out state read just before (projections/search_index.py: the external version is the
+        program's catalogue version, then the reading's stamp, so an older write loses)."""
+        readings = await self._search.read({e.program_id for _, e in events})
+        await self._search.write(readings)
+
+    async def _tell_caches(self, events: Typed) -> None:
+        """After commit, for every program in the batch (a redelivery repeats this harmlessly)."""
+        for program_id in {e.program_id for _, e in events if isinstance(e, ProgramCreated)}:
+            await add_program_to_bloom(self._redis, self._settings, program_id)
+        for program_id in {e.program_id for _, e in events}:
+            await invalidate_program(self._redis, self._settings, program_id)
+
+
+def typed_program_events(batch: Batch) -> dict[Delivered, tuple[EventEnvelope, ProgramEvent]]:
+    """The batch's program events by position, each payload validated once whatever the number
+    of databases."""
+    return {r.position: (r.item, e) for r in batch if (e := _program_event(r.item)) is not None}
 
 
 def _program_event(envelope: EventEnvelope) -> ProgramEvent | None:

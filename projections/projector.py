@@ -126,7 +126,7 @@ async def _project_in_order(
             await _apply_until_done(projector, decoded, dead_letters, events, settings)
             decoded = []
             await dead_letters.send(event, reason="undecodable", error=str(exc))
-            await _retrying(projector.name, partial(projector.skip, [position]), settings)
+            await retry_store_outages(projector.name, partial(projector.skip, [position]), settings)
             continue
         decoded.append(Positioned(position, envelope))
     await _apply_until_done(projector, decoded, dead_letters, events, settings)
@@ -164,12 +164,12 @@ async def _apply_one_by_one(
             p = record.position
             event = by_position[(p.topic, p.partition, p.offset)]
             await dead_letters.send(event, reason="unapplicable", error=repr(exc))
-            await _retrying(projector.name, partial(projector.skip, [p]), settings)
+            await retry_store_outages(projector.name, partial(projector.skip, [p]), settings)
 
 
 async def _apply_retrying(projector: Projector, batch: Batch, settings: WorkerSettings) -> None:
     """Apply, waiting out store outages with capped exponential backoff."""
-    await _retrying(projector.name, partial(projector.apply, batch), settings)
+    await retry_store_outages(projector.name, partial(projector.apply, batch), settings)
     EVENTS_PROJECTED.labels(projector=projector.name).inc(len(batch))
     # Per event at DEBUG only: a rebuild applies tens of thousands of events a second.
     if log.is_enabled_for(logging.DEBUG):
@@ -179,7 +179,7 @@ async def _apply_retrying(projector: Projector, batch: Batch, settings: WorkerSe
                 log.debug("projector.applied", projector=projector.name, type=event.type, aggregate=event.aggregate_id)
 
 
-async def _retrying(name: str, call: Callable[[], Awaitable[None]], settings: WorkerSettings) -> None:
+async def retry_store_outages(name: str, call: Callable[[], Awaitable[None]], settings: WorkerSettings) -> None:
     """``call()`` until it succeeds, waiting out store outages with capped exponential backoff;
     any other error is raised."""
     delay = settings.retry_initial_s

@@ -36,6 +36,7 @@ from infra.postgres.routing import ShardLayout
 from infra.redis import LuaScripts
 from infra.redis_keys import user_state, user_ticket_buyers
 from infra.settings import Settings
+from projections.batch import Delivered
 from projections.projector import Batch, OffsetsInEveryShard, RowWrite, apply_row_writes
 from queries.cache.user_bloom import add_identifiers_to_bloom
 from queries.views.users import UserStatus
@@ -174,24 +175,38 @@ def _state_args(env: EventEnvelope, e: UserEvent) -> list[str | int]:
     return [v, "event", "", ""]
 
 
-class UserProjector(OffsetsInEveryShard):
-    """Each database applies the batch's rows it holds, in one transaction; then Redis learns of
-    the users' new versions and ticket buyers, and the Bloom filter of the claimed identifiers."""
+class UserRows(OffsetsInEveryShard):
+    """Each database applies the batch's rows it holds, in one transaction with its offsets: the
+    Postgres part of ``UserProjector``, alone what a Postgres rebuild replays."""
+
+    def __init__(self, name: str, pools: ShardPools, layout: ShardLayout):
+        self.name = name
+        self._pools = pools
+        self._layout = layout
+
+    async def apply(self, batch: Batch) -> None:
+        await self.write(batch, typed_user_events(batch))
+
+    async def write(self, batch: Batch, typed: dict[Delivered, tuple[EventEnvelope, UserFamilyEvent]]) -> None:
+        """Apply ``batch`` whose user events, validated once, are ``typed``."""
+        await apply_row_writes(self.name, self._pools, batch, typed, lambda t: _writes(self._layout, *t))
+
+
+class UserProjector(UserRows):
+    """The users' rows (``UserRows``); then Redis learns of the users' new versions and ticket
+    buyers, and the Bloom filter of the claimed identifiers."""
 
     def __init__(
         self, name: str, pools: ShardPools, layout: ShardLayout, redis: Redis, scripts: LuaScripts, settings: Settings
     ):
-        self.name = name
-        self._pools = pools
-        self._layout = layout
+        super().__init__(name, pools, layout)
         self._redis = redis
         self._apply_state = scripts["user_state_apply"]
         self._settings = settings
 
     async def apply(self, batch: Batch) -> None:
-        # Each payload is validated once, here, whatever the number of databases.
-        typed = {r.position: (r.item, e) for r in batch if (e := _user_family_event(r.item)) is not None}
-        await apply_row_writes(self.name, self._pools, batch, typed, lambda t: _writes(self._layout, *t))
+        typed = typed_user_events(batch)
+        await self.write(batch, typed)
         # After commit, for the whole batch: a retried batch whose rows were already committed
         # still reaches Redis, and the version guards make a repeat change nothing.
         events = list(typed.values())
@@ -219,6 +234,12 @@ class UserProjector(OffsetsInEveryShard):
             if isinstance(e, MobileClaimed | EmailClaimed)
         ]
         await add_identifiers_to_bloom(self._redis, self._settings.users, claimed)
+
+
+def typed_user_events(batch: Batch) -> dict[Delivered, tuple[EventEnvelope, UserFamilyEvent]]:
+    """The batch's user events by position, each payload validated once whatever the number of
+    databases."""
+    return {r.position: (r.item, e) for r in batch if (e := _user_family_event(r.item)) is not None}
 
 
 def _user_family_event(envelope: EventEnvelope) -> UserFamilyEvent | None:
