@@ -7,7 +7,8 @@
 - per allocator script call: ``ALLOCATOR_LUA_SECONDS.time()`` around nothing.
 
 Each is the best of ``--repeat`` runs of ``--number`` calls, in µs per call. Compare with the time
-a request takes (bench/README.md, "Issue 11: the purchase path under load").
+a request takes (bench/README.md, "Issue 11: the purchase path under load"); the API's share measured
+as requests/s of real servers with the metrics on and off is ``bench/request_metrics.py``.
 """
 
 from __future__ import annotations
