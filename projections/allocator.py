@@ -18,13 +18,12 @@ figures and says why the allocator stays a plain aiokafka consumer.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import structlog
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -36,12 +35,11 @@ from infra.metrics import (
     ALLOCATOR_DECISIONS,
     ALLOCATOR_LUA_SECONDS,
     DEAD_LETTERS,
-    ProcessorMetrics,
 )
 from infra.redis import LuaScripts
 from infra.redis_keys import SEAT_ROW_STRIDE
 from infra.settings import Settings
-from projections.deciders import decoded, group_consumer, retrying
+from projections.deciders import Decider, Fetched, append_decided, decoded, retrying
 from projections.seat_allocation import Decision, DecisionStatus, reserve
 
 log = structlog.get_logger(__name__)
@@ -73,7 +71,8 @@ class Allocation:
         decided = await asyncio.gather(
             *(self._decide_program(pid, requests, now) for pid, requests in by_program.items())
         )
-        await self._append([envelope for program in decided for _, envelope in program])
+        envelopes = [envelope for program in decided for _, envelope in program]
+        await append_decided(self._publisher, self._settings, envelopes)
         return [decision for program in decided for decision, _ in program]
 
     async def _decide_program(
@@ -128,63 +127,28 @@ class Allocation:
             return None
         return found[0], found[1]
 
-    async def _append(self, envelopes: list[EventEnvelope]) -> None:
-        """Until Kafka takes them: a decision already in Redis must reach the log."""
-        if envelopes:
-            await retrying(
-                "append", lambda: self._publisher.append(envelopes, self._settings.api.command_ack_timeout_s)
-            )
 
-
-class Allocator:
+class Allocator(Decider):
     """The allocator's consumer: fetch what is waiting, decide it (``Allocation``), commit."""
 
     kind = "allocator"
 
     def __init__(self, settings: Settings, redis: Redis, scripts: LuaScripts, publisher: EventPublisher) -> None:
-        self._settings = settings
-        self.group = settings.worker.allocator_group
-        self._metrics = ProcessorMetrics(self.group, self.kind)
-        self._allocation = Allocation(settings, scripts, publisher)
-        self._stopping = asyncio.Event()
-        self._consumer = group_consumer(
+        super().__init__(
             settings,
             settings.worker.allocator_group,
-            "damai-allocator",
-            settings.kafka.topic("order-requests"),
-            max_poll_records=settings.worker.allocator_batch_size,
+            [settings.kafka.topic("order-requests")],
+            fetch_wait_ms=settings.worker.allocator_poll_ms,
+            max_records=settings.worker.allocator_batch_size,
         )
+        self._allocation = Allocation(settings, scripts, publisher)
 
-    def stop(self) -> None:
-        self._stopping.set()
+    async def handle(self, fetched: Fetched) -> None:
+        await self._allocation.decide(record for records in fetched.values() for record in records)
 
-    def assignment(self) -> set[TopicPartition]:
-        assigned: set[TopicPartition] = self._consumer.assignment()
-        return assigned
-
-    async def run(self) -> None:
-        """Decide requests until ``stop``; offsets are committed only after their decisions are in the log."""
-        await self._consumer.start()
-        log.info("allocator.started", group=self._settings.worker.allocator_group)
-        try:
-            while not self._stopping.is_set():
-                fetched = await self._consumer.getmany(
-                    timeout_ms=self._settings.worker.allocator_poll_ms,
-                    max_records=self._settings.worker.allocator_batch_size,
-                )
-                if fetched:
-                    await self.decide(fetched)
-        finally:
-            await self._consumer.stop()
-
-    async def decide(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[Decision]:
-        started = time.perf_counter()
-        decisions = await self._allocation.decide(record for records in fetched.values() for record in records)
-        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
-        elapsed = time.perf_counter() - started
-        ALLOCATOR_BATCH_SECONDS.observe(elapsed)
-        self._metrics.batch(sum(len(records) for records in fetched.values()), elapsed)
-        return decisions
+    def batch_done(self, events: int, seconds: float) -> None:
+        super().batch_done(events, seconds)
+        ALLOCATOR_BATCH_SECONDS.observe(seconds)
 
 
 def _decision_event(

@@ -1,5 +1,6 @@
-"""What the processors that decide (the seat allocator, the order lifecycle) share: how they wait
-out an outage, and how one runs in the foreground.
+"""What the processors that decide (the seat allocator, the order lifecycle, the payment processor)
+share: their consumer (``Decider``: fetch, decide, commit, count, the chores between fetches), how
+they wait out an outage and append what they decided, and how one runs in the foreground.
 
 Unlike the projectors (Faust agents, ``projections/projector.py``), these are plain aiokafka
 consumer groups that decide with Redis scripts and append their decisions (ADR 0008).
@@ -10,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -23,7 +28,7 @@ from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode, payload_of
 from infra.kafka import EventPublisher
-from infra.metrics import DEAD_LETTERS, serve_metrics
+from infra.metrics import DEAD_LETTERS, ProcessorMetrics, serve_metrics
 from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
 from infra.settings import Settings
 from projections.lag import ConsumerLag
@@ -31,6 +36,8 @@ from projections.lag import ConsumerLag
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+Fetched = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+"""One fetch of a decider's consumer: each partition's records, in order."""
 
 RETRYABLE: tuple[type[BaseException], ...] = (LogUnavailable, *REDIS_ERRORS)
 REFUSED = "ERR_BAD_ARGUMENT"
@@ -58,11 +65,18 @@ async def retrying(what: str, call: Callable[[], Awaitable[T]]) -> T:
             pause = min(pause * 2, RETRY_LONGEST_S)
 
 
-def group_consumer(settings: Settings, group: str, client_id: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
-    """A member of a decider's consumer group: offsets committed by hand, after the decisions are
-    in the log; from the earliest offset when the group has none."""
+async def append_decided(publisher: EventPublisher, settings: Settings, envelopes: list[EventEnvelope]) -> None:
+    """Append a decider's events, waiting Kafka out until it takes them all: a decision already in
+    Redis must reach the log."""
+    if envelopes:
+        timeout_s = settings.api.command_ack_timeout_s
+        await retrying("append", lambda: publisher.append(envelopes, timeout_s))
+
+
+def group_consumer(settings: Settings, group: str, client_id: str, **options: Any) -> AIOKafkaConsumer:
+    """A member of a decider's consumer group, subscribed by ``Decider.run``: offsets committed by
+    hand, after the decisions are in the log; from the earliest offset when the group has none."""
     return AIOKafkaConsumer(
-        *topics,
         bootstrap_servers=settings.kafka.bootstrap,
         group_id=group,
         client_id=client_id,
@@ -87,18 +101,96 @@ def decoded(record: ConsumerRecord[bytes, bytes], group: str) -> tuple[EventEnve
         return None
 
 
-class Decider(Protocol):
-    kind: str
-    """Its kind of processor: the key of its port in ``observability.metrics_ports``."""
-    group: str
+@dataclass
+class Chore:
+    """Work a decider does between its fetches: again once ``every_s`` has passed since it last
+    finished (0: after every fetch); the first time after the first fetch."""
 
-    async def run(self) -> None: ...
+    work: Callable[[], Awaitable[object]]
+    every_s: float
+    _due_at: float = 0.0
 
-    def stop(self) -> None: ...
+    async def run_if_due(self) -> None:
+        if time.monotonic() >= self._due_at:
+            await self.work()
+            self._due_at = time.monotonic() + self.every_s
 
-    def assignment(self) -> Iterable[tuple[str, int]]:
+
+class Decider(ABC):
+    """A decider's consumer, one member of its group: fetch what waits in its partitions, decide it
+    (``handle``, which returns once the decisions are in the log), only then commit the fetch's
+    offsets and count the batch (``damai_processor_*``), then do the chores that are due; until
+    ``stop``. A subclass holds only its deciding."""
+
+    kind: ClassVar[str]
+    """Its kind of processor: the key of its port in ``observability.metrics_ports``, the
+    ``processor`` label of its metrics, its client id (``damai-<kind>``) and its first log event
+    (``<kind>.started``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        topics: Sequence[str],
+        *,
+        fetch_wait_ms: int,
+        max_records: int | None = None,
+        listener: ConsumerRebalanceListener | None = None,
+    ) -> None:
+        self._settings = settings
+        self.group = group
+        self._topics = list(topics)
+        self._listener = listener
+        self._fetch_wait_ms = fetch_wait_ms
+        self._max_records = max_records
+        self._stopping = asyncio.Event()
+        self._metrics = ProcessorMetrics(group, self.kind)
+        options = {} if max_records is None else {"max_poll_records": max_records}
+        self._consumer = group_consumer(settings, group, f"damai-{self.kind}", **options)
+        self._log = structlog.get_logger(type(self).__module__)
+
+    @abstractmethod
+    async def handle(self, fetched: Fetched) -> None:
+        """Decide a fetch's records, in each partition's order, and append the decisions; return
+        once the log has them (outages waited out: ``retrying``)."""
+
+    def chores(self) -> list[Chore]:
+        """What it does between fetches, in this order; nothing unless a decider says."""
+        return []
+
+    def batch_done(self, events: int, seconds: float) -> None:
+        """A fetch of ``events`` records decided and committed in ``seconds``."""
+        self._metrics.batch(events, seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def assignment(self) -> set[TopicPartition]:
         """The partitions its consumer owns now."""
-        ...
+        assigned: set[TopicPartition] = self._consumer.assignment()
+        return assigned
+
+    async def run(self) -> None:
+        """Decide until ``stop``: offsets are committed only after their decisions are in the log."""
+        self._consumer.subscribe(self._topics, listener=self._listener)
+        await self._consumer.start()
+        self._log.info(f"{self.kind}.started", group=self.group)
+        chores = self.chores()
+        try:
+            while not self._stopping.is_set():
+                fetched = await self._consumer.getmany(timeout_ms=self._fetch_wait_ms, max_records=self._max_records)
+                if fetched:
+                    await self._take(fetched)
+                for chore in chores:
+                    await chore.run_if_due()
+        finally:
+            await self._consumer.stop()
+
+    async def _take(self, fetched: Fetched) -> None:
+        started = time.perf_counter()
+        await self.handle(fetched)
+        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
+        self.batch_done(sum(len(records) for records in fetched.values()), time.perf_counter() - started)
 
 
 async def run_decider(

@@ -22,7 +22,6 @@ events in its partition, the slow path.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -32,7 +31,7 @@ from typing import Any, cast
 
 import orjson
 import structlog
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from redis.asyncio import Redis
 
@@ -59,7 +58,7 @@ from events.order import (
 from events.program import RefundPolicy
 from events.serialization import decode, encode, payload_of
 from infra.kafka import EventPublisher, read_aggregate_events
-from infra.metrics import EXPIRY_BACKLOG, EXPIRY_LATENESS, ORDERS_ENDED, ProcessorMetrics
+from infra.metrics import EXPIRY_BACKLOG, EXPIRY_LATENESS, ORDERS_ENDED
 from infra.redis import REDIS_ERRORS, LuaScripts
 from infra.redis_keys import (
     SEAT_ROW_STRIDE,
@@ -70,7 +69,7 @@ from infra.redis_keys import (
     pay_bill_marker,
 )
 from infra.settings import Settings
-from projections.deciders import decoded, group_consumer, retrying
+from projections.deciders import Chore, Decider, Fetched, append_decided, decoded, retrying
 from projections.seat_allocation import Loaded, load_order, queue_first_snapshot, save_order
 
 log = structlog.get_logger(__name__)
@@ -127,7 +126,7 @@ class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka'
         self.partitions |= {tp.partition for tp in assigned}
 
 
-class Lifecycle:
+class Lifecycle(Decider):
     kind = "lifecycle"
 
     def __init__(
@@ -138,51 +137,29 @@ class Lifecycle:
         publisher: EventPublisher,
         providers: Mapping[str, PaymentProvider] | None = None,
     ) -> None:
-        self._settings = settings
+        self._assignment = _Assignment()
+        super().__init__(
+            settings,
+            settings.worker.lifecycle_group,
+            [settings.kafka.topic("order")],
+            fetch_wait_ms=settings.worker.lifecycle_tick_ms,
+            listener=self._assignment,
+        )
         self._providers = providers or {}
         self._postponed: dict[Due, int] = {}
         """Due orders whose expiry waits for a payment their provider reported, until when (ms)."""
         self._redis = redis
         self._scripts = scripts
         self._publisher = publisher
-        self._stopping = asyncio.Event()
-        self._assignment = _Assignment()
-        self._consumer = group_consumer(settings, settings.worker.lifecycle_group, "damai-lifecycle")
-        self.group = settings.worker.lifecycle_group
-        self._metrics = ProcessorMetrics(self.group, self.kind)
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def chores(self) -> list[Chore]:
+        return [
+            Chore(self.expire_due, self._settings.worker.lifecycle_tick_ms / 1000),
+            Chore(self.measure_expiry_backlog, self._settings.observability.lag_interval_s),
+        ]
 
-    def assignment(self) -> set[TopicPartition]:
-        assigned: set[TopicPartition] = self._consumer.assignment()
-        return assigned
-
-    async def run(self) -> None:
-        self._consumer.subscribe([self._settings.kafka.topic("order")], listener=self._assignment)
-        await self._consumer.start()
-        log.info("lifecycle.started", group=self._settings.worker.lifecycle_group)
-        tick_s = self._settings.worker.lifecycle_tick_ms / 1000
-        next_tick = next_backlog = 0.0
-        try:
-            while not self._stopping.is_set():
-                fetched = await self._consumer.getmany(timeout_ms=self._settings.worker.lifecycle_tick_ms)
-                if fetched:
-                    started = time.perf_counter()
-                    await self.handle(fetched)
-                    self._metrics.batch(sum(len(r) for r in fetched.values()), time.perf_counter() - started)
-                if time.monotonic() >= next_tick:
-                    await self.expire_due()
-                    next_tick = time.monotonic() + tick_s
-                if time.monotonic() >= next_backlog:
-                    await self.measure_expiry_backlog()
-                    next_backlog = time.monotonic() + self._settings.observability.lag_interval_s
-        finally:
-            await self._consumer.stop()
-
-    async def handle(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Apply a fetch in order, append what it decided, forget the waiting intents it answered,
-        then commit."""
+    async def handle(self, fetched: Fetched) -> None:
+        """Apply a fetch in order, append what it decided, forget the waiting intents it answered."""
         out: list[EventEnvelope] = []
         answered: list[tuple[str, bytes]] = []
         for tp, records in fetched.items():
@@ -190,7 +167,7 @@ class Lifecycle:
             # is taken in one Redis round trip, before the next intent of the partition is decided.
             decisions: list[tuple[EventEnvelope, SeatsReserved | OrderRejected]] = []
             for record in records:
-                found = decoded(record, self._settings.worker.lifecycle_group)
+                found = decoded(record, self.group)
                 if found is None:
                     continue
                 envelope, event = found
@@ -208,10 +185,9 @@ class Lifecycle:
                 with structlog.contextvars.bound_contextvars(correlation_id=str(envelope.correlation_id)):
                     out += await self._apply(tp.partition, envelope, event, answered)
             out += await self._decided(tp.partition, decisions, answered)
-        await self._append(out)
+        await append_decided(self._publisher, self._settings, out)
         for key, field in answered:
             await self._redis.hdel(key, field)
-        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
 
     async def expire_due(self) -> list[EventEnvelope]:
         """Expire every order of this process's partitions whose payment deadline has passed."""
@@ -219,9 +195,7 @@ class Lifecycle:
         ended: list[EventEnvelope] = []
         for partition in sorted(self._assignment.partitions):
             key = order_expiries(self._settings.orders.key_prefix, partition)
-            due = await self._redis.zrangebyscore(
-                key, "-inf", now_ms, start=0, num=EXPIRIES_PER_TICK, withscores=True
-            )
+            due = await self._redis.zrangebyscore(key, "-inf", now_ms, start=0, num=EXPIRIES_PER_TICK, withscores=True)
             if not due:
                 continue
             out: list[EventEnvelope] = []
@@ -240,7 +214,7 @@ class Lifecycle:
                     settled.append(member)
                     if any(e.type == OrderExpired.event_type for e in answer):
                         EXPIRY_LATENESS.observe(max(time.time() * 1000 - deadline_ms, 0) / 1000)
-            await self._append(out)
+            await append_decided(self._publisher, self._settings, out)
             if settled:
                 await self._redis.zrem(key, *settled)
             ended += out
@@ -434,11 +408,6 @@ class Lifecycle:
     @property
     def _ttl_s(self) -> int:
         return self._settings.orders.view_ttl_s
-
-    async def _append(self, envelopes: list[EventEnvelope]) -> None:
-        if envelopes:
-            timeout_s = self._settings.api.command_ack_timeout_s
-            await retrying("append", lambda: self._publisher.append(envelopes, timeout_s))
 
 
 def _ask(order: Order, intent: Intent) -> None:

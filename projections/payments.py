@@ -26,7 +26,6 @@ from typing import Any, cast
 
 import orjson
 import structlog
-from aiokafka import ConsumerRecord, TopicPartition
 from redis.asyncio import Redis
 
 from aggregates.pay_bill import PayBill
@@ -36,15 +35,17 @@ from events.envelope import EventEnvelope, derived_event_id
 from events.order import PaymentConfirmed, RefundConfirmed, RefundRequired
 from events.payment import PayBillCreated, PaymentNotified, PaymentSource, pay_bill_key
 from infra.kafka import EventPublisher
-from infra.metrics import PAYMENTS_RECONCILED, REFUND_ATTEMPTS, ProcessorMetrics
+from infra.metrics import PAYMENTS_RECONCILED, REFUND_ATTEMPTS
 from infra.redis import LuaScripts
 from infra.redis_keys import open_bills, order_decision, order_member, refunds_due
 from infra.settings import Settings
-from projections.deciders import decoded, group_consumer, retrying
+from projections.deciders import Chore, Decider, Fetched, append_decided, decoded, retrying
 
 log = structlog.get_logger(__name__)
 
 HELD = "held"
+FETCH_WAIT_MS = 500
+"""Longest a fetch waits for records before the refunds and the reconciler get their turn."""
 REFUNDS_PER_TICK = 100
 REFUND_REQUIRED = b'"RefundRequired"'
 """How the one event of ``order`` this processor reads shows in a record's bytes (its envelope's type)."""
@@ -55,7 +56,7 @@ def refund_number(order_number: int, refund_version: int) -> str:
     return f"{order_number}-R{refund_version}"
 
 
-class PaymentProcessor:
+class PaymentProcessor(Decider):
     kind = "payments"
 
     def __init__(
@@ -67,46 +68,22 @@ class PaymentProcessor:
         providers: Mapping[str, PaymentProvider],
         store: AggregateStore,
     ) -> None:
-        self._settings = settings
+        super().__init__(
+            settings,
+            settings.payments.group,
+            [settings.kafka.topic("payment"), settings.kafka.topic("order")],
+            fetch_wait_ms=FETCH_WAIT_MS,
+        )
         self._redis = redis
         self._publisher = publisher
         self._providers = providers
         self._store = store
-        self._stopping = asyncio.Event()
-        self._group = settings.payments.group
-        self._consumer = group_consumer(settings, self._group, "damai-payments")
-        self.group = self._group
-        self._metrics = ProcessorMetrics(self._group, self.kind)
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def chores(self) -> list[Chore]:
+        return [Chore(self.refund_due, 0), Chore(self.reconcile, self._settings.payments.reconcile_tick_s)]
 
-    def assignment(self) -> set[TopicPartition]:
-        assigned: set[TopicPartition] = self._consumer.assignment()
-        return assigned
-
-    async def run(self) -> None:
-        self._consumer.subscribe([self._settings.kafka.topic("payment"), self._settings.kafka.topic("order")])
-        await self._consumer.start()
-        log.info("payments.started", group=self._group)
-        tick_s = self._settings.payments.reconcile_tick_s
-        next_reconcile = 0.0
-        try:
-            while not self._stopping.is_set():
-                fetched = await self._consumer.getmany(timeout_ms=500)
-                if fetched:
-                    started = time.perf_counter()
-                    await self.handle(fetched)
-                    self._metrics.batch(sum(len(r) for r in fetched.values()), time.perf_counter() - started)
-                await self.refund_due()
-                if time.monotonic() >= next_reconcile:
-                    await self.reconcile()
-                    next_reconcile = time.monotonic() + tick_s
-        finally:
-            await self._consumer.stop()
-
-    async def handle(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Turn payments into the orders' intents and schedule refunds and reconciliations, then commit."""
+    async def handle(self, fetched: Fetched) -> None:
+        """Turn payments into the orders' intents and schedule refunds and reconciliations."""
         out: list[EventEnvelope] = []
         refunds: dict[bytes, int] = {}
         bills: dict[str, int] = {}
@@ -116,7 +93,7 @@ class PaymentProcessor:
             for record in records:
                 if tp.topic == order_topic and REFUND_REQUIRED not in (record.value or b""):
                     continue  # the order's other events (a sale's thousands of holds): not decoded
-                found = decoded(record, self._group)
+                found = decoded(record, self.group)
                 if found is None:
                     continue
                 envelope, event = found
@@ -128,15 +105,12 @@ class PaymentProcessor:
                         bills[member] = now_ms + int(self._settings.payments.reconcile_after_s * 1000)
                     case RefundRequired():
                         refunds[_refund_member(envelope, event)] = now_ms
-        if out:
-            timeout_s = self._settings.api.command_ack_timeout_s
-            await retrying("append", lambda: self._publisher.append(out, timeout_s))
+        await append_decided(self._publisher, self._settings, out)
         prefix = self._settings.orders.key_prefix
         if bills:
             await retrying("schedule", lambda: self._redis.zadd(open_bills(prefix), bills, nx=True))
         if refunds:
             await retrying("schedule", lambda: self._redis.zadd(refunds_due(prefix), refunds, nx=True))
-        await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items() if records})
 
     # -- refunds ---------------------------------------------------------------------------------
 
@@ -187,8 +161,7 @@ class PaymentProcessor:
             aggregate_version=1,
             event_id=derived_event_id(order_number, RefundConfirmed.event_type, number),
         )
-        timeout_s = self._settings.api.command_ack_timeout_s
-        await retrying("append", lambda: self._publisher.append([envelope], timeout_s))
+        await append_decided(self._publisher, self._settings, [envelope])
         await self._redis.zrem(key, member)
         REFUND_ATTEMPTS.labels(outcome="refunded").inc()
         log.info("payments.refunded", order_number=order_number, refund_number=number, amount=str(amount))
@@ -301,6 +274,3 @@ def _refund_member(envelope: EventEnvelope, event: RefundRequired) -> bytes:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-
