@@ -1,5 +1,6 @@
-"""The allocator and the lifecycle, as real processes, each at its own /metrics: their batches, their
-consumer lag, the allocator's script calls, and the expiry's lateness and backlog."""
+"""The allocator, the lifecycle and the payment processor, as real processes, each at its own
+/metrics: their batches, their consumer lag, the allocator's script calls, and the expiry's lateness
+and backlog."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def api_env() -> dict[str, str]:
 
 @pytest_asyncio.fixture(scope="module")
 async def ports(system: System, tmp_path_factory) -> AsyncIterator[dict[str, int]]:
-    """The allocator's and the lifecycle's /metrics ports; the processes run meanwhile."""
+    """The allocator's, the lifecycle's and the payment processor's /metrics ports; the processes run
+    meanwhile."""
     logs = tmp_path_factory.mktemp("processors")
-    ports = {"allocator": free_port(), "lifecycle": free_port()}
+    ports = {"allocator": free_port(), "lifecycle": free_port(), "payments": free_port()}
     children = [
         Child(
             ["cli.main", kind],
@@ -130,6 +132,27 @@ async def test_the_lifecycle_reports_how_late_it_expired_holds_and_no_backlog_on
 
     assert value(samples, "damai_processor_events_total", group=group, processor="lifecycle") >= len(placed)
     assert lateness_s / expiries < 2.0
+
+
+async def test_the_payment_processor_reports_its_batches_under_its_group_and_no_lag_once_done(
+    system: System, catalogue: ShardedDatabase, ports: dict[str, int]
+):
+    group = system.settings.payments.group
+    mine = {"group": group, "processor": "payments"}
+    before = value(await scrape(ports["payments"]), "damai_processor_events_total", **mine)
+    placed = await orders_held(system, catalogue, 2)
+
+    async def reported() -> bool:
+        samples = await scrape(ports["payments"])
+        lags = lag_series(samples, group)
+        read = value(samples, "damai_processor_events_total", **mine) - before
+        return read >= len(placed) and bool(lags) and sum(lags) == 0
+
+    await eventually(reported, SCRAPED_S, "the payment processor to report the holds it read and no lag")
+    samples = await scrape(ports["payments"])
+
+    assert value(samples, "damai_processor_batch_events_sum", **mine) >= len(placed)
+    assert value(samples, "damai_processor_batch_seconds_count", **mine) >= 1
 
 
 def _late(before: Samples, after: Samples) -> tuple[float, float]:
