@@ -798,7 +798,7 @@ class RebuildSettings(BaseModel):
 
     batch_size: int = Field(default=5_000, ge=1, le=100_000, description="Events a rebuild applies per batch.")
     caught_up_within: int = Field(
-        default=5_000,
+        default=1_000,
         ge=0,
         description="A rebuild freezes the live projector to swap once it is at most this many events behind it.",
     )

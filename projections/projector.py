@@ -213,11 +213,25 @@ async def apply_row_writes(
 ) -> None:
     """Apply a sharded projector's batch: each database takes the records it has not applied
     (``take_unapplied``) and runs, in one transaction with its offsets, the writes of their events
-    that fall in it — in order, a run of one statement on one table as one ``executemany``.
-    ``typed`` holds the batch's events of the projector (validated once), by position."""
-    for database, pool in pools:
+    that fall in it (all databases at once), table by table — each table's in the order of the events, a run of one
+    statement as one ``executemany``. ``typed`` holds the batch's events of the projector
+    (validated once), by position.
+
+    Tables may go one after another because no statement reads a table other than its own (a
+    projector's rows follow its events, never another table's rows): per table the order is the
+    events', and a batch of orders is three runs (orders, tickets, seats), not three per order."""
+    writes_at: dict[Delivered, list[RowWrite]] = {}  # each event's writes, made once for every database
+
+    async def apply_to(database: str, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn, conn.transaction():
-            fresh = [typed[r.position] for r in await take_unapplied(conn, projector, batch) if r.position in typed]
-            writes = [w for item in fresh for w in writes_of(item) if w.shard.database == database]
+            fresh = [r.position for r in await take_unapplied(conn, projector, batch) if r.position in typed]
+            for position in fresh:
+                if position not in writes_at:
+                    writes_at[position] = writes_of(typed[position])
+            writes = [w for position in fresh for w in writes_at[position] if w.shard.database == database]
+            writes.sort(key=lambda w: w.shard.table)  # stable: each table's writes keep their order
             for (table, statement), run in groupby(writes, key=lambda w: (w.shard.table, w.statement)):
                 await conn.executemany(statement.format(table=table), [w.args for w in run])
+
+    # The databases are independent (each its own transaction and offsets): they work at once.
+    await asyncio.gather(*(apply_to(database, pool) for database, pool in pools))

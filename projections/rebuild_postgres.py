@@ -58,6 +58,7 @@ log = structlog.get_logger(__name__)
 
 OFFSETS_TABLE = "projector_offset"
 FETCH_MS = 500
+READ_AHEAD = 2
 FREEZE_RETRY_S = 0.05
 IGNORED_COLUMNS = ("updated_at",)
 DIFFERENCES_SHOWN = 20
@@ -310,6 +311,8 @@ class _Replay:
             await self._topic(projector, wanted)
 
     async def _topic(self, projector: RowsProjector, wanted: Offsets) -> None:
+        """Read and decode the next batch while the last one is applied (Postgres works on it
+        meanwhile, on the other core)."""
         applied = self.applied[projector.name]
         left = {TopicPartition(t, p): end for (t, p), end in wanted.items() if end > applied.get((t, p), NO_OFFSET)}
         if not left:
@@ -317,48 +320,70 @@ class _Replay:
         self._consumer.assign(list(left))
         for tp in left:
             self._consumer.seek(tp, applied.get((tp.topic, tp.partition), NO_OFFSET) + 1)
+        read: asyncio.Queue[_Read | None] = asyncio.Queue(maxsize=READ_AHEAD)
+        reader = asyncio.create_task(self._read(left, read))
+        try:
+            while (batch := await read.get()) is not None:
+                await self._apply(projector, batch)
+                applied.update(batch.ends)
+            await reader
+        finally:
+            reader.cancel()
+            self._consumer.unsubscribe()
+
+    async def _read(self, left: dict[TopicPartition, int], read: asyncio.Queue[_Read | None]) -> None:
         batch_size = self._settings.rebuild.batch_size
         while left:
             fetched = await self._consumer.getmany(*left, timeout_ms=FETCH_MS, max_records=batch_size)
-            batch: list[Positioned[bytes | None]] = [
-                Positioned(Delivered(tp.topic, tp.partition, r.offset), r.value)
-                for tp, records in fetched.items()
-                for r in records
-                if r.offset <= left[tp]
-            ]
-            await self._apply(projector, batch)
+            batch = _Read()
+            for tp, records in fetched.items():
+                for r in records:
+                    if r.offset > left[tp]:
+                        break
+                    position = Delivered(tp.topic, tp.partition, r.offset)
+                    try:
+                        batch.events.append(Positioned(position, decode(r.value)))
+                    except UndecodableEvent:
+                        batch.undecodable.append(position)
             for tp in list(left):
                 if await self._consumer.position(tp) > left[tp]:
-                    applied[(tp.topic, tp.partition)] = left.pop(tp)
-        self._consumer.unsubscribe()
+                    batch.ends[(tp.topic, tp.partition)] = left.pop(tp)
+            await read.put(batch)
+        await read.put(None)
 
-    async def _apply(self, projector: RowsProjector, raw: list[Positioned[bytes | None]]) -> None:
+    async def _apply(self, projector: RowsProjector, batch: _Read) -> None:
         """Apply a batch as the live path would: an event the stores refuse, or no event at all,
         is skipped in its place (the live projector dead-lettered it)."""
-        decoded: list[Positioned[EventEnvelope]] = []
-        skipped: list[Delivered] = []
-        for record in raw:
-            try:
-                decoded.append(Positioned(record.position, decode(record.item)))
-            except UndecodableEvent:
-                skipped.append(record.position)
         worker = self._settings.worker
+        skipped = list(batch.undecodable)
         try:
-            await retry_store_outages(projector.name, lambda: projector.apply(decoded), worker)
+            await retry_store_outages(projector.name, partial(projector.apply, batch.events), worker)
         except Exception:  # noqa: BLE001 — outages are waited out: this is about the data; find the event
-            for one in decoded:
+            for one in batch.events:
                 try:
                     await retry_store_outages(projector.name, partial(projector.apply, [one]), worker)
                 except Exception as refused:  # noqa: BLE001
                     log.warning("rebuild.event_skipped", projector=projector.name, at=one.position, error=repr(refused))
                     skipped.append(one.position)
         if skipped:
-            await retry_store_outages(projector.name, lambda: projector.skip(skipped), worker)
-        self._report.events += len(raw)
+            await retry_store_outages(projector.name, partial(projector.skip, skipped), worker)
+        self._report.events += len(batch.events) + len(batch.undecodable)
         self._report.skipped += len(skipped)
-        for record in raw:
-            p = record.position
-            self.applied[projector.name][(p.topic, p.partition)] = p.offset
+        held = self.applied[projector.name]
+        for position in [*(e.position for e in batch.events), *batch.undecodable]:
+            held[(position.topic, position.partition)] = max(
+                held.get((position.topic, position.partition), NO_OFFSET), position.offset
+            )
+
+
+@dataclass
+class _Read:
+    """A batch read and decoded: its events, the positions that held no event, and the partitions
+    it finished (with their last offset wanted)."""
+
+    events: list[Positioned[EventEnvelope]] = field(default_factory=list)
+    undecodable: list[Delivered] = field(default_factory=list)
+    ends: Offsets = field(default_factory=dict)
 
 
 async def _live_offsets(live: ShardPools, names: list[str]) -> dict[str, Offsets]:
