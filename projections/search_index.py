@@ -70,12 +70,19 @@ class Reading:
 
 
 class SearchIndex:
-    def __init__(self, es: AsyncElasticsearch, db: ShardedDatabase, redis: Redis, settings: Settings):
+    def __init__(
+        self, es: AsyncElasticsearch, db: ShardedDatabase, redis: Redis, settings: Settings, index: str | None = None
+    ):
+        """Documents go to the live name, or to ``index`` (a rebuild's). Only writes through the live
+        name are recorded as indexed: a reading written elsewhere alone is written again by the
+        next reader of the program."""
+        live = index_name(settings.elasticsearch, "program")
         self._es = es
         self._db = db
         self._redis = redis
         self._script = lua_script(redis, "search_availability")
-        self._index = index_name(settings.elasticsearch, "program")
+        self._index = index or live
+        self._records_indexed = self._index == live
         self._attempts = settings.search_availability.write_attempts
 
     async def read(self, program_ids: Iterable[int]) -> list[Reading]:
@@ -92,12 +99,13 @@ class SearchIndex:
             for p, (write, stamp, *categories) in zip(ids, replies, strict=True)
         ]
 
-    async def write(self, readings: Sequence[Reading]) -> None:
-        """Index each program's document with its reading; drafts and unknown programs have none."""
+    async def write(self, readings: Sequence[Reading]) -> int:
+        """Index each program's document with its reading; drafts and unknown programs have none.
+        Returns how many documents now say what their reading did."""
         pending = {r.program_id: r for r in readings}
         written: list[Reading] = []
         for _ in range(self._attempts):
-            loaded = await asyncio.gather(*(_load(self._db, p) for p in pending))
+            loaded = await asyncio.gather(*(visible_program(self._db, p) for p in pending))
             visible = [(pending[d.id], version, d) for version, d in filter(None, loaded)]
             refused = await bulk_index_versioned(self._es, [self._action(r, v, d) for r, v, d in visible])
             written += [r for r, _, d in visible if str(d.id) not in refused]
@@ -111,7 +119,9 @@ class SearchIndex:
                 break
         else:
             raise SearchBusy(f"search documents of programs {sorted(pending)} kept changing under their writes")
-        await self._mark_indexed(written)
+        if self._records_indexed:
+            await self._mark_indexed(written)
+        return len(written)
 
     def _action(self, reading: Reading, catalogue_version: int, detail: ProgramDetail) -> dict[str, object]:
         return {
@@ -135,7 +145,7 @@ class SearchIndex:
             await pipe.execute()
 
 
-async def _load(db: ShardedDatabase, program_id: int) -> tuple[int, ProgramDetail] | None:
+async def visible_program(db: ShardedDatabase, program_id: int) -> tuple[int, ProgramDetail] | None:
     """A visible program's catalogue version and detail, read after its availability."""
     program = await get_program(db, program_id)
     if program is None or program.status in HIDDEN_STATUSES:
