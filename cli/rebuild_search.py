@@ -6,14 +6,7 @@ import asyncio
 
 import typer
 
-from infra.logging import configure_logging
-from infra.settings import Settings, get_settings
-
-
-def _settings() -> Settings:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    return settings
+from cli.context import command_settings
 
 
 def rebuild_search_command() -> None:
@@ -22,7 +15,7 @@ def rebuild_search_command() -> None:
     from bootstrap import Adapters
     from projections.rebuild_search import SearchRebuilt, rebuild_search
 
-    settings = _settings()
+    settings = command_settings()
 
     async def rebuild() -> SearchRebuilt:
         # With the templates applied: the new index gets the mapping of this release.
@@ -52,7 +45,7 @@ def verify_search_command() -> None:
     from bootstrap import Adapters
     from projections.rebuild_search import SearchVerified, verify_search
 
-    settings = _settings()
+    settings = command_settings()
 
     async def verify() -> SearchVerified:
         adapters = await Adapters.open(settings, index_templates=False)
