@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.export_speed import APPEND_CHUNK, reserved
 from cli.provision import provision_namespace, remove_namespace
+from infra.collector import tune_for_batches
 from infra.kafka import EventPublisher
 from infra.postgres.pools import ShardPools
 from infra.postgres.routing import shard_layout
@@ -136,6 +137,7 @@ def ms(values: list[float]) -> str:
 async def main(events: int, live_rate: float) -> None:
     settings = get_settings().namespaced(f"b{uuid.uuid4().hex[:10]}")
     await provision_namespace(settings)
+    tune_for_batches()  # as `damai rebuild postgres` does
     bench = Bench(settings, events, live_rate)
     await bench.publisher.start()
     await bench.pools.start()

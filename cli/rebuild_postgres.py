@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.context import command_settings
+from infra.collector import tune_for_batches
 from infra.settings import Settings
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ def _run(settings: Settings, projection: str | None, *, swap: bool) -> list[Post
     except KeyError:
         typer.echo(f"no projection {projection!r}; one of {', '.join(PROJECTIONS)}", err=True)
         raise typer.Exit(2) from None
+
+    tune_for_batches()
 
     async def run() -> list[PostgresRebuilt]:
         return [await rebuild_postgres(settings, name, swap=swap, say=typer.echo) for name in names]

@@ -27,6 +27,7 @@ from commands.ports import LogUnavailable
 from events.base import DomainEvent
 from events.envelope import EventEnvelope
 from events.serialization import UndecodableEvent, decode, payload_of
+from infra.collector import tune_for_batches
 from infra.kafka import EventPublisher
 from infra.metrics import DEAD_LETTERS, ProcessorMetrics, serve_metrics
 from infra.redis import REDIS_ERRORS, LuaScripts, create_redis
@@ -205,6 +206,7 @@ async def run_decider(
     await publisher.start()
     decider = make(settings, redis, scripts, publisher)
     serve_metrics(settings, decider.kind)
+    tune_for_batches()
     lag = ConsumerLag(
         settings.kafka.bootstrap, decider.group, decider.assignment, settings.observability.lag_interval_s
     )

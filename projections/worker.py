@@ -8,6 +8,7 @@ import faust
 import structlog
 from faust.types import StreamT
 
+from infra.collector import tune_for_batches
 from infra.metrics import serve_metrics
 from infra.settings import Settings
 from projections.app import create_app
@@ -124,5 +125,6 @@ def run_worker(settings: Settings) -> None:
     """Run the projector worker in the foreground until SIGTERM/SIGINT, with its /metrics."""
     serve_metrics(settings, "worker")
     app = build_projector_app(settings)
+    tune_for_batches()
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False)
     worker.execute_from_commandline()
