@@ -18,6 +18,7 @@ from infra.settings import Settings, get_settings
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from projections.inventory_log import ProgramLogs
     from projections.redis_hashes import KeyDifference
 
 ProgramOption = Annotated[
@@ -47,10 +48,10 @@ def rebuild_redis_command(program_id: ProgramOption = None) -> None:
     settings = _settings()
     tally = _Tally()
 
-    async def rebuild(redis: Redis, program: int) -> None:
+    async def rebuild(redis: Redis, logs: ProgramLogs, program: int) -> None:
         tally.programs += 1
         try:
-            rebuilt = await rebuild_program_inventory(settings, redis, program)
+            rebuilt = await rebuild_program_inventory(settings, redis, program, logs=logs)
         except RebuildRefused as refused:
             tally.refused += 1
             typer.echo(f"program {program}: refused: {refused}")
@@ -92,10 +93,10 @@ def verify_redis_command(program_id: ProgramOption = None) -> None:
     settings = _settings()
     tally = _Tally()
 
-    async def verify(redis: Redis, program: int) -> None:
+    async def verify(redis: Redis, logs: ProgramLogs, program: int) -> None:
         tally.programs += 1
         try:
-            compared = await compare_program_state(settings, redis, program)
+            compared = await compare_program_state(settings, redis, program, logs=logs)
         except RebuildRefused as refused:
             tally.refused += 1
             typer.echo(f"program {program}: not verified: {refused}")
@@ -131,30 +132,35 @@ def _settings() -> Settings:
 
 
 async def _each_program(
-    settings: Settings, program_id: int | None, visit: Callable[[Redis, int], Awaitable[None]]
+    settings: Settings, program_id: int | None, visit: Callable[[Redis, ProgramLogs, int], Awaitable[None]]
 ) -> None:
-    """``visit`` the program, or every program of the program tables (a deliberate full route), in turn."""
+    """``visit`` the program, or every program of the program tables (a deliberate full route), in
+    turn, with one reader of their log (it reads the order topic once for them all)."""
+    from infra.redis import create_redis
+    from projections.inventory_log import ProgramLogs
+
+    program_ids = [program_id] if program_id is not None else await _every_program(settings)
+    redis = create_redis(settings.redis)
+    try:
+        async with ProgramLogs(settings, program_ids) as logs:
+            for program in program_ids:
+                await visit(redis, logs, program)
+    finally:
+        await redis.aclose()
+
+
+async def _every_program(settings: Settings) -> list[int]:
     from infra.postgres.pools import ShardPools
     from infra.postgres.routing import shard_layout
     from infra.postgres.sharded import ShardedDatabase
-    from infra.redis import create_redis
     from queries.views.programs import full_route_program_ids
 
-    redis = create_redis(settings.redis)
+    pools = ShardPools(settings.postgres)
+    await pools.start()
     try:
-        if program_id is not None:
-            await visit(redis, program_id)
-            return
-        pools = ShardPools(settings.postgres)
-        await pools.start()
-        try:
-            async for program_ids in full_route_program_ids(ShardedDatabase(pools, shard_layout(settings))):
-                for program in program_ids:
-                    await visit(redis, program)
-        finally:
-            await pools.stop()
+        return [p async for ids in full_route_program_ids(ShardedDatabase(pools, shard_layout(settings))) for p in ids]
     finally:
-        await redis.aclose()
+        await pools.stop()
 
 
 def _echo_differences(found: Sequence[KeyDifference]) -> None:

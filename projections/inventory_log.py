@@ -10,11 +10,12 @@ and ``tests/e2e/test_rebuild_inventory.py`` holds it equal to what the scripts l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.partitioner import DefaultPartitioner
@@ -47,7 +48,12 @@ ORDER_TYPES = {
     for t in (SeatsReserved, OrderRejected, OrderCancelled, OrderExpired, OrderPaid, RefundRequired, OrderRefunded)
 }
 LIVE = (DecisionStatus.HELD, DecisionStatus.SOLD)
-Read = tuple[EventEnvelope, DomainEvent]
+FETCH_MAX_WAIT_MS = 10
+"""How long the broker holds a fetch that finds nothing new. The consumer fetches ahead in the
+background, and a request for the log's end queues behind that fetch on its connection: at
+aiokafka's 500 ms each read of the log's end took half a second, once per program and attempt."""
+_Kept = tuple[int, EventEnvelope, DomainEvent]
+"""An event of the log and the program it is about."""
 log = structlog.get_logger(__name__)
 
 
@@ -99,31 +105,98 @@ class InventoryState:
         return sum(1 for o in self.orders.values() if o.status in LIVE)
 
 
-async def read_state(settings: Settings, program_id: int) -> InventoryState:
-    """The program's state as its log describes it now."""
-    kafka = settings.kafka
-    catalogue = _partition_of(settings, PROGRAM_FAMILY, program_key(program_id))
-    requests = _partition_of(settings, ORDER_REQUESTS_FAMILY, order_requests_key(program_id))
-    orders = [TopicPartition(kafka.topic(ORDER_FAMILY), p) for p in range(kafka.topics[ORDER_FAMILY].partitions)]
-    catalogue_key, requests_key = program_key(program_id).encode(), order_requests_key(program_id).encode()
+class ProgramLogs:
+    """Some programs' logs, read once and kept up: each ``state`` reads on from where the previous
+    read ended, to the log's end as of now. The order topic is keyed by order number, so a program's
+    orders are anywhere in it: over every program, one reader reads it once, not once per program.
 
-    def keep(record: ConsumerRecord[bytes, bytes]) -> bool:
-        if record.topic == catalogue.topic and record.partition == catalogue.partition:
-            return bool(record.key == catalogue_key)
-        if record.topic == requests.topic and record.partition == requests.partition:
-            return bool(record.key == requests_key)
-        return dict(record.headers).get(EVENT_TYPE_HEADER, b"").decode() in ORDER_TYPES
+    Reads the partitions of the programs' catalogue (``program-<id>``) and order requests
+    (``order-requests-<id>``) keys, and every partition of the order topic."""
 
-    read = await _read(settings, [catalogue, requests, *orders], keep)
-    state = InventoryState()
-    for envelope, event in read[catalogue]:
-        _apply_catalogue(state, envelope, event)
-    documents = _documents(read[requests])
-    for partition in orders:
-        for envelope, event in read[partition]:
-            if isinstance(event, OrderEvent) and getattr(event, "program_id", None) == program_id:
-                _apply_order(state, envelope, event, documents)
-    return state
+    def __init__(self, settings: Settings, program_ids: Iterable[int]) -> None:
+        self._settings = settings
+        programs = set(program_ids)
+        self._catalogue = {program_key(p).encode(): p for p in programs}
+        self._requests = {order_requests_key(p).encode(): p for p in programs}
+        kafka = settings.kafka
+        self._orders_topic = kafka.topic(ORDER_FAMILY)
+        keyed = {_partition_of(settings, PROGRAM_FAMILY, program_key(p)) for p in programs} | {
+            _partition_of(settings, ORDER_REQUESTS_FAMILY, order_requests_key(p)) for p in programs
+        }
+        orders = [TopicPartition(self._orders_topic, i) for i in range(kafka.topics[ORDER_FAMILY].partitions)]
+        self._partitions = [*sorted(keyed), *orders]
+        self._states = {p: InventoryState() for p in programs}
+        self._documents: dict[int, dict[int, list[str]]] = {p: {} for p in programs}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            request_timeout_ms=kafka.request_timeout_ms,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            client_id="damai-inventory-rebuild",
+        )
+
+    async def __aenter__(self) -> ProgramLogs:
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        for partition, start in (await self._consumer.beginning_offsets(self._partitions)).items():
+            self._consumer.seek(partition, start)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def state(self, program_id: int) -> InventoryState:
+        """The program's state as its log describes it now (the object is kept up by later reads)."""
+        await self._read_to_end()
+        return self._states[program_id]
+
+    async def _read_to_end(self) -> None:
+        consumer, timeout_ms = self._consumer, self._settings.kafka.request_timeout_ms
+        ends = await consumer.end_offsets(self._partitions)
+        found: dict[TopicPartition, list[_Kept]] = {p: [] for p in self._partitions}
+        while unread := [p for p in self._partitions if await consumer.position(p) < ends[p]]:
+            fetched = await consumer.getmany(*unread, timeout_ms=timeout_ms, max_records=LOG_READ_BATCH)
+            for partition, records in fetched.items():
+                found[partition] += _decoded(
+                    (program, r) for r in records if r.offset < ends[partition] and (program := self._program_of(r))
+                )
+        # The catalogue and the requests first: a decision read now was appended after its request,
+        # so that request is read by now too.
+        for partition in sorted(found, key=lambda p: p.topic == self._orders_topic):
+            for program, envelope, event in found[partition]:
+                self._apply(program, envelope, event)
+
+    def _program_of(self, record: ConsumerRecord[bytes, bytes]) -> int | None:
+        """The program of ours a record is about, if any (decoding only what it must)."""
+        if record.topic != self._orders_topic:
+            return self._catalogue.get(record.key or b"") or self._requests.get(record.key or b"")
+        if dict(record.headers).get(EVENT_TYPE_HEADER, b"").decode() not in ORDER_TYPES:
+            return None
+        program = _named_program(record.value)
+        return program if program in self._states else None
+
+    def _apply(self, program: int, envelope: EventEnvelope, event: DomainEvent) -> None:
+        state = self._states[program]
+        match event:
+            case OrderRequested():
+                if event.rules.real_name_required:
+                    # The blind indexes the request names, in its buyers' order (a hold claims them).
+                    blinds = [b.id_number_blind for b in event.ticket_buyers]
+                    self._documents[program].setdefault(event.order_number, blinds)
+            case OrderEvent():
+                _apply_order(state, envelope, event, self._documents[program])
+            case _:
+                _apply_catalogue(state, envelope, event)
+
+
+def _named_program(value: bytes | None) -> int | None:
+    """The programId of an order event's payload (every schema version of every order event has
+    it), read without validating the whole event; None for a record that is not such JSON."""
+    try:
+        return int(orjson.loads(value or b"")["payload"]["programId"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _partition_of(settings: Settings, family: str, key: str) -> TopicPartition:
@@ -133,42 +206,13 @@ def _partition_of(settings: Settings, family: str, key: str) -> TopicPartition:
     return TopicPartition(settings.kafka.topic(family), DefaultPartitioner()(key.encode(), partitions, partitions))
 
 
-async def _read(
-    settings: Settings, partitions: list[TopicPartition], keep: Callable[[ConsumerRecord[bytes, bytes]], bool]
-) -> dict[TopicPartition, list[Read]]:
-    """The kept events of each partition, from its start to its end as of now, in log order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        request_timeout_ms=settings.kafka.request_timeout_ms,
-        client_id="damai-inventory-rebuild",
-    )
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        for partition, start in (await consumer.beginning_offsets(partitions)).items():
-            consumer.seek(partition, start)
-        found: dict[TopicPartition, list[Read]] = {p: [] for p in partitions}
-        while unread := [p for p in partitions if await consumer.position(p) < ends[p]]:
-            fetched = await consumer.getmany(
-                *unread, timeout_ms=settings.kafka.request_timeout_ms, max_records=LOG_READ_BATCH
-            )
-            for partition, records in fetched.items():
-                found[partition] += _decoded(r for r in records if r.offset < ends[partition] and keep(r))
-        return found
-    finally:
-        await consumer.stop()
-
-
-def _decoded(records: Iterable[ConsumerRecord[bytes, bytes]]) -> list[Read]:
+def _decoded(records: Iterable[tuple[int, ConsumerRecord[bytes, bytes]]]) -> list[_Kept]:
     """The records' events; one no projector could read (dead-lettered there) is skipped here too."""
     found = []
-    for record in records:
+    for program, record in records:
         try:
             envelope = decode(record.value)
-            found.append((envelope, payload_of(envelope)))
+            found.append((program, envelope, payload_of(envelope)))
         except UndecodableEvent:
             log.warning("rebuild.undecodable", topic=record.topic, partition=record.partition, offset=record.offset)
     return found
@@ -191,15 +235,6 @@ def _apply_catalogue(state: InventoryState, envelope: EventEnvelope, event: Doma
         case SeatsLaidOut():
             category.seats |= {s.seat_id: (s.row, s.column) for s in event.seats}
     state.applied.append(event_id)
-
-
-def _documents(requests: Sequence[Read]) -> dict[int, list[str]]:
-    """The blind indexes each real-name request names, in its buyers' order (a hold claims them)."""
-    found: dict[int, list[str]] = {}
-    for _, request in requests:
-        if isinstance(request, OrderRequested) and request.rules.real_name_required:
-            found.setdefault(request.order_number, [b.id_number_blind for b in request.ticket_buyers])
-    return found
 
 
 def _apply_order(

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -66,7 +68,7 @@ from infra.redis_keys import (
     ticket_category_prices,
 )
 from infra.settings import Settings
-from projections.inventory_log import LIVE, InventoryState, TicketCategory, read_state
+from projections.inventory_log import LIVE, InventoryState, ProgramLogs, TicketCategory
 from projections.redis_hashes import (
     Contents,
     HashKey,
@@ -147,13 +149,24 @@ class _Reading:
 
 
 async def rebuild_program_inventory(
-    settings: Settings, redis: Redis, program_id: int, *, attempts: int = REBUILD_ATTEMPTS
+    settings: Settings,
+    redis: Redis,
+    program_id: int,
+    *,
+    attempts: int = REBUILD_ATTEMPTS,
+    logs: ProgramLogs | None = None,
 ) -> Rebuilt:
-    """Replace the program's Redis purchase state with the one its log describes, and say what changed."""
+    """Replace the program's Redis purchase state with the one its log describes, and say what
+    changed. ``logs``: a reader of the log shared by several programs' rebuilds (else one of its own)."""
+    async with _reading(settings, program_id, logs) as reader:
+        return await _rebuild(settings, redis, program_id, attempts, reader)
+
+
+async def _rebuild(settings: Settings, redis: Redis, program_id: int, attempts: int, logs: ProgramLogs) -> Rebuilt:
     behind: list[int] = []
     for attempt in range(1, attempts + 1):
         async with redis.pipeline(transaction=True) as pipe:
-            reading = await _read_watched(settings, redis, pipe, program_id)
+            reading = await _read_watched(settings, redis, pipe, program_id, logs)
             if isinstance(reading, _Reading):
                 pipe.multi()  # type: ignore[no-untyped-call]
                 _write(pipe, reading)
@@ -181,14 +194,24 @@ async def rebuild_program_inventory(
 
 
 async def compare_program_state(
-    settings: Settings, redis: Redis, program_id: int, *, attempts: int = REBUILD_ATTEMPTS
+    settings: Settings,
+    redis: Redis,
+    program_id: int,
+    *,
+    attempts: int = REBUILD_ATTEMPTS,
+    logs: ProgramLogs | None = None,
 ) -> Compared:
     """The program's purchase state in Redis compared with the one its log describes; writes nothing."""
+    async with _reading(settings, program_id, logs) as reader:
+        return await _compare(settings, redis, program_id, attempts, reader)
+
+
+async def _compare(settings: Settings, redis: Redis, program_id: int, attempts: int, logs: ProgramLogs) -> Compared:
     behind: list[int] = []
     previous: Compared | None = None
     for attempt in range(1, attempts + 1):
         async with redis.pipeline(transaction=True) as pipe:
-            reading = await _read_watched(settings, redis, pipe, program_id)
+            reading = await _read_watched(settings, redis, pipe, program_id, logs)
             if isinstance(reading, _Reading):
                 pipe.multi()  # type: ignore[no-untyped-call]
                 try:
@@ -214,7 +237,19 @@ def _refusal(program_id: int, attempts: int, behind: list[int]) -> str:
     )
 
 
-async def _read_watched(settings: Settings, redis: Redis, pipe: Pipeline, program_id: int) -> _Reading | list[int]:
+@asynccontextmanager
+async def _reading(settings: Settings, program_id: int, logs: ProgramLogs | None) -> AsyncIterator[ProgramLogs]:
+    """``logs``, or a reader of the program's log of its own (each attempt reads on from the last)."""
+    if logs is not None:
+        yield logs
+        return
+    async with ProgramLogs(settings, [program_id]) as own:
+        yield own
+
+
+async def _read_watched(
+    settings: Settings, redis: Redis, pipe: Pipeline, program_id: int, logs: ProgramLogs
+) -> _Reading | list[int]:
     """Steps 1 to 4 of an attempt (the module's docstring) on ``pipe``, left WATCHing for the EXEC;
     or the orders whose decision in Redis the log does not show yet."""
     p = program_id
@@ -224,7 +259,7 @@ async def _read_watched(settings: Settings, redis: Redis, pipe: Pipeline, progra
     decision_keys = [k for k in listed if k.startswith(decision_prefix)]
     if decision_keys:
         await pipe.watch(*decision_keys)
-    state = await read_state(settings, p)
+    state = await logs.state(p)
     if behind := await _decisions_ahead_of_log(pipe, decision_keys, state):
         return behind
     log, ttls = _keys_of(p, state, settings.orders.view_ttl_s, datetime.now(UTC))
