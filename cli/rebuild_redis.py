@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from infra.logging import configure_logging
-from infra.settings import Settings, get_settings
+from cli.context import command_settings
+from infra.collector import tune_for_batches
+from infra.settings import Settings
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -45,7 +46,7 @@ def rebuild_redis_command(program_id: ProgramOption = None) -> None:
     run again); a change repaired is no failure."""
     from projections.rebuild_inventory import RebuildRefused, rebuild_program_inventory
 
-    settings = _settings()
+    settings = command_settings()
     tally = _Tally()
 
     async def rebuild(redis: Redis, logs: ProgramLogs, program: int) -> None:
@@ -73,6 +74,7 @@ def rebuild_redis_command(program_id: ProgramOption = None) -> None:
         )
         _echo_differences(rebuilt.differences)
 
+    tune_for_batches()
     started = time.monotonic()
     asyncio.run(_each_program(settings, program_id, rebuild))
     typer.echo(
@@ -90,7 +92,7 @@ def verify_redis_command(program_id: ProgramOption = None) -> None:
     kept changing during every comparison."""
     from projections.rebuild_inventory import RebuildRefused, compare_program_state
 
-    settings = _settings()
+    settings = command_settings()
     tally = _Tally()
 
     async def verify(redis: Redis, logs: ProgramLogs, program: int) -> None:
@@ -114,6 +116,7 @@ def verify_redis_command(program_id: ProgramOption = None) -> None:
         )
         _echo_differences(compared.differences)
 
+    tune_for_batches()
     started = time.monotonic()
     asyncio.run(_each_program(settings, program_id, verify))
     typer.echo(
@@ -123,12 +126,6 @@ def verify_redis_command(program_id: ProgramOption = None) -> None:
     )
     if tally.differing or tally.refused:
         raise typer.Exit(1)
-
-
-def _settings() -> Settings:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    return settings
 
 
 async def _each_program(
@@ -167,7 +164,7 @@ def _echo_differences(found: Sequence[KeyDifference]) -> None:
     for difference in found[:DIFFERENCES_SHOWN]:
         typer.echo(f"  {difference}")
     if len(found) > DIFFERENCES_SHOWN:
-        typer.echo(f"  … and {_keys(len(found) - DIFFERENCES_SHOWN)} more")
+        typer.echo(f"  … and {len(found) - DIFFERENCES_SHOWN} more")
 
 
 def _keys(n: int) -> str:

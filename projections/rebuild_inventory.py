@@ -17,6 +17,9 @@ each attempt:
    writes: the "before";
 5. writes them; a watched key changed meanwhile aborts the write, and it starts again.
 
+Each attempt reads the log on from where the previous one ended (``ProgramLogs``); over every
+program (``damai rebuild redis``), one reader serves them all, so the order topic is read once.
+
 The proof of a rebuild is the hash of those keys before and after (``projections/redis_hashes.py``).
 The before is read under WATCH, so an attempt that writes replaced exactly what it read. The after
 is the contents the transaction writes, not a read after EXEC: by then a live decision may have
