@@ -123,8 +123,8 @@ class ProgramLogs:
         keyed = {_partition_of(settings, PROGRAM_FAMILY, program_key(p)) for p in programs} | {
             _partition_of(settings, ORDER_REQUESTS_FAMILY, order_requests_key(p)) for p in programs
         }
-        orders = [TopicPartition(self._orders_topic, i) for i in range(kafka.topics[ORDER_FAMILY].partitions)]
-        self._partitions = [*sorted(keyed), *orders]
+        self._keyed = sorted(keyed)
+        self._orders = [TopicPartition(self._orders_topic, i) for i in range(kafka.topics[ORDER_FAMILY].partitions)]
         self._states = {p: InventoryState() for p in programs}
         self._documents: dict[int, dict[int, list[str]]] = {p: {} for p in programs}
         self._consumer = AIOKafkaConsumer(
@@ -138,8 +138,9 @@ class ProgramLogs:
 
     async def __aenter__(self) -> ProgramLogs:
         await self._consumer.start()
-        self._consumer.assign(self._partitions)
-        for partition, start in (await self._consumer.beginning_offsets(self._partitions)).items():
+        partitions = [*self._keyed, *self._orders]
+        self._consumer.assign(partitions)
+        for partition, start in (await self._consumer.beginning_offsets(partitions)).items():
             self._consumer.seek(partition, start)
         return self
 
@@ -153,19 +154,19 @@ class ProgramLogs:
 
     async def _read_to_end(self) -> None:
         consumer, timeout_ms = self._consumer, self._settings.kafka.request_timeout_ms
-        ends = await consumer.end_offsets(self._partitions)
-        found: dict[TopicPartition, list[_Kept]] = {p: [] for p in self._partitions}
-        while unread := [p for p in self._partitions if await consumer.position(p) < ends[p]]:
-            fetched = await consumer.getmany(*unread, timeout_ms=timeout_ms, max_records=LOG_READ_BATCH)
-            for partition, records in fetched.items():
-                found[partition] += _decoded(
-                    (program, r) for r in records if r.offset < ends[partition] and (program := self._program_of(r))
-                )
-        # The catalogue and the requests first: a decision read now was appended after its request,
-        # so that request is read by now too.
-        for partition in sorted(found, key=lambda p: p.topic == self._orders_topic):
-            for program, envelope, event in found[partition]:
-                self._apply(program, envelope, event)
+        ends = await consumer.end_offsets([*self._keyed, *self._orders])
+        # The catalogue and the requests first, then the orders, each to its end as of one moment: a
+        # decision appended before that moment was appended after its request, so its request is
+        # applied before it.
+        for partitions in (self._keyed, self._orders):
+            while unread := [p for p in partitions if await consumer.position(p) < ends[p]]:
+                fetched = await consumer.getmany(*unread, timeout_ms=timeout_ms, max_records=LOG_READ_BATCH)
+                for partition, records in fetched.items():
+                    kept = (
+                        (program, r) for r in records if r.offset < ends[partition] and (program := self._program_of(r))
+                    )
+                    for program, envelope, event in _decoded(kept):
+                        self._apply(program, envelope, event)
 
     def _program_of(self, record: ConsumerRecord[bytes, bytes]) -> int | None:
         """The program of ours a record is about, if any (decoding only what it must)."""
