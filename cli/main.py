@@ -13,6 +13,7 @@ from cli.context import command_settings
 from cli.events import app as events_app
 from cli.logs import logs as logs_command
 from cli.rebuild_postgres import rebuild_postgres_command, verify_postgres_command
+from cli.rebuild_redis import rebuild_redis_command, verify_redis_command
 from cli.rebuild_search import rebuild_search_command, verify_search_command
 from cli.status import status as status_command
 from infra.settings import Settings, get_settings
@@ -36,6 +37,8 @@ rebuild_app.command("postgres")(rebuild_postgres_command)
 verify_app.command("postgres")(verify_postgres_command)
 rebuild_app.command("search")(rebuild_search_command)
 verify_app.command("search")(verify_search_command)
+rebuild_app.command("redis")(rebuild_redis_command)
+verify_app.command("redis")(verify_redis_command)
 app.command("logs")(logs_command)
 app.command("status")(status_command)
 rebuild_app.add_typer(rebuild_bloom_app, name="bloom")
