@@ -46,15 +46,6 @@ REBUILD_TIMEOUT_S = 120
 SANDBOX_READY_S = 30
 SELLING_PAUSE_S = 0.1
 """Between two orders of the sale the comparisons run beside: room for some to find Redis and the log agreeing."""
-REDIS_COMMANDS = """
-import typer
-from cli.rebuild_redis import rebuild_redis_command, verify_redis_command
-app = typer.Typer()
-app.command("rebuild")(rebuild_redis_command)
-app.command("verify")(verify_redis_command)
-app()
-"""
-"""`damai rebuild redis` and `damai verify redis` as `rebuild` and `verify` (cli/main.py registers them)."""
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +131,9 @@ def damai(system: System, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def redis_command(system: System, *args: str) -> subprocess.CompletedProcess[str]:
-    """``damai rebuild redis …`` (``rebuild …``) or ``damai verify redis …`` (``verify …``) in the namespace."""
-    env = {**os.environ, **system.settings.namespace_env()}
-    command = [sys.executable, "-c", REDIS_COMMANDS, *args]
-    run = subprocess.run
-    return await asyncio.to_thread(run, command, env=env, capture_output=True, text=True, timeout=REBUILD_TIMEOUT_S)
+async def redis_command(system: System, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``damai rebuild redis …`` or ``damai verify redis …`` in the namespace."""
+    return await asyncio.to_thread(damai, system, command, "redis", *args)
 
 
 async def test_a_lost_program_state_is_rebuilt_from_the_log_as_it_was(
