@@ -24,6 +24,7 @@ from infra.postgres.sharded import ShardedDatabase
 from infra.redis_keys import available_seats, order_decision, remaining_counts
 from projections.rebuild_inventory import rebuild_program_inventory
 from tests.e2e.conftest import System, buyers_env
+from tests.e2e.sandbox import sandbox_client, sandbox_env
 from tests.e2e.test_allocation import automatic, on_sale, order
 from tests.e2e.test_order_replay import program_keys
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
@@ -34,7 +35,6 @@ pytestmark = pytest.mark.slow
 PAYMENT_WINDOW_S = 6
 SEATS = 40
 SETTLED_S = 30
-SANDBOX_READY_S = 30
 # A bill's age before the reconciler asks: inside the payment window, and 2 s past the deadline
 # for a bill opened 2.5 s before it (the lifecycle's expiry fires within 2 s, so it asks first).
 RECONCILE_AFTER_S = 4.5
@@ -51,9 +51,7 @@ def api_env(sandbox_port: int) -> dict[str, str]:
 
 
 def payment_env(sandbox_port: int) -> dict[str, str]:
-    return {
-        "DAMAI_PAYMENTS__SANDBOX_PORT": str(sandbox_port),
-        "DAMAI_PAYMENTS__ALIPAY__GATEWAY": f"http://127.0.0.1:{sandbox_port}/gateway.do",
+    return sandbox_env(sandbox_port) | {
         "DAMAI_PAYMENTS__RECONCILE_AFTER_S": str(RECONCILE_AFTER_S),
         "DAMAI_PAYMENTS__RECONCILE_TICK_S": "0.5",
         "DAMAI_PAYMENTS__REFUND_RETRY_INITIAL_S": "0.3",
@@ -76,15 +74,7 @@ async def processes(system: System, sandbox_port: int, tmp_path_factory) -> Asyn
 
 @pytest_asyncio.fixture(scope="module")
 async def sandbox(processes: dict[str, Child], sandbox_port: int) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=10) as client:
-
-        async def up() -> bool:
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(up, SANDBOX_READY_S, "the payment sandbox")
+    async with sandbox_client(sandbox_port) as client:
         yield client
 
 

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +37,7 @@ from projections.redis_hashes import hash_purchase_state
 from projections.verify import verify_program_inventory, verify_program_orders
 from queries.views.programs import full_route_program_ids
 from tests.e2e.conftest import System, buyers_env
+from tests.e2e.sandbox import sandbox_client, sandbox_env
 from tests.e2e.test_allocation import automatic, chosen, counted_on_sale, on_sale, order
 from tests.e2e.test_order_requests import Buyer, signed_in_buyer
 from tests.processes import Child, eventually, free_port
@@ -43,8 +45,8 @@ from tests.processes import Child, eventually, free_port
 pytestmark = pytest.mark.slow
 SETTLED_S = 30
 REBUILD_TIMEOUT_S = 120
-SANDBOX_READY_S = 30
 SELLING_PAUSE_S = 0.1
+COMPARING_S = 120
 """Between two orders of the sale the comparisons run beside: room for some to find Redis and the log agreeing."""
 
 
@@ -53,16 +55,9 @@ def sandbox_port() -> int:
     return free_port()
 
 
-def payment_env(sandbox_port: int) -> dict[str, str]:
-    return {
-        "DAMAI_PAYMENTS__SANDBOX_PORT": str(sandbox_port),
-        "DAMAI_PAYMENTS__ALIPAY__GATEWAY": f"http://127.0.0.1:{sandbox_port}/gateway.do",
-    }
-
-
 @pytest.fixture(scope="module")
 def api_env(sandbox_port: int) -> dict[str, str]:
-    return buyers_env(**payment_env(sandbox_port))
+    return buyers_env(**sandbox_env(sandbox_port))
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -75,7 +70,7 @@ async def allocator(system: System, tmp_path_factory) -> AsyncIterator[Child]:
 @pytest_asyncio.fixture(scope="module")
 async def lifecycle(system: System, sandbox_port: int, tmp_path_factory) -> AsyncIterator[Child]:
     logs = tmp_path_factory.mktemp("lifecycle")
-    child = Child(["cli.main", "lifecycle"], system.settings, logs / "lifecycle.log", payment_env(sandbox_port))
+    child = Child(["cli.main", "lifecycle"], system.settings, logs / "lifecycle.log", sandbox_env(sandbox_port))
     yield child
     child.stop()
 
@@ -85,18 +80,10 @@ async def sandbox(system: System, sandbox_port: int, tmp_path_factory) -> AsyncI
     """The payment sandbox and the payment processor: a buyer pays there, the order becomes paid."""
     logs = tmp_path_factory.mktemp("payments")
     children = [
-        Child(["cli.main", name], system.settings, logs / f"{name}.log", payment_env(sandbox_port))
+        Child(["cli.main", name], system.settings, logs / f"{name}.log", sandbox_env(sandbox_port))
         for name in ("sandbox-pay", "payments")
     ]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=10) as client:
-
-        async def up() -> bool:
-            try:
-                return (await client.get("/healthz")).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await eventually(up, SANDBOX_READY_S, "the payment sandbox")
+    async with sandbox_client(sandbox_port) as client:
         yield client
     for child in children:
         child.stop()
@@ -324,10 +311,13 @@ async def test_no_difference_is_seen_while_orders_are_decided_during_the_compari
     selling = asyncio.create_task(sell())
     seen: list[Compared | Rebuilt | str] = []
     async with ProgramLogs(system.settings, [program_id]) as logs:  # read on from one comparison to the next
+        deadline = time.monotonic() + COMPARING_S
         while not selling.done() or not {Compared, Rebuilt} <= {type(s) for s in seen}:
+            assert time.monotonic() < deadline, f"no comparison and rebuild got through in {COMPARING_S}s: {seen[-6:]}"
             try:
-                seen.append(await compare_program_state(system.settings, redis, program_id, logs=logs))
-                seen.append(await rebuild_program_inventory(system.settings, redis, program_id, logs=logs))
+                async with asyncio.timeout(COMPARING_S):
+                    seen.append(await compare_program_state(system.settings, redis, program_id, logs=logs))
+                    seen.append(await rebuild_program_inventory(system.settings, redis, program_id, logs=logs))
             except RebuildRefused:
                 seen.append("refused")
     await selling
