@@ -162,6 +162,10 @@ class ProgramLogs:
             while unread := [p for p in partitions if await consumer.position(p) < ends[p]]:
                 fetched = await consumer.getmany(*unread, timeout_ms=timeout_ms, max_records=LOG_READ_BATCH)
                 for partition, records in fetched.items():
+                    beyond = [r.offset for r in records if r.offset >= ends[partition]]
+                    if beyond:
+                        # Appended after this read's moment: the next read starts at them, not after.
+                        consumer.seek(partition, beyond[0])
                     kept = (
                         (program, r) for r in records if r.offset < ends[partition] and (program := self._program_of(r))
                     )
